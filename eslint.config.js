@@ -1,0 +1,21 @@
+// Lint: typescript-eslint's type-aware recommended rules; floating promises are errors (a promise nobody
+// awaits in a Worker is work that silently never finishes).
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["node_modules", "dist", ".wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {
+      parserOptions: { project: ["./tsconfig.json", "./tsconfig.node.json"], tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: false }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
+    },
+  },
+  { files: ["public/**/*.js"], languageOptions: { globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },
+);

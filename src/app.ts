@@ -1,0 +1,83 @@
+// Wires middleware and routes. The client API is mounted twice — at /v1 (OpenAI-style base URL) and at
+// /api/paas/v4 (GLM's own) — so every SDK works by changing only its base URL.
+import { HTTPException } from "hono/http-exception";
+import { bodyLimit } from "hono/body-limit";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { Codes, GatewayError, errorResponse } from "./errors.ts";
+import type { AppEnv } from "./http/context.ts";
+import { log } from "./http/log.ts";
+import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
+import { adminCatalog } from "./routes/admin-catalog.ts";
+import { adminKeys } from "./routes/admin-keys.ts";
+import { adminUsage } from "./routes/admin-usage.ts";
+import { chat } from "./routes/chat.ts";
+import { models } from "./routes/models.ts";
+import { usage } from "./routes/usage.ts";
+
+/** Largest request body accepted (a 128K-token prompt is well under this). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+function onError(err: unknown, requestId: string): Response {
+  if (err instanceof GatewayError) return errorResponse(err.status, err.code, err.message, err.headers);
+  if (err instanceof HTTPException) {
+    const status = err.status;
+    // Hono's validator throws this for a body that is not valid JSON.
+    const message = /JSON/i.test(err.message) ? "request body is not valid JSON" : err.message || "bad request";
+    return errorResponse(status, status === 400 ? Codes.badParams : String(status), message);
+  }
+  log({ level: "error", msg: "unhandled error", request_id: requestId, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+  return errorResponse(500, Codes.internal, `internal gateway error (request ${requestId})`);
+}
+
+function clientApi(): OpenAPIHono<AppEnv> {
+  const api = new OpenAPIHono<AppEnv>();
+  api.use("*", clientCors());
+  api.route("/", models);
+  api.use("/chat/*", requireJson(), clientAuth());
+  api.use("/usage", clientAuth());
+  api.route("/", chat);
+  api.route("/", usage);
+  return api;
+}
+
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>();
+  app.use("*", requestContext());
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new GatewayError(413, Codes.badParams, `request body is larger than ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  const admin = new OpenAPIHono<AppEnv>();
+  admin.use("*", adminAuth());
+  admin.use("*", async (c, next) => {
+    if (c.req.method === "POST" || c.req.method === "PUT" || c.req.method === "PATCH") {
+      if (c.req.header("content-length") !== "0" && c.req.header("content-type") !== undefined) return requireJson()(c, next);
+    }
+    await next();
+  });
+  admin.route("/", adminKeys);
+  admin.route("/", adminCatalog);
+  admin.route("/", adminUsage);
+  app.route("/admin", admin);
+
+  const api = clientApi();
+  app.route("/v1", api);
+  app.route("/api/paas/v4", api);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http", scheme: "bearer", description: "A gateway key <id>.<secret>, a GLM JWT signed with it, or a browser token",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
+
+  app.notFound((c) => errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`));
+  app.onError((err, c) => onError(err, c.get("requestId") ?? "unknown"));
+  return app;
+}

@@ -1,0 +1,75 @@
+// Parses the Authorization header forms GLM clients really send (reference: glm-api.md "Auth forms"):
+//   Bearer <id>.<secret>   — current docs, OpenAI SDK, zai-sdk
+//   Bearer <jwt> / <jwt>   — zhipuai-sdk-nodejs-v4 and older SDKs, signed HS256 with the key's secret
+// Only the shape is checked here; the key's Durable Object verifies the secret or signature.
+import { verify } from "hono/jwt";
+import { GatewayError, Codes } from "../errors.ts";
+import { sha256Hex } from "./crypto.ts";
+
+export const KEY_ID_RE = /^[0-9a-f]{32}$/;
+const API_KEY_RE = /^([0-9a-f]{32})\.([A-Za-z0-9_-]{16,128})$/;
+const JWT_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+export type Credential =
+  | { kind: "key"; keyId: string; secretHash: string }
+  | { kind: "jwt"; keyId: string; token: string }
+  | { kind: "token"; keyId: string; token: string };
+
+export function bearerValue(header: string | undefined | null): string | undefined {
+  if (!header) return undefined;
+  const v = header.trim();
+  const m = /^Bearer\s+(.+)$/i.exec(v);
+  return (m ? m[1] : v)?.trim();
+}
+
+function decodeJwtPayload(token: string): Record<string, unknown> | undefined {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const json = atob(part.replaceAll("-", "+").replaceAll("_", "/") + "===".slice((part.length + 3) % 4));
+    const v: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
+    return v && typeof v === "object" ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses the header into a credential; 401 with GLM's codes when it is missing or malformed. */
+export async function parseCredential(header: string | undefined | null): Promise<Credential> {
+  const value = bearerValue(header);
+  if (!value) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: send 'Authorization: Bearer <key>'");
+  const key = API_KEY_RE.exec(value);
+  if (key) return { kind: "key", keyId: key[1]!, secretHash: await sha256Hex(key[2]!) };
+  if (JWT_RE.test(value)) {
+    const payload = decodeJwtPayload(value);
+    const apiKey = payload?.["api_key"];
+    if (typeof apiKey === "string" && KEY_ID_RE.test(apiKey)) return { kind: "jwt", keyId: apiKey, token: value };
+    const sub = payload?.["glm_edge_token"];
+    if (typeof sub === "string" && KEY_ID_RE.test(sub)) return { kind: "token", keyId: sub, token: value };
+    throw new GatewayError(401, Codes.invalidToken, "invalid token: the JWT payload has no valid api_key");
+  }
+  throw new GatewayError(401, Codes.invalidToken, "invalid API key format: expected <id>.<secret> or a GLM JWT");
+}
+
+/**
+ * Verifies a GLM JWT (HS256, payload {api_key, exp, timestamp} with times in MILLISECONDS) against the
+ * key's secret. Returns undefined when valid, else the GLM error to send.
+ */
+export async function verifyGlmJwt(
+  token: string,
+  secret: string,
+  now = Date.now(),
+): Promise<{ code: string; message: string } | undefined> {
+  let payload: Record<string, unknown>;
+  try {
+    // exp is checked below because GLM's is in milliseconds, which the generic check reads as seconds.
+    payload = (await verify(token, secret, { alg: "HS256", exp: false, nbf: false, iat: false })) as Record<string, unknown>;
+  } catch {
+    return { code: Codes.tokenVerifyFailed, message: "token verification failed: bad signature or header" };
+  }
+  const exp = payload["exp"];
+  if (typeof exp !== "number") return { code: Codes.invalidToken, message: "invalid token: exp is missing" };
+  // Accept seconds as well as GLM's milliseconds: anything below 1e12 cannot be a millisecond date after 2001.
+  const expMs = exp < 1e12 ? exp * 1000 : exp;
+  if (expMs <= now) return { code: Codes.tokenExpired, message: "token expired" };
+  return undefined;
+}

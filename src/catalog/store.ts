@@ -1,0 +1,105 @@
+// Reads the catalog through an in-isolate cache in front of KV (stale-while-revalidate in waitUntil).
+// The cache holds values only: a promise shared across requests breaks in production Workers.
+import { DEFAULT_CATALOG } from "./default.ts";
+import { CatalogSchema, type Catalog, type ModelEntry } from "./schema.ts";
+import { log } from "../http/log.ts";
+import type { WaitUntil } from "../http/context.ts";
+
+export const CATALOG_KV_KEY = "catalog:v1";
+/** How long a cached copy is served without a refresh; KV adds its own edge cache (cacheTtl) on top. */
+export const FRESH_MS = 5_000;
+const KV_CACHE_TTL_S = 30;
+
+export interface CatalogView {
+  catalog: Catalog;
+  byId: Map<string, ModelEntry>;
+  etag: string;
+  source: "kv" | "default" | "last-good";
+}
+
+interface CacheSlot {
+  view: CatalogView;
+  fetchedAt: number;
+  refreshing: boolean;
+}
+
+let slot: CacheSlot | undefined;
+
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+export function makeView(catalog: Catalog, source: CatalogView["source"]): CatalogView {
+  return {
+    catalog,
+    byId: new Map(catalog.models.map((m) => [m.id, m])),
+    etag: `"c${catalog.version}-${fnv1a(JSON.stringify(catalog))}"`,
+    source,
+  };
+}
+
+/** Loads from KV; seeds KV with the bundled default when it is empty. Throws only on KV failure. */
+async function loadFromKv(env: Env, ctx: WaitUntil): Promise<CatalogView> {
+  const raw = await env.KV.get(CATALOG_KV_KEY, { type: "json", cacheTtl: KV_CACHE_TTL_S });
+  if (raw === null) {
+    ctx.waitUntil(env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG)).catch(() => undefined));
+    return makeView(DEFAULT_CATALOG, "default");
+  }
+  const parsed = CatalogSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`catalog in KV is invalid: ${parsed.error.issues[0]?.message ?? "?"}`);
+  return makeView(parsed.data, "kv");
+}
+
+function fallback(err: unknown): CatalogView {
+  const last = slot?.view;
+  log({ level: "warn", msg: "catalog: KV read failed, serving " + (last ? "last good copy" : "bundled default"), error: String(err) });
+  return last ? { ...last, source: "last-good" } : makeView(DEFAULT_CATALOG, "default");
+}
+
+/** The catalog for this request: from memory when fresh, refreshed in the background when stale. */
+export async function getCatalog(env: Env, ctx: WaitUntil, now = Date.now()): Promise<CatalogView> {
+  const current = slot;
+  if (current && now - current.fetchedAt < FRESH_MS) return current.view;
+  if (current) {
+    if (!current.refreshing) {
+      current.refreshing = true;
+      ctx.waitUntil(
+        loadFromKv(env, ctx)
+          .then((view) => {
+            slot = { view, fetchedAt: Date.now(), refreshing: false };
+          })
+          .catch((err: unknown) => {
+            // Keep serving the last good copy; try again after another FRESH_MS.
+            slot = { view: fallback(err), fetchedAt: Date.now(), refreshing: false };
+          }),
+      );
+    }
+    return current.view;
+  }
+  let view: CatalogView;
+  try {
+    view = await loadFromKv(env, ctx);
+  } catch (err) {
+    view = fallback(err);
+  }
+  slot = { view, fetchedAt: Date.now(), refreshing: false };
+  return view;
+}
+
+/** Admin writes: validate, store, and make this isolate see it at once. */
+export async function putCatalog(env: Env, catalog: Catalog): Promise<CatalogView> {
+  await env.KV.put(CATALOG_KV_KEY, JSON.stringify(catalog));
+  const view = makeView(catalog, "kv");
+  slot = { view, fetchedAt: Date.now(), refreshing: false };
+  return view;
+}
+
+/** Tests only: forget the isolate cache. */
+export function resetCatalogCache(): void {
+  slot = undefined;
+}

@@ -1,0 +1,20 @@
+// The typed Hono environment shared by middleware and routes.
+import type { Credential } from "../auth/credentials.ts";
+import type { LogFields } from "./log.ts";
+
+export interface AppVariables {
+  requestId: string;
+  startedAt: number;
+  /** Fields of this request's single log line; routes add to it. */
+  logLine: LogFields;
+  /** Set by a route that logs the line itself later (a stream logs when it ends). */
+  deferLog: boolean;
+  cred: Credential;
+}
+
+export type AppEnv = { Bindings: Env; Variables: AppVariables };
+
+/** The part of the execution context services use. Call it as ctx.waitUntil(…): never detach the method. */
+export interface WaitUntil {
+  waitUntil(promise: Promise<unknown>): void;
+}

@@ -1,0 +1,78 @@
+// Cross-cutting middleware: request ids and the one-line request log, CORS for the client API,
+// content-type checks for JSON routes, and the two kinds of authentication (client keys, admin token).
+import type { MiddlewareHandler } from "hono";
+import { cors } from "hono/cors";
+import { parseCredential, bearerValue } from "../auth/credentials.ts";
+import { constantTimeEqual } from "../auth/crypto.ts";
+import { readConfig, requireSecret } from "../config.ts";
+import { Codes, GatewayError } from "../errors.ts";
+import type { AppEnv } from "./context.ts";
+import { log } from "./log.ts";
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestContext(): MiddlewareHandler<AppEnv> {
+  return async function requestContext(c, next) {
+    const given = c.req.header("x-request-id");
+    const requestId = given && REQUEST_ID_RE.test(given) ? given : crypto.randomUUID();
+    c.set("requestId", requestId);
+    c.set("startedAt", Date.now());
+    c.set("deferLog", false);
+    c.set("logLine", { request_id: requestId, method: c.req.method, path: c.req.path });
+    await next();
+    c.header("x-request-id", c.get("requestId"));
+    if (!c.get("deferLog")) {
+      log({ ...c.get("logLine"), request_id: c.get("requestId"), status: c.res.status, total_ms: Date.now() - c.get("startedAt") });
+    }
+  };
+}
+
+const EXPOSED = ["x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks"];
+
+/** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
+export function clientCors(): MiddlewareHandler<AppEnv> {
+  return async function clientCors(c, next) {
+    const { corsOrigins } = readConfig(c.env);
+    return cors({
+      origin: corsOrigins === "*" ? "*" : (origin) => (corsOrigins.includes(origin) ? origin : null),
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowHeaders: ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"],
+      exposeHeaders: EXPOSED,
+      maxAge: 600,
+    })(c, next);
+  };
+}
+
+/** JSON routes: 415 for a body that is not JSON (before any parsing). */
+export function requireJson(): MiddlewareHandler<AppEnv> {
+  return async function requireJson(c, next) {
+    const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (type !== "application/json" && !/^application\/[\w.-]+\+json$/.test(type)) {
+      throw new GatewayError(415, Codes.badParams, `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json`);
+    }
+    await next();
+  };
+}
+
+/** Client routes: a gateway key (or GLM JWT, or browser token). The admin token is not a client key. */
+export function clientAuth(): MiddlewareHandler<AppEnv> {
+  return async function clientAuth(c, next) {
+    if (c.req.method === "OPTIONS") return next();
+    const cred = await parseCredential(c.req.header("authorization"));
+    c.set("cred", cred);
+    c.get("logLine")["key_id"] = cred.keyId;
+    await next();
+  };
+}
+
+/** Admin routes: exactly `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. */
+export function adminAuth(): MiddlewareHandler<AppEnv> {
+  return async function adminAuth(c, next) {
+    const token = requireSecret(c.env, "ADMIN_TOKEN");
+    const given = bearerValue(c.req.header("authorization"));
+    if (!given) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: admin routes need 'Bearer <ADMIN_TOKEN>'");
+    if (!constantTimeEqual(given, token)) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need the admin token");
+    c.get("logLine")["admin"] = true;
+    await next();
+  };
+}

@@ -1,0 +1,47 @@
+// Gateway keys: what is stored, what the admin API shows, and what a request learns about its caller.
+import type { Tier } from "../config.ts";
+
+export interface KeySettings {
+  name: string;
+  tier: Tier;
+  max_concurrency: number | null;
+  daily_budget_cny: number | null;
+  daily_token_limit: number | null;
+}
+
+/** Stored in the key's Durable Object. The secret only as a hash and, for GLM's JWT form, sealed. */
+export interface KeyRecord extends KeySettings {
+  id: string;
+  created_at: string;
+  updated_at: string;
+  revoked_at: string | null;
+  secret_hash: string;
+  secret_sealed: string;
+  webhook_secret_sealed: string;
+}
+
+/** What the admin API shows: never a secret. */
+export type PublicKey = Omit<KeyRecord, "secret_hash" | "secret_sealed" | "webhook_secret_sealed">;
+
+/** What the routes learn about an authenticated caller. */
+export interface Caller extends KeySettings {
+  id: string;
+  /** Set when the caller used a browser token: its restrictions. */
+  token?: { models: string[] | null; origin: string | null; exp: number };
+}
+
+export function toPublic(r: KeyRecord): PublicKey {
+  const { secret_hash: _h, secret_sealed: _s, webhook_secret_sealed: _w, ...pub } = r;
+  return pub;
+}
+
+export function toCaller(r: KeyRecord): Caller {
+  return {
+    id: r.id,
+    name: r.name,
+    tier: r.tier,
+    max_concurrency: r.max_concurrency,
+    daily_budget_cny: r.daily_budget_cny,
+    daily_token_limit: r.daily_token_limit,
+  };
+}

@@ -1,0 +1,85 @@
+// POST /v1/chat/completions (and /api/paas/v4/chat/completions): validate by GLM's rules, then hand over
+// to the chat service, which streams GLM's answer straight through.
+import { createRoute, z } from "@hono/zod-openapi";
+import { getCatalog } from "../catalog/store.ts";
+import { ChatRequestSchema, ChatResponseSchema } from "../chat/schema.ts";
+import { runChat, withRequestId } from "../chat/service.ts";
+import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { Codes, GatewayError } from "../errors.ts";
+import { bearerSecurity, commonErrors, limitErrors, newRouter } from "../http/openapi.ts";
+import type { Context } from "hono";
+import type { AppEnv } from "../http/context.ts";
+
+export function queueTimeout(c: Context<AppEnv>): number {
+  const raw = c.req.header("x-queue-timeout-ms");
+  if (raw === undefined || raw === "") return 0;
+  if (!/^\d{1,9}$/.test(raw.trim())) {
+    throw new GatewayError(400, Codes.illegalField, "invalid header x-queue-timeout-ms: expected milliseconds as a whole number");
+  }
+  return Number(raw.trim());
+}
+
+const route = createRoute({
+  method: "post",
+  path: "/chat/completions",
+  tags: ["chat"],
+  security: bearerSecurity,
+  summary: "Chat completion (GLM-4), plain or streamed (SSE)",
+  description:
+    "GLM's chat API. With `stream: true` the answer is GLM's SSE stream, byte for byte; a stream that fails after it started ends with an in-band `data: {\"error\":…}` event. Send `x-queue-timeout-ms` to wait for a free slot instead of an immediate 429.",
+  request: {
+    headers: z.object({
+      "x-queue-timeout-ms": z.string().optional().openapi({ description: "wait up to this long for a slot (max 60000)" }),
+      "x-request-id": z.string().optional(),
+    }),
+    body: { required: true, content: { "application/json": { schema: ChatRequestSchema } } },
+  },
+  responses: {
+    200: {
+      description: "GLM's answer; `text/event-stream` when streaming",
+      headers: z.object({
+        "x-request-id": z.string(),
+        "x-concurrency-limit": z.string(),
+        "x-concurrency-in-flight": z.string(),
+        "x-cost-cny": z.string().optional().openapi({ description: "non-streaming only" }),
+      }),
+      content: {
+        "application/json": { schema: ChatResponseSchema },
+        "text/event-stream": { schema: z.string().openapi({ description: "GLM SSE chunks, then data: [DONE]" }) },
+      },
+    },
+    ...commonErrors,
+    ...limitErrors,
+  },
+});
+
+export const chat = newRouter();
+
+chat.openapi(route, async (c) => {
+  const body = c.req.valid("json");
+  const raw = await c.req.text();
+  const catalog = await getCatalog(c.env, c.executionCtx);
+  const model = resolveModel(catalog, body.model);
+  checkMaxTokens(model, body.max_tokens);
+  const requestId = body.request_id ?? c.get("requestId");
+  c.set("requestId", requestId);
+  const response = await runChat({
+    env: c.env,
+    ctx: c.executionCtx,
+    cred: c.get("cred"),
+    model,
+    body: body.request_id ? raw : withRequestId(raw, requestId),
+    messages: body.messages,
+    stream: body.stream === true,
+    requestId,
+    queueTimeoutMs: queueTimeout(c),
+    origin: c.req.header("origin") ?? null,
+    acceptLanguage: c.req.header("accept-language") ?? null,
+    clientSignal: c.req.raw.signal,
+    logLine: c.get("logLine"),
+    startedAt: c.get("startedAt"),
+  });
+  // The chat service logs this request itself, when its answer has been fully sent.
+  c.set("deferLog", true);
+  return response as never;
+});

@@ -1,0 +1,181 @@
+// Usage records in a key's Durable Object: one row per request (kept 8 days) and one per day and model
+// (kept 400 days). Strongly consistent, and written in the same call that releases the request's slot.
+import type { TokenUsage } from "./cost.ts";
+
+export type Ending =
+  | "completed"
+  | "client_abort"
+  | "upstream_error"
+  | "upstream_break"
+  | "timeout"
+  | "rejected";
+
+export interface UsageRecord extends TokenUsage {
+  /** Unique per gateway request (the lease id): recording the same id twice is a no-op. */
+  id: string;
+  request_id: string;
+  ts: number;
+  model: string;
+  kind: "chat" | "summarize" | "job";
+  stream: boolean;
+  status: number;
+  ended: Ending;
+  cost_nano: number;
+  estimated: boolean;
+}
+
+export interface UsageTotals {
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  cost_cny: number;
+  estimated: number;
+  errors: number;
+  incomplete: number;
+}
+
+export interface UsageReport {
+  totals: UsageTotals;
+  by_day: (UsageTotals & { day: string })[];
+  by_model: (UsageTotals & { model: string })[];
+}
+
+const REQUEST_KEEP_MS = 8 * 86_400_000;
+const DAILY_KEEP_DAYS = 400;
+
+export function utcDay(ts: number): string {
+  return new Date(ts).toISOString().slice(0, 10);
+}
+
+interface Row {
+  [k: string]: SqlStorageValue;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  cost_nano: number;
+  estimated: number;
+  errors: number;
+  incomplete: number;
+}
+
+const SUMS = `SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
+  SUM(cached_tokens) AS cached_tokens, SUM(cost_nano) AS cost_nano, SUM(estimated) AS estimated,
+  SUM(errors) AS errors, SUM(incomplete) AS incomplete`;
+
+function totals(r: Partial<Row> | undefined): UsageTotals {
+  return {
+    requests: Number(r?.requests ?? 0),
+    prompt_tokens: Number(r?.prompt_tokens ?? 0),
+    completion_tokens: Number(r?.completion_tokens ?? 0),
+    cached_tokens: Number(r?.cached_tokens ?? 0),
+    cost_cny: Number(r?.cost_nano ?? 0) / 1e9,
+    estimated: Number(r?.estimated ?? 0),
+    errors: Number(r?.errors ?? 0),
+    incomplete: Number(r?.incomplete ?? 0),
+  };
+}
+
+export function isError(r: Pick<UsageRecord, "status" | "ended">): boolean {
+  return r.status >= 400 || r.ended === "upstream_error";
+}
+
+export function isIncomplete(r: Pick<UsageRecord, "ended">): boolean {
+  return r.ended === "client_abort" || r.ended === "upstream_break" || r.ended === "timeout";
+}
+
+export class Ledger {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(`
+      CREATE TABLE IF NOT EXISTS usage_requests (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, request_id TEXT NOT NULL, ts INTEGER NOT NULL, model TEXT NOT NULL,
+        kind TEXT NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL, ended TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
+        cost_nano INTEGER NOT NULL, estimated INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS usage_requests_ts ON usage_requests (ts);
+      CREATE TABLE IF NOT EXISTS usage_daily (
+        day TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, cost_nano INTEGER NOT NULL,
+        estimated INTEGER NOT NULL, errors INTEGER NOT NULL, incomplete INTEGER NOT NULL, PRIMARY KEY (day, model));
+    `);
+  }
+
+  /** Returns false when a record with this id exists already (a retried release). */
+  record(r: UsageRecord): boolean {
+    const inserted = this.sql.exec(
+      `INSERT OR IGNORE INTO usage_requests (id, request_id, ts, model, kind, stream, status, ended, prompt_tokens,
+        completion_tokens, cached_tokens, cost_nano, estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      r.id, r.request_id, r.ts, r.model, r.kind, r.stream ? 1 : 0, r.status, r.ended, r.prompt_tokens,
+      r.completion_tokens, r.cached_tokens, r.cost_nano, r.estimated ? 1 : 0,
+    ).rowsWritten;
+    if (inserted === 0) return false;
+    this.sql.exec(
+      `INSERT INTO usage_daily VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (day, model) DO UPDATE SET requests = requests + 1,
+         prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
+         cached_tokens = cached_tokens + excluded.cached_tokens, cost_nano = cost_nano + excluded.cost_nano,
+         estimated = estimated + excluded.estimated, errors = errors + excluded.errors, incomplete = incomplete + excluded.incomplete`,
+      utcDay(r.ts), r.model, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_nano,
+      r.estimated ? 1 : 0, isError(r) ? 1 : 0, isIncomplete(r) ? 1 : 0,
+    );
+    return true;
+  }
+
+  /** Today's spend, for budgets. */
+  day(day: string): { cost_nano: number; tokens: number } {
+    const r = this.sql
+      .exec<{ c: number | null; t: number | null }>(
+        "SELECT SUM(cost_nano) AS c, SUM(prompt_tokens + completion_tokens) AS t FROM usage_daily WHERE day = ?",
+        day,
+      )
+      .one();
+    return { cost_nano: r.c ?? 0, tokens: r.t ?? 0 };
+  }
+
+  report(from: string, to: string): UsageReport {
+    const where = "WHERE day >= ? AND day <= ?";
+    const all = this.sql.exec<Row>(`SELECT ${SUMS} FROM usage_daily ${where}`, from, to).toArray()[0];
+    const byDay = this.sql
+      .exec<Row & { day: string }>(`SELECT day, ${SUMS} FROM usage_daily ${where} GROUP BY day ORDER BY day`, from, to)
+      .toArray();
+    const byModel = this.sql
+      .exec<Row & { model: string }>(`SELECT model, ${SUMS} FROM usage_daily ${where} GROUP BY model ORDER BY model`, from, to)
+      .toArray();
+    return {
+      totals: totals(all),
+      by_day: byDay.map((r) => ({ day: r.day, ...totals(r) })),
+      by_model: byModel.map((r) => ({ model: r.model, ...totals(r) })),
+    };
+  }
+
+  /** Most recent per-request records, newest first. */
+  recent(limit: number): UsageRecord[] {
+    return this.sql
+      .exec<Record<string, SqlStorageValue>>(
+        "SELECT * FROM usage_requests ORDER BY seq DESC LIMIT ?",
+        Math.max(1, Math.min(limit, 1000)),
+      )
+      .toArray()
+      .map((r) => ({
+        id: String(r["id"]),
+        request_id: String(r["request_id"]),
+        ts: Number(r["ts"]),
+        model: String(r["model"]),
+        kind: String(r["kind"]) as UsageRecord["kind"],
+        stream: r["stream"] === 1,
+        status: Number(r["status"]),
+        ended: String(r["ended"]) as Ending,
+        prompt_tokens: Number(r["prompt_tokens"]),
+        completion_tokens: Number(r["completion_tokens"]),
+        cached_tokens: Number(r["cached_tokens"]),
+        cost_nano: Number(r["cost_nano"]),
+        estimated: r["estimated"] === 1,
+      }));
+  }
+
+  prune(now: number): void {
+    this.sql.exec("DELETE FROM usage_requests WHERE ts < ?", now - REQUEST_KEEP_MS);
+    this.sql.exec("DELETE FROM usage_daily WHERE day < ?", utcDay(now - DAILY_KEEP_DAYS * 86_400_000));
+  }
+}

@@ -1,0 +1,60 @@
+// End to end: the official `openai` npm SDK pointed at the gateway under `wrangler dev`, with the GLM
+// simulator upstream. Both base URLs clients use ({gateway}/v1 and {gateway}/api/paas/v4) must work.
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startE2E, type E2E } from "./harness.ts";
+
+let e2e: E2E;
+let key: string;
+
+beforeAll(async () => {
+  e2e = await startE2E();
+  key = (await e2e.createKey()).key;
+});
+
+afterAll(async () => {
+  await e2e?.close();
+});
+
+describe("openai SDK through the gateway", () => {
+  it.each(["/v1", "/api/paas/v4"])("reads a plain answer via %s", async (base) => {
+    const client = new OpenAI({ apiKey: key, baseURL: `${e2e.url}${base}`, maxRetries: 0 });
+    const res = await client.chat.completions.create({
+      model: "glm-4-flash-250414",
+      messages: [{ role: "user", content: "hello [[sim: tokens=7]]" }],
+    });
+    expect(res.choices[0]?.message.content).toBeTruthy();
+    expect(res.choices[0]?.finish_reason).toBe("stop");
+    expect(res.usage?.completion_tokens).toBe(7);
+  });
+
+  it("reads a streamed answer token by token, with usage in the last chunk", async () => {
+    const client = new OpenAI({ apiKey: key, baseURL: `${e2e.url}/v1`, maxRetries: 0 });
+    const stream = await client.chat.completions.create({
+      model: "glm-4-flash-250414",
+      messages: [{ role: "user", content: "stream please [[sim: tokens=12]]" }],
+      stream: true,
+    });
+    const parts: string[] = [];
+    let usage: { completion_tokens: number } | undefined;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      parts.push(chunk.choices[0]?.delta.content ?? "");
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(parts.filter(Boolean).length).toBe(12);
+    expect(finish).toBe("stop");
+    expect(usage?.completion_tokens).toBe(12);
+  });
+
+  it("surfaces a GLM error as an APIError with GLM's code", async () => {
+    const client = new OpenAI({ apiKey: key, baseURL: `${e2e.url}/v1`, maxRetries: 0 });
+    const err = await client.chat.completions
+      .create({ model: "glm-9", messages: [{ role: "user", content: "x" }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
+    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe("1211");
+  });
+});

@@ -1,0 +1,89 @@
+// Shared test helpers: call the Worker in-process, create keys through the admin API, and talk to the
+// GLM simulator that test/global-setup.ts started (the gateway's upstream in these tests).
+import { exports } from "cloudflare:workers";
+import { inject } from "vitest";
+
+export const ADMIN = "test-admin-token";
+export const SIM = inject("simUrl");
+
+export function gw(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(`http://gateway.test${path}`, init));
+}
+
+export async function admin(method: string, path: string, body?: unknown): Promise<Response> {
+  return gw(`/admin${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+}
+
+export interface CreatedKey {
+  id: string;
+  key: string;
+  tier: string;
+  webhook_secret: string;
+}
+
+export async function createKey(settings: Record<string, unknown> = {}): Promise<CreatedKey> {
+  const res = await admin("POST", "/keys", { name: "test", tier: "V0", ...settings });
+  if (res.status !== 201) throw new Error(`createKey: ${res.status} ${await res.text()}`);
+  return (await res.json()) as CreatedKey;
+}
+
+export function chatBody(content: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { model: "glm-4-flash-250414", messages: [{ role: "user", content }], ...extra };
+}
+
+export function chat(key: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  return gw("/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+export async function simStats(): Promise<{
+  in_flight: number;
+  max_in_flight: number;
+  total: number;
+  completed: number;
+  cancelled: number;
+  errors: number;
+  by_model: Record<string, { in_flight: number; max_in_flight: number; total: number }>;
+  usage: { prompt_tokens: number; completion_tokens: number };
+}> {
+  return (await (await fetch(`${SIM}/_sim/stats`)).json()) as never;
+}
+
+export async function simReset(config: Record<string, unknown> = {}): Promise<void> {
+  await fetch(`${SIM}/_sim/reset`, { method: "POST" });
+  if (Object.keys(config).length) {
+    await fetch(`${SIM}/_sim/config`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(config) });
+  }
+}
+
+export async function simRequests(limit = 100): Promise<Record<string, unknown>[]> {
+  const body = (await (await fetch(`${SIM}/_sim/requests?limit=${limit}`)).json()) as unknown;
+  return (Array.isArray(body) ? body : (body as { data?: unknown[]; requests?: unknown[] }).data ?? (body as { requests?: unknown[] }).requests ?? []) as Record<string, unknown>[];
+}
+
+export async function waitFor<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let v = await fn();
+  while (!ok(v) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 25));
+    v = await fn();
+  }
+  return v;
+}
+
+/** Parses an SSE body into its data payloads (strings, "[DONE]" included). */
+export function sseData(text: string): string[] {
+  return text
+    .split("\n\n")
+    .map((e) => e.trim())
+    .filter((e) => e.startsWith("data:"))
+    .map((e) => e.slice(5).trim());
+}

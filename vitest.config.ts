@@ -1,0 +1,43 @@
+// Two test projects: "workers" runs inside workerd (real Durable Objects and KV) against the GLM simulator
+// started by test/global-setup.ts; "node" runs the simulator's own tests and the end-to-end tests that
+// drive `wrangler dev` over real HTTP.
+import { defineConfig } from "vitest/config";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                GLM_BASE_URL: `${inject<string>("simUrl")}/api/paas/v4`,
+                GLM_API_KEY: "sim-upstream.key",
+                ADMIN_TOKEN: "test-admin-token",
+                KEY_ENCRYPTION_SECRET: "test-key-encryption-secret",
+                UPSTREAM_TIMEOUT_MS: "3000",
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/**/*.test.ts"],
+          globalSetup: ["./test/global-setup.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test-node/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
