@@ -13,7 +13,9 @@ const JWT_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 export type Credential =
   | { kind: "key"; keyId: string; secretHash: string }
   | { kind: "jwt"; keyId: string; token: string }
-  | { kind: "token"; keyId: string; token: string };
+  | { kind: "token"; keyId: string; token: string }
+  /** Work the gateway runs for a key it already authenticated (async jobs); never parsed from a header. */
+  | { kind: "internal"; keyId: string };
 
 export function bearerValue(header: string | undefined | null): string | undefined {
   if (!header) return undefined;

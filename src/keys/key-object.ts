@@ -8,7 +8,7 @@ import { keySealingSecret } from "../config.ts";
 import { Codes } from "../errors.ts";
 import { LeaseTable, type AcquireOptions } from "../limiter/leases.ts";
 import { Ledger, utcDay, type UsageRecord, type UsageReport } from "../usage/ledger.ts";
-import { verifyBrowserToken } from "../auth/browser-token.ts";
+import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { Caller, KeyRecord, KeySettings, PublicKey } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
 
@@ -98,6 +98,7 @@ export class KeyObject extends DurableObject<Env> {
     const r = this.stored;
     if (!r || r.id !== cred.keyId) return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: unknown API key" };
     if (r.revoked_at) return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: this API key has been revoked" };
+    if (cred.kind === "internal") return { ok: true, caller: toCaller(r) };
     if (cred.kind === "key") {
       if (!constantTimeEqual(cred.secretHash, r.secret_hash)) {
         return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: wrong API key secret" };
@@ -144,6 +145,18 @@ export class KeyObject extends DurableObject<Env> {
       ...(got.ticket ? { ticket: got.ticket } : {}),
       message: `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); retry after a request finishes`,
     };
+  }
+
+  /** Mints a browser token for an authenticated caller (not for a token: tokens cannot mint tokens). */
+  async mintToken(
+    cred: Credential,
+    claims: { ttlSeconds: number; models: string[] | null; origin: string | null },
+  ): Promise<{ ok: true; token: string; expires_at: string } | Denial> {
+    const auth = await this.authenticate(cred);
+    if (!auth.ok) return auth;
+    if (cred.kind === "token") return { ok: false, status: 403, code: Codes.authFailed, message: "a browser token cannot mint tokens" };
+    const r = this.stored!;
+    return { ok: true, ...(await mintBrowserToken(r.id, await this.plainSecret(r), claims)) };
   }
 
   leaveQueue(model: string, ticket: string): void {
