@@ -2,7 +2,7 @@
 // Shared by `npm run dev`, the end-to-end tests and the benchmark, so all three run the gateway the
 // same way. Configuration is passed with --var (how scripted runs configure the gateway).
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -30,7 +30,11 @@ export interface StartOptions {
 }
 
 const ROOT = resolve(import.meta.dirname, "..");
-const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+// Run wrangler's JS entry on the project's own Node (node_modules/.bin/node, from the `node` package):
+// the machine's Node may be too old for wrangler, and a bare `wrangler` would pick it up from PATH.
+const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+const PROJECT_NODE = join(ROOT, "node_modules", ".bin", "node");
+const NODE = existsSync(PROJECT_NODE) ? PROJECT_NODE : process.execPath;
 
 export async function startWranglerDev(opts: StartOptions): Promise<GatewayProcess> {
   const ownState = opts.persistTo === undefined;
@@ -46,9 +50,15 @@ export async function startWranglerDev(opts: StartOptions): Promise<GatewayProce
     ...Object.entries(opts.vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ...(opts.extraArgs ?? []),
   ];
-  const child = spawn(WRANGLER, args, {
+  const child = spawn(NODE, [WRANGLER, ...args], {
     cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: process.env["CI"] ?? "true" },
+    env: {
+      ...process.env,
+      PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env["PATH"] ?? ""}`,
+      WRANGLER_SEND_METRICS: "false",
+      NO_COLOR: "1",
+      CI: process.env["CI"] ?? "true",
+    },
     stdio: opts.inherit ? ["ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"],
     detached: true,
   });
