@@ -34,6 +34,29 @@ function configOrThrow(result: SimConfig | string): SimConfig {
   return result;
 }
 
+const FNV_OFFSET = 0x811c9dc5;
+
+/** FNV-1a over bytes, continuing from h (pass FNV_OFFSET to start). */
+function fnv1aBytes(bytes: Uint8Array, h: number): number {
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
+  return h;
+}
+
+/** Records the running hash and length of the bytes a stream hands out, in the request's log entry. */
+function tapBytes(body: ReadableStream<Uint8Array>, record: RequestRecord): ReadableStream<Uint8Array> {
+  let h = FNV_OFFSET;
+  let n = 0;
+  return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      h = fnv1aBytes(chunk, h);
+      n += chunk.byteLength;
+      record.body_fnv = h.toString(16).padStart(8, '0');
+      record.body_bytes = n;
+      controller.enqueue(chunk);
+    },
+  }));
+}
+
 export function createSimulator(options: SimOptions = {}): Simulator {
   const initial = configOrThrow(mergeConfig(DEFAULT_CONFIG, options));
   let config = initial;
@@ -117,6 +140,8 @@ export function createSimulator(options: SimOptions = {}): Simulator {
       ticket.report(plan.usage.prompt_tokens, plan.usage.completion_tokens);
       record.completion_tokens = plan.usage.completion_tokens;
       ticket.end('completed', 200);
+      const bytes = new TextEncoder().encode(JSON.stringify(completionBody(plan)));
+      Object.assign(record, { body_fnv: fnv1aBytes(bytes, FNV_OFFSET).toString(16).padStart(8, '0'), body_bytes: bytes.byteLength });
       return jsonResponse(completionBody(plan));
     }
 
@@ -136,7 +161,7 @@ export function createSimulator(options: SimOptions = {}): Simulator {
       end: (ended) => ticket.end(ended),
     });
     record.status = 200;
-    return new Response(eventStream(events, abort, () => ticket.end('error')), { headers: SSE_HEADERS });
+    return new Response(tapBytes(eventStream(events, abort, () => ticket.end('error')), record), { headers: SSE_HEADERS });
   }
 
   function submitTask(plan: Plan, readyAt: number, ticket: Ticket): Response {

@@ -16,6 +16,10 @@ export type RequestRecord = {
   last_user_excerpt: string;
   document_digest?: string;
   received_at: number; // epoch milliseconds
+  // FNV-1a (hex) and length of the exact body bytes sent for a 200 answer, so tests can prove that
+  // what a client received through the gateway is byte-identical to what left the simulator.
+  body_fnv?: string;
+  body_bytes?: number;
 };
 
 type ModelStats = { in_flight: number; max_in_flight: number; total: number };

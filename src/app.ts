@@ -40,6 +40,17 @@ function clientApi(): OpenAPIHono<AppEnv> {
   return api;
 }
 
+/** Which methods the app serves on a path, so a wrong method gets 405 with Allow instead of 404. */
+function methodIndex(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
+  const routes = app.routes
+    .filter((r) => r.method !== "ALL" && r.method !== "OPTIONS")
+    .map((r) => ({
+      method: r.method,
+      re: new RegExp("^" + r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+").replace(/\*$/, ".*") + "/?$"),
+    }));
+  return (path) => [...new Set(routes.filter((r) => r.re.test(path)).map((r) => r.method))];
+}
+
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   app.use("*", requestContext());
@@ -77,7 +88,14 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
   app.openAPIRegistry.registerComponent("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 
-  app.notFound((c) => errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`));
+  const allowed = methodIndex(app);
+  app.notFound((c) => {
+    const methods = allowed(c.req.path);
+    if (methods.length > 0 && !methods.includes(c.req.method)) {
+      return errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") });
+    }
+    return errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`);
+  });
   app.onError((err, c) => onError(err, c.get("requestId") ?? "unknown"));
   return app;
 }

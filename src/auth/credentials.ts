@@ -20,6 +20,7 @@ export type Credential =
 export function bearerValue(header: string | undefined | null): string | undefined {
   if (!header) return undefined;
   const v = header.trim();
+  if (/^Bearer$/i.test(v)) return undefined;
   const m = /^Bearer\s+(.+)$/i.exec(v);
   return (m ? m[1] : v)?.trim();
 }

@@ -46,6 +46,7 @@ export function clientCors(): MiddlewareHandler<AppEnv> {
 /** JSON routes: 415 for a body that is not JSON (before any parsing). */
 export function requireJson(): MiddlewareHandler<AppEnv> {
   return async function requireJson(c, next) {
+    if (c.req.method !== "POST" && c.req.method !== "PUT" && c.req.method !== "PATCH") return next();
     const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== "application/json" && !/^application\/[\w.-]+\+json$/.test(type)) {
       throw new GatewayError(415, Codes.badParams, `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json`);
