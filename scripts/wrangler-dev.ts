@@ -27,6 +27,8 @@ export interface StartOptions {
   logLevel?: "debug" | "info" | "log" | "warn" | "error" | "none";
   readyTimeoutMs?: number;
   extraArgs?: string[];
+  /** Aborting it stops the child, also while it is still starting (Ctrl+C during start-up). */
+  signal?: AbortSignal;
 }
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -90,8 +92,10 @@ export async function startWranglerDev(opts: StartOptions): Promise<GatewayProce
     if (ownState) rmSync(persistTo, { recursive: true, force: true });
   };
 
+  opts.signal?.addEventListener("abort", () => void stop(), { once: true });
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
   for (;;) {
+    if (opts.signal?.aborted) throw new Error("wrangler dev: start-up cancelled");
     if (exited) throw new Error(`wrangler dev exited before it was ready:\n${out}`);
     try {
       const res = await fetch(`${url}/healthz`);
