@@ -1,6 +1,8 @@
-// End to end: the official `openai` npm SDK pointed at the gateway under `wrangler dev`, with the GLM
-// simulator upstream. Both base URLs clients use ({gateway}/v1 and {gateway}/api/paas/v4) must work.
+// End to end: real client SDKs pointed at the gateway under `wrangler dev`, with the GLM simulator
+// upstream — the official `openai` npm SDK at both base URLs clients use ({gateway}/v1 and
+// {gateway}/api/paas/v4), and Zhipu's own `zhipuai-sdk-nodejs-v4`, which sends a bare GLM JWT.
 import OpenAI from "openai";
+import { ZhipuAI } from "zhipuai-sdk-nodejs-v4";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startE2E, type E2E } from "./harness.ts";
 
@@ -56,5 +58,40 @@ describe("openai SDK through the gateway", () => {
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe("1211");
+  });
+});
+
+describe("Zhipu's Node SDK (bare JWT, no Bearer) through the gateway", () => {
+  it("reads a plain answer", async () => {
+    const ai = new ZhipuAI({ apiKey: key, baseUrl: `${e2e.url}/api/paas/v4`, cacheToken: false });
+    const data = (await ai.createCompletions({
+      model: "glm-4-flash-250414",
+      messages: [{ role: "user", content: "你好 [[sim: tokens=5]]" }],
+      stream: false,
+    })) as unknown as { choices: { message: { content: string } }[]; usage: { completion_tokens: number } };
+    expect(data.choices[0]?.message.content).toBeTruthy();
+    expect(data.usage.completion_tokens).toBe(5);
+  });
+
+  it("reads a streamed answer", async () => {
+    const ai = new ZhipuAI({ apiKey: key, baseUrl: `${e2e.url}/api/paas/v4`, cacheToken: false });
+    const stream = (await ai.createCompletions({
+      model: "glm-4-flash-250414",
+      messages: [{ role: "user", content: "流式 [[sim: tokens=6]]" }],
+      stream: true,
+    })) as unknown as AsyncIterable<Buffer>;
+    let text = "";
+    for await (const chunk of stream) text += chunk.toString();
+    const events = text.split("\n\n").filter((e) => e.startsWith("data: "));
+    expect(events.at(-1)).toBe("data: [DONE]");
+    expect(events.length).toBe(6 + 2);
+  });
+
+  it("is refused with a wrong secret", async () => {
+    const ai = new ZhipuAI({ apiKey: `${key.split(".")[0]}.wrongwrongwrongwrongwrongwrong`, baseUrl: `${e2e.url}/api/paas/v4`, cacheToken: false });
+    const err = await ai
+      .createCompletions({ model: "glm-4-flash-250414", messages: [{ role: "user", content: "x" }], stream: false })
+      .catch((e: unknown) => e);
+    expect(JSON.stringify(err)).toMatch(/1004|401/);
   });
 });
