@@ -1,11 +1,9 @@
 // Chat completions through the gateway against the simulator: bytes pass through unchanged, every
 // failure mode ends clearly (HTTP error before the first byte, in-band error after), and a client that
 // leaves stops the upstream request.
-import { env, createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { createApp } from "../src/app.ts";
 import { withRequestId } from "../src/chat/service.ts";
-import { admin, chat, chatBody, createKey, simRequests, simStats, sseData, waitFor, type CreatedKey } from "./helpers.ts";
+import { admin, chat, chatBody, chatWithEnv, createKey, simRequests, simStats, sseData, waitFor, type CreatedKey } from "./helpers.ts";
 
 let k: CreatedKey;
 beforeAll(async () => {
@@ -146,21 +144,10 @@ describe("failures", () => {
   });
 
   it("answers 502 when the upstream is unreachable, and 503 naming a missing GLM_API_KEY", async () => {
-    const app = createApp();
-    const req = () =>
-      new Request("http://gw/v1/chat/completions", {
-        method: "POST",
-        headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
-        body: JSON.stringify(chatBody("x")),
-      });
-    const ctx1 = createExecutionContext();
-    const down = await app.fetch(req(), { ...env, GLM_BASE_URL: "http://127.0.0.1:9/api/paas/v4" }, ctx1);
-    await waitOnExecutionContext(ctx1);
+    const down = await chatWithEnv(k.key, { GLM_BASE_URL: "http://127.0.0.1:9/api/paas/v4" });
     expect(down.status).toBe(502);
     expect(await down.json()).toMatchObject({ error: { code: "1234", message: expect.stringContaining("unreachable") } });
-    const ctx2 = createExecutionContext();
-    const noKey = await app.fetch(req(), { ...env, GLM_API_KEY: "" }, ctx2);
-    await waitOnExecutionContext(ctx2);
+    const noKey = await chatWithEnv(k.key, { GLM_API_KEY: "" });
     expect(noKey.status).toBe(503);
     const text = await noKey.text();
     expect(text).toContain("GLM_API_KEY");

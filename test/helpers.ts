@@ -1,7 +1,9 @@
 // Shared test helpers: call the Worker in-process, create keys through the admin API, and talk to the
 // GLM simulator that test/global-setup.ts started (the gateway's upstream in these tests).
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { inject } from "vitest";
+import { createApp } from "../src/app.ts";
 
 export const ADMIN = "test-admin-token";
 export const SIM = inject("simUrl");
@@ -86,4 +88,20 @@ export function sseData(text: string): string[] {
     .map((e) => e.trim())
     .filter((e) => e.startsWith("data:"))
     .map((e) => e.slice(5).trim());
+}
+
+/** A chat request through a fresh app whose bindings are overridden (a broken upstream, a missing secret…). */
+export async function chatWithEnv(key: string, overrides: Partial<Env>, body: unknown = chatBody("x")): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await createApp().fetch(
+    new Request("http://gateway.test/v1/chat/completions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+    { ...env, ...overrides },
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return res;
 }

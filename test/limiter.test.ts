@@ -1,11 +1,10 @@
 // In-flight limits per key and model, and the upstream guard: exact admission under concurrency, a slot
 // released on every ending path, leases reclaimed by the alarm, renewal, the FIFO waiting line, and
 // failing closed when the limiter is unreachable.
-import { env, createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../src/app.ts";
 import { LeaseTable } from "../src/limiter/leases.ts";
-import { admin, chat, chatBody, createKey, simRequests, simStats, waitFor } from "./helpers.ts";
+import { admin, chat, chatBody, chatWithEnv, createKey, simRequests, simStats, waitFor } from "./helpers.ts";
 
 async function inFlight(id: string): Promise<number> {
   const info = (await (await admin("GET", `/keys/${id}`)).json()) as { in_flight: Record<string, number> };
@@ -90,17 +89,7 @@ describe("release on every ending path", () => {
 
   it("the limiter's own exception (upstream unreachable) releases too", async () => {
     const k = await createKey({ max_concurrency: 1 });
-    const ctx = createExecutionContext();
-    const res = await createApp().fetch(
-      new Request("http://gw/v1/chat/completions", {
-        method: "POST",
-        headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
-        body: JSON.stringify(chatBody("x")),
-      }),
-      { ...env, GLM_BASE_URL: "http://127.0.0.1:9/api/paas/v4" },
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
+    const res = await chatWithEnv(k.key, { GLM_BASE_URL: "http://127.0.0.1:9/api/paas/v4" });
     expect(res.status).toBe(502);
     expect(await inFlight(k.id)).toBe(0);
   });
@@ -213,17 +202,7 @@ describe("upstream guard", () => {
       get: () => ({ acquire: () => Promise.reject(new Error("object unreachable")) }),
     };
     const before = (await simStats()).total;
-    const ctx = createExecutionContext();
-    const res = await createApp().fetch(
-      new Request("http://gw/v1/chat/completions", {
-        method: "POST",
-        headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
-        body: JSON.stringify(chatBody("x")),
-      }),
-      { ...env, KEYS: broken as unknown as typeof env.KEYS },
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
+    const res = await chatWithEnv(k.key, { KEYS: broken as unknown as typeof env.KEYS });
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: { code: "503", message: expect.stringContaining("limiter is unavailable") } });
     expect((await simStats()).total).toBe(before);
