@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules", "dist", ".wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
+  { ignores: ["node_modules", "dist", "**/.wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -17,5 +17,7 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
     },
   },
-  { files: ["public/**/*.js"], languageOptions: { globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },
+  // The playground's plain browser scripts belong to no tsconfig: lint them without type information.
+  { files: ["public/**/*.js"], ...tseslint.configs.disableTypeChecked },
+  { files: ["public/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false }, globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },
 );

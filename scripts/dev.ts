@@ -43,18 +43,19 @@ async function main(): Promise<void> {
     if (v) vars[name] = v;
   }
 
-  let gateway: GatewayProcess | undefined;
+  // Ctrl+C during start-up aborts the start (which stops wrangler); after it, stops the gateway.
   const stopping = new AbortController();
+  const running: { gateway?: GatewayProcess } = {};
   const shutdown = async () => {
     stopping.abort();
-    await gateway?.stop();
+    await running.gateway?.stop();
     await sim?.close();
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown());
   process.on("SIGTERM", () => void shutdown());
 
-  gateway = await startWranglerDev({
+  const gateway = await startWranglerDev({
     port: PORT,
     vars,
     persistTo: join(ROOT, ".wrangler", "state"),
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     // A broken Worker (a syntax error, a missing export) should say so, not wait forever.
     readyTimeoutMs: 120_000,
   });
+  running.gateway = gateway;
   const admin = process.env["ADMIN_TOKEN"] || devVars["ADMIN_TOKEN"] || "(set ADMIN_TOKEN in .dev.vars)";
   console.log(`
 glm-edge is ready on ${gateway.url}   (Ctrl+C stops it${sim ? " and the simulator" : ""})

@@ -15,21 +15,25 @@ export interface E2E {
 
 export async function startE2E(opts: { vars?: Record<string, string>; sim?: Parameters<typeof startSimulator>[0] } = {}): Promise<E2E> {
   const sim = await startSimulator({ port: 0, ...opts.sim });
-  let gateway: GatewayProcess;
-  try {
-    gateway = await startWranglerDev({
-      port: await freePort(),
-      vars: {
-        GLM_BASE_URL: sim.baseUrl,
-        GLM_API_KEY: "sim-upstream.key",
-        ADMIN_TOKEN,
-        KEY_ENCRYPTION_SECRET: "e2e-key-encryption-secret",
-        ...opts.vars,
-      },
-    });
-  } catch (err) {
-    await sim.close();
-    throw err;
+  let gateway: GatewayProcess | undefined;
+  // The free port is only free when it is picked: another process can take it before wrangler binds it.
+  for (let attempt = 0; gateway === undefined; attempt++) {
+    try {
+      gateway = await startWranglerDev({
+        port: await freePort(),
+        vars: {
+          GLM_BASE_URL: sim.baseUrl,
+          GLM_API_KEY: "sim-upstream.key",
+          ADMIN_TOKEN,
+          KEY_ENCRYPTION_SECRET: "e2e-key-encryption-secret",
+          ...opts.vars,
+        },
+      });
+    } catch (err) {
+      if (attempt < 2 && /EADDRINUSE|address already in use/i.test(String(err))) continue;
+      await sim.close();
+      throw err;
+    }
   }
   return {
     url: gateway.url,

@@ -152,9 +152,10 @@ export class KeyObject extends DurableObject<Env> {
     cred: Credential,
     claims: { ttlSeconds: number; models: string[] | null; origin: string | null },
   ): Promise<{ ok: true; token: string; expires_at: string } | Denial> {
+    // Checked first: a token bound to an origin would otherwise fail authentication with a misleading reason.
+    if (cred.kind === "token") return { ok: false, status: 403, code: Codes.authFailed, message: "a browser token cannot mint tokens" };
     const auth = await this.authenticate(cred);
     if (!auth.ok) return auth;
-    if (cred.kind === "token") return { ok: false, status: 403, code: Codes.authFailed, message: "a browser token cannot mint tokens" };
     const r = this.stored!;
     return { ok: true, ...(await mintBrowserToken(r.id, await this.plainSecret(r), claims)) };
   }
