@@ -208,3 +208,35 @@ describe("upstream guard", () => {
     expect((await simStats()).total).toBe(before);
   });
 });
+
+describe("keep-alive while the gateway waits on GLM", () => {
+  it("renews both leases on a timer until stopped", async () => {
+    const { acquireSlot } = await import("../src/limiter/slots.ts");
+    const { DEFAULT_CATALOG } = await import("../src/catalog/default.ts");
+    const k = await createKey();
+    const model = DEFAULT_CATALOG.models.find((m) => m.id === "glm-4-long")!;
+    const [keyPart, secret] = k.key.split(".");
+    const { sha256Hex } = await import("../src/auth/crypto.ts");
+    const slot = await acquireSlot(env, {
+      cred: { kind: "key", keyId: keyPart!, secretHash: await sha256Hex(secret!) },
+      model, accountTier: "V0", queueTimeoutMs: 0,
+    });
+    const expiry = () =>
+      runInDurableObject(env.KEYS.get(env.KEYS.idFromName(k.id)), (_o, state) =>
+        Number(state.storage.sql.exec("SELECT MAX(expires_at) AS t FROM leases").one()["t"]),
+      );
+    const first = await expiry();
+    const pending: Promise<unknown>[] = [];
+    const stop = slot.keepAlive({ waitUntil: (p) => void pending.push(p) }, 50);
+    await new Promise((r) => setTimeout(r, 260));
+    stop();
+    await Promise.all(pending);
+    expect(pending.length).toBeGreaterThanOrEqual(3);
+    expect(await expiry()).toBeGreaterThan(first);
+    const count = pending.length;
+    await new Promise((r) => setTimeout(r, 120));
+    expect(pending.length).toBe(count);
+    await slot.release();
+    expect(await inFlight(k.id)).toBe(0);
+  });
+});

@@ -94,12 +94,15 @@ export async function runChat(call: ChatCall): Promise<Response> {
   };
 
   let up;
+  // Until the answer starts flowing the gateway cannot see progress, so the leases are renewed on a timer.
+  const stopKeepAlive = slot.keepAlive(call.ctx);
   try {
     up = await callUpstream({
       baseUrl: cfg.baseUrl, apiKey, path: "/chat/completions", body: call.body, stream: call.stream,
       timeoutMs: cfg.upstreamTimeoutMs, acceptLanguage: call.acceptLanguage, clientSignal: call.clientSignal,
     });
   } catch (err) {
+    stopKeepAlive();
     const status = err instanceof GatewayError ? err.status : 502;
     const ended: Ending = status === 504 ? "timeout" : status === 408 ? "client_abort" : "upstream_break";
     // A timed-out or abandoned request may have been processed upstream: estimate it rather than record zero.
@@ -113,7 +116,7 @@ export async function runChat(call: ChatCall): Promise<Response> {
   const ttfbMs = Date.now() - call.startedAt;
 
   if (!res.ok) {
-    const { text, code } = await upstreamErrorBody(res);
+    const { text, code } = await upstreamErrorBody(res).finally(stopKeepAlive);
     call.ctx.waitUntil(finish(record(res.status, "upstream_error", undefined), { upstream_code: code, ttfb_ms: ttfbMs }));
     // GLM's own concurrency and overload answers become 429 with GLM's code, as the caller expects.
     const status = code === Codes.concurrency || code === Codes.overloaded ? 429 : res.status;
@@ -125,8 +128,10 @@ export async function runChat(call: ChatCall): Promise<Response> {
   headers.set("content-type", res.headers.get("content-type") ?? (call.stream ? "text/event-stream;charset=UTF-8" : "application/json; charset=UTF-8"));
 
   if (!call.stream) {
-    return nonStream(call, up, res, headers, record, finish, (r) => slot.release(r), ttfbMs, cfg.upstreamTimeoutMs);
+    return nonStream(call, up, res, headers, record, finish, (r) => slot.release(r), ttfbMs, cfg.upstreamTimeoutMs).finally(stopKeepAlive);
   }
+  // From here the relay renews the leases itself, and only while the client keeps reading.
+  stopKeepAlive();
 
   headers.set("cache-control", "no-cache");
   // Registered before returning: the release runs when the stream ends, however it ends.

@@ -8,6 +8,8 @@ import { Codes, GatewayError } from "../errors.ts";
 import type { Caller } from "../keys/types.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
 import { log } from "../http/log.ts";
+import type { WaitUntil } from "../http/context.ts";
+import { LEASE_RENEW_MS } from "./leases.ts";
 
 /** The longest a caller may ask to wait for a slot (x-queue-timeout-ms is capped to this). */
 export const MAX_QUEUE_TIMEOUT_MS = 60_000;
@@ -20,6 +22,11 @@ export interface Slot {
   renew(): Promise<void>;
   /** Frees both slots and records usage (if given) in one call to the key's object. Runs once. */
   release(usage?: UsageRecord): Promise<void>;
+  /**
+   * Renews both leases every `everyMs` until the returned function is called: for waits whose progress
+   * the gateway cannot see (GLM thinking before its first byte, a long non-streaming answer).
+   */
+  keepAlive(ctx: WaitUntil, everyMs?: number): () => void;
 }
 
 export interface SlotRequest {
@@ -131,16 +138,21 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
 
   const guardId = guardLease;
   let released = false;
+  const renew = async () => {
+    if (released) return;
+    await Promise.all([
+      key.renew(keyLease),
+      guardId ? guardStub(env, req.model.id).renew(guardId) : Promise.resolve(true),
+    ]).catch((err: unknown) => log({ level: "warn", msg: "lease renewal failed", error: String(err) }));
+  };
   return {
     caller: got.caller,
     limit: got.limit,
     inFlight: got.inFlight,
-    async renew() {
-      if (released) return;
-      await Promise.all([
-        key.renew(keyLease),
-        guardId ? guardStub(env, req.model.id).renew(guardId) : Promise.resolve(true),
-      ]).catch((err: unknown) => log({ level: "warn", msg: "lease renewal failed", error: String(err) }));
+    renew,
+    keepAlive(ctx, everyMs = LEASE_RENEW_MS) {
+      const timer = setInterval(() => ctx.waitUntil(renew()), everyMs);
+      return () => clearInterval(timer);
     },
     async release(usage) {
       if (released) return;
