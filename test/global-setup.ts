@@ -1,18 +1,24 @@
 // Starts the GLM simulator on a free loopback port for the workerd tests and hands its URL to them
-// (inject("simUrl")) and to the Worker's GLM_BASE_URL binding.
+// (inject("simUrl")) and to the Worker's GLM_BASE_URL binding; and a webhook receiver for the async job
+// tests (inject("hookUrl")).
 import type { TestProject } from "vitest/node";
 import { startSimulator } from "../sim/server.ts";
+import { startHookReceiver } from "./jobs-receiver.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     simUrl: string;
+    hookUrl: string;
   }
 }
 
 export default async function setup(project: TestProject) {
   const sim = await startSimulator({ port: 0 });
   project.provide("simUrl", sim.url);
+  const hooks = await startHookReceiver();
+  project.provide("hookUrl", hooks.url);
   return async () => {
+    await hooks.close();
     await sim.close();
   };
 }

@@ -1,0 +1,45 @@
+// Async job settings: the fixed limits of the job lifecycle and the few knobs read from the environment.
+// The retry schedules themselves live in schedule.ts.
+
+/** A job that has not finished this long after submission is failed by its object's watchdog. */
+export const JOB_MAX_AGE_MS = 24 * 3_600_000;
+/** Finished jobs (result, deliveries) are kept this long, then the job's object deletes itself. */
+export const JOB_RETENTION_MS = 7 * 86_400_000;
+/** Upstream attempts per job: transient failures (1305, 5xx, timeouts) are retried up to this many runs. */
+export const JOB_MAX_ATTEMPTS = 4;
+/**
+ * A run holds the job for this long and renews it every JOB_HEARTBEAT_MS, so a run whose consumer died
+ * (a deploy, a crash) is taken over within about JOB_LEASE_MS, while three missed renewals are tolerated.
+ */
+export const JOB_LEASE_MS = 20_000;
+export const JOB_HEARTBEAT_MS = 5_000;
+/** A run that has not ended by then is stopped and counted as a transient failure (consumers get 15 min). */
+export const JOB_RUN_TIMEOUT_MS = 12 * 60_000;
+/** Webhooks are retried until this long after the first attempt. */
+export const WEBHOOK_WINDOW_MS = 24 * 3_600_000;
+/** One delivery attempt may take this long (connect + answer). */
+export const WEBHOOK_TIMEOUT_MS = 10_000;
+/** `metadata` echoed in the result and webhook: at most this many bytes of JSON. */
+export const MAX_METADATA_BYTES = 16_384;
+
+export interface JobConfig {
+  /** WEBHOOK_RETRY_BASE_SECONDS: first retry delay of a webhook (default 30 s). */
+  webhookBaseS: number;
+  /** JOB_RETRY_BASE_SECONDS: first retry delay after a transient upstream failure (default 5 s). */
+  jobRetryBaseS: number;
+  /** WEBHOOK_ALLOW_PRIVATE=true: http and loopback/private callback targets (development and tests). */
+  allowPrivate: boolean;
+}
+
+function seconds(raw: string | undefined, fallback: number): number {
+  const n = Number(raw);
+  return raw !== undefined && raw.trim() !== "" && Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+export function jobConfig(env: Env): JobConfig {
+  return {
+    webhookBaseS: seconds(env.WEBHOOK_RETRY_BASE_SECONDS, 30),
+    jobRetryBaseS: seconds(env.JOB_RETRY_BASE_SECONDS, 5),
+    allowPrivate: (env.WEBHOOK_ALLOW_PRIVATE ?? "").trim().toLowerCase() === "true",
+  };
+}

@@ -1,0 +1,249 @@
+// Async jobs in GLM's shape: POST /async/chat/completions (and /async/summarize) answers at once with a
+// task id and PROCESSING; the work runs on the job queue; GET /async-result/{id} polls it, and a signed
+// webhook to `callback_url` announces the end. Mounted at /v1 and /api/paas/v4 like the rest of the API.
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { getCatalog } from "../catalog/store.ts";
+import { ChatRequestSchema, UsageSchema } from "../chat/schema.ts";
+import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { Codes, GatewayError } from "../errors.ts";
+import type { AppEnv } from "../http/context.ts";
+import { bearerSecurity, commonErrors, ErrorSchema, newRouter, notFound } from "../http/openapi.ts";
+import { keyStub } from "../limiter/slots.ts";
+import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
+import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH } from "../jobs/ssrf.ts";
+import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
+import type { JobKind } from "../jobs/types.ts";
+import { defaultModel } from "../summarize/planner.ts";
+import { MAX_TEXT_CHARS, SummarizeRequestSchema } from "../summarize/schema.ts";
+import type { SummarizeInput } from "../summarize/service.ts";
+
+const asyncFields = {
+  callback_url: z.string().max(MAX_CALLBACK_URL_LENGTH).optional().openapi({
+    description: "https URL that receives the result as a signed POST (Standard Webhooks) when the job ends",
+    example: "https://example.com/hooks/glm",
+  }),
+  metadata: z.record(z.string(), z.unknown()).optional().openapi({
+    description: `Your own data, echoed in the result and the webhook (at most ${MAX_METADATA_BYTES} bytes of JSON)`,
+    example: { ticket: "T-1042" },
+  }),
+};
+
+const noStream = z.boolean().optional().openapi({ description: "false or absent: async jobs do not stream" });
+
+// Built from the sync schemas' fields (not extended from them) so the documents say exactly what is
+// accepted: the summarize body stays strict, and `stream` is documented as refused.
+const AsyncChatRequestSchema = z
+  .looseObject({ ...ChatRequestSchema.shape, stream: noStream, ...asyncFields })
+  .openapi("AsyncChatCompletionRequest");
+const AsyncSummarizeRequestSchema = z
+  .strictObject({ ...SummarizeRequestSchema.shape, stream: noStream, ...asyncFields })
+  .openapi("AsyncSummarizeRequest");
+
+const AsyncTaskSchema = z
+  .object({
+    id: z.string().openapi({ example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }),
+    request_id: z.string(),
+    model: z.string(),
+    task_status: z.literal("PROCESSING"),
+  })
+  .openapi("AsyncTask");
+
+const DeliverySchema = z.object({
+  attempt: z.number().int(),
+  at: z.string().openapi({ description: "ISO 8601 time of the attempt" }),
+  status: z.number().int().nullable().openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
+  error: z.string().nullable(),
+  duration_ms: z.number(),
+});
+
+const WebhookSchema = z
+  .object({
+    url: z.string(),
+    webhook_id: z.string().openapi({ description: "the webhook-id header, the same on every attempt" }),
+    state: z.enum(["not_started", "pending", "delivered", "failed"]),
+    deliveries: z.array(DeliverySchema),
+    next_attempt_at: z.string().nullable(),
+    gave_up: z.string().nullable().openapi({ description: "why delivery stopped without a 2xx" }),
+  })
+  .openapi("WebhookDeliveries");
+
+const AsyncResultSchema = z
+  .looseObject({
+    id: z.string(),
+    request_id: z.string(),
+    model: z.string(),
+    task_status: z.enum(["PROCESSING", "SUCCESS", "FAIL"]),
+    kind: z.enum(["chat", "summarize"]),
+    created: z.number().int().openapi({ description: "submission time, Unix seconds" }),
+    choices: z.array(z.looseObject({})).optional().openapi({ description: "chat SUCCESS: GLM's choices" }),
+    usage: UsageSchema.optional(),
+    cost_cny: z.number().optional(),
+    summary: z.string().optional().openapi({ description: "summarize SUCCESS: the summary" }),
+    chunks: z.number().int().optional(),
+    error: ErrorSchema.shape.error.optional().openapi({ description: "FAIL: the cause, GLM-style" }),
+    last_error: ErrorSchema.shape.error.optional().openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
+    attempts: z.number().int(),
+    finished_at: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()).nullable(),
+    webhook: WebhookSchema.optional(),
+  })
+  .openapi("AsyncResult");
+
+const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) });
+
+const queueDown = {
+  description: "Gateway misconfigured, limiter or job queue unavailable",
+  content: { "application/json": { schema: ErrorSchema } },
+};
+
+const submitResponses = {
+  200: { description: "Accepted: poll GET /async-result/{id} or wait for the webhook", content: { "application/json": { schema: AsyncTaskSchema } } },
+  ...commonErrors,
+  403: { description: "A browser token that may not use this model", content: { "application/json": { schema: ErrorSchema } } },
+  503: queueDown,
+};
+
+function illegal(field: string, why: string): GatewayError {
+  return new GatewayError(400, Codes.illegalField, `invalid field ${field}: ${why}`);
+}
+
+/** The async fields shared by every job kind, checked by the gateway's rules. */
+function asyncOptions(env: Env, body: { callback_url?: string | undefined; metadata?: Record<string, unknown> | undefined; stream?: boolean | undefined }) {
+  if (body.stream === true) throw illegal("stream", "async jobs do not stream; poll GET /async-result/{id} or set callback_url");
+  let callbackUrl: string | null = null;
+  if (body.callback_url !== undefined) {
+    const check = checkCallbackUrl(body.callback_url, { allowPrivate: jobConfig(env).allowPrivate });
+    if (!check.ok) throw illegal("callback_url", `refused because ${check.reason}`);
+    callbackUrl = check.url;
+  }
+  let metadata: Record<string, unknown> | null = null;
+  if (body.metadata !== undefined) {
+    const bytes = new TextEncoder().encode(JSON.stringify(body.metadata)).byteLength;
+    if (bytes > MAX_METADATA_BYTES) throw illegal("metadata", `${bytes} bytes of JSON is more than ${MAX_METADATA_BYTES}`);
+    metadata = body.metadata;
+  }
+  return { callbackUrl, metadata };
+}
+
+/** Authenticates the caller now: the job later runs with the internal credential of this key. */
+async function authorize(c: Context<AppEnv>, model: string): Promise<string> {
+  const cred = c.get("cred");
+  const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
+  if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+  if (auth.caller.token?.models && !auth.caller.token.models.includes(model)) {
+    throw new GatewayError(403, Codes.illegalField, `this token may not use model ${model}`);
+  }
+  return auth.caller.id;
+}
+
+interface Submission {
+  kind: JobKind;
+  model: string;
+  requestId: string;
+  callbackUrl: string | null;
+  metadata: Record<string, unknown> | null;
+  body: string;
+}
+
+async function submit(c: Context<AppEnv>, s: Submission) {
+  const keyId = await authorize(c, s.model);
+  const id = newJobId();
+  const job = jobStub(c.env, id);
+  const created = await job.create({
+    record: { id, key_id: keyId, kind: s.kind, model: s.model, request_id: s.requestId, callback_url: s.callbackUrl, metadata: s.metadata, created_at: Date.now() },
+    body: s.body,
+  });
+  // 128 random bits do not collide; if they ever did, refusing beats answering with someone else's job.
+  if (!created) throw new GatewayError(500, Codes.internal, "could not allocate a job id; retry");
+  try {
+    await c.env.JOB_QUEUE.send({ job: id });
+  } catch (err) {
+    await job.discard().catch(() => undefined);
+    c.get("logLine")["error"] = String(err);
+    throw new GatewayError(503, Codes.unavailable, "the job queue is unavailable, so the job was not accepted; retry in a few seconds", { "retry-after": "2" });
+  }
+  Object.assign(c.get("logLine"), { job_id: id, job_kind: s.kind, model: s.model });
+  return { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
+}
+
+export const asyncJobs = newRouter();
+
+asyncJobs.openapi(
+  createRoute({
+    method: "post", path: "/async/chat/completions", tags: ["async"], security: bearerSecurity,
+    summary: "Submit a chat completion as an async job",
+    description:
+      "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none is free, and retries transient upstream failures.",
+    request: { body: { required: true, content: { "application/json": { schema: AsyncChatRequestSchema } } } },
+    responses: submitResponses,
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const model = resolveModel(await getCatalog(c.env, c.executionCtx), body.model);
+    checkMaxTokens(model, body.max_tokens);
+    const { callbackUrl, metadata } = asyncOptions(c.env, body);
+    const requestId = body.request_id ?? c.get("requestId");
+    // Forward the client's own fields untouched (unknown ones included), minus the gateway's.
+    const raw = (await c.req.json()) as Record<string, unknown>;
+    delete raw["callback_url"];
+    delete raw["metadata"];
+    delete raw["stream"];
+    const upstreamBody = JSON.stringify({ ...raw, request_id: requestId });
+    return c.json(await submit(c, { kind: "chat", model: model.id, requestId, callbackUrl, metadata, body: upstreamBody }), 200);
+  },
+);
+
+asyncJobs.openapi(
+  createRoute({
+    method: "get", path: "/async-result/{id}", tags: ["async"], security: bearerSecurity,
+    summary: "An async job's status and result, with its webhook deliveries",
+    description: "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
+    request: { params: IdParam },
+    responses: {
+      200: { description: "The job", content: { "application/json": { schema: AsyncResultSchema } } },
+      ...commonErrors,
+      ...notFound,
+    },
+  }),
+  async (c) => {
+    const id = c.req.valid("param").id;
+    const cred = c.get("cred");
+    const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
+    if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+    const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
+    if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
+    return c.json(view as z.infer<typeof AsyncResultSchema>, 200);
+  },
+);
+
+asyncJobs.openapi(
+  createRoute({
+    method: "post", path: "/async/summarize", tags: ["async"], security: bearerSecurity,
+    summary: "Submit a summary as an async job",
+    description:
+      "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
+    request: { body: { required: true, content: { "application/json": { schema: AsyncSummarizeRequestSchema } } } },
+    responses: submitResponses,
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    // The checks summarizeText makes, made now so that a bad request fails at submission, not later.
+    if (body.text.length > MAX_TEXT_CHARS) {
+      throw new GatewayError(413, Codes.promptTooLong, `text is ${body.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`);
+    }
+    if (body.text.trim() === "") throw illegal("text", "it is empty; there is nothing to summarize");
+    const catalog = await getCatalog(c.env, c.executionCtx);
+    // The model is fixed now (the default may change later) and reported in the answer.
+    const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
+    checkMaxTokens(model, body.max_tokens);
+    const { callbackUrl, metadata } = asyncOptions(c.env, body);
+    const input: SummarizeInput = { text: body.text, model: model.id };
+    if (body.style !== undefined) input.style = body.style;
+    if (body.language !== undefined) input.language = body.language;
+    if (body.max_tokens !== undefined) input.max_tokens = body.max_tokens;
+    if (body.instructions !== undefined) input.instructions = body.instructions;
+    const requestId = c.get("requestId");
+    return c.json(await submit(c, { kind: "summarize", model: model.id, requestId, callbackUrl, metadata, body: JSON.stringify(input) }), 200);
+  },
+);

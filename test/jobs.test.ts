@@ -1,0 +1,225 @@
+// Async chat jobs through the API, run by the real local queue and consumer against the simulator:
+// submit → PROCESSING at once → poll → SUCCESS or FAIL with a cause; validation; isolation between keys;
+// slot waits that do not fail; transient upstream failures retried and then dead-lettered.
+import { beforeAll, describe, expect, it } from "vitest";
+import { JOB_MAX_ATTEMPTS } from "../src/jobs/config.ts";
+import { admin, chat, chatBody, createKey, gw, simRequests, waitFor, type CreatedKey } from "./helpers.ts";
+import { inspect, result, settled, submit, submitOk, view } from "./jobs-helpers.ts";
+
+let k: CreatedKey;
+beforeAll(async () => {
+  k = await createKey({ tier: "V3" });
+});
+
+async function simCalls(requestId: string): Promise<Record<string, unknown>[]> {
+  return (await simRequests(1000)).filter((r) => r["request_id"] === requestId);
+}
+
+describe("submit and poll", () => {
+  it("answers PROCESSING at once, then SUCCESS with GLM's choices and usage", async () => {
+    const body = chatBody("async hello [[sim: tokens=6]]", { metadata: { ticket: "T-1" } });
+    const res = await submit(k.key, body);
+    expect(res.status).toBe(200);
+    const task = (await res.json()) as { id: string; request_id: string; model: string; task_status: string };
+    expect(task).toEqual({ id: expect.stringMatching(/^job_[0-9a-f]{32}$/), request_id: expect.any(String), model: "glm-4-flash-250414", task_status: "PROCESSING" });
+    expect(res.headers.get("x-request-id")).toBe(task.request_id);
+
+    const done = await settled(k.key, task.id);
+    expect(done).toMatchObject({
+      id: task.id,
+      request_id: task.request_id,
+      model: "glm-4-flash-250414",
+      task_status: "SUCCESS",
+      kind: "chat",
+      attempts: 1,
+      metadata: { ticket: "T-1" },
+      usage: { completion_tokens: 6 },
+    });
+    expect(done.finished_at).toEqual(expect.any(String));
+    expect(done.webhook).toBeUndefined();
+    // The same answer a synchronous call gets (the simulator is deterministic in the messages).
+    const sync = (await (await chat(k.key, chatBody("async hello [[sim: tokens=6]]"))).json()) as { choices: unknown; usage: unknown };
+    expect(done["choices"]).toEqual(sync.choices);
+    expect(done["usage"]).toEqual(sync.usage);
+    // Upstream saw exactly one call, under the job's request id.
+    expect((await simCalls(task.request_id)).length).toBe(1);
+  });
+
+  it("works at GLM's own base path and keeps the client's request_id", async () => {
+    const task = await submitOk(k.key, chatBody("glm path [[sim: tokens=3]]", { request_id: "my-req-42" }), "/api/paas/v4/async/chat/completions");
+    expect(task.request_id).toBe("my-req-42");
+    const res = await result(k.key, task.id, "/api/paas/v4");
+    expect(res.status).toBe(200);
+    const done = await settled(k.key, task.id);
+    expect(done).toMatchObject({ task_status: "SUCCESS", request_id: "my-req-42" });
+  });
+
+  it("records the job's usage on the key like any request", async () => {
+    const key = await createKey();
+    const task = await submitOk(key.key, chatBody("usage [[sim: tokens=4]]"));
+    await settled(key.key, task.id);
+    const report = await waitFor(
+      async () => (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as { totals: { requests: number; completion_tokens: number } },
+      (r) => r.totals.requests === 1,
+    );
+    expect(report.totals).toMatchObject({ requests: 1, completion_tokens: 4 });
+  });
+});
+
+describe("validation", () => {
+  it.each([
+    ["stream: true", chatBody("x", { stream: true }), 400, "1214", "stream"],
+    ["no messages", { model: "glm-4-flash-250414" }, 400, "1213", "messages"],
+    ["unknown model", chatBody("x", { model: "glm-9" }), 400, "1211", "glm-9"],
+    ["max_tokens over the model's limit", chatBody("x", { max_tokens: 999_999 }), 400, "1214", "max_tokens"],
+    ["callback_url not a string", chatBody("x", { callback_url: 42 }), 400, "1214", "callback_url"],
+    ["callback_url with userinfo", chatBody("x", { callback_url: "https://a:b@example.com/" }), 400, "1214", "userinfo"],
+    ["callback_url to cloud metadata", chatBody("x", { callback_url: "http://169.254.169.254/" }), 400, "1214", "link-local"],
+    ["metadata not an object", chatBody("x", { metadata: [1, 2] }), 400, "1214", "metadata"],
+    ["metadata too large", chatBody("x", { metadata: { blob: "x".repeat(20_000) } }), 400, "1214", "metadata"],
+  ])("refuses %s", async (_name, body, status, code, fragment) => {
+    const res = await submit(k.key, body);
+    expect(res.status).toBe(status);
+    const err = (await res.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe(code);
+    expect(err.error.message).toContain(fragment);
+  });
+
+  it("refuses a body that is not JSON (415) and a missing or wrong key (401)", async () => {
+    const notJson = await gw("/v1/async/chat/completions", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" }, body: "hi" });
+    expect(notJson.status).toBe(415);
+    const noKey = await gw("/v1/async/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chatBody("x")) });
+    expect(noKey.status).toBe(401);
+    expect(await noKey.json()).toMatchObject({ error: { code: "1001" } });
+    const wrong = await submit(`${k.id}.${"x".repeat(32)}`, chatBody("x"));
+    expect(wrong.status).toBe(401);
+    expect(await wrong.json()).toMatchObject({ error: { code: "1000" } });
+  });
+});
+
+describe("isolation between keys", () => {
+  it("shows a job only to its own key; others get the same 404 as for an unknown id", async () => {
+    const other = await createKey();
+    const task = await submitOk(k.key, chatBody("mine [[sim: tokens=2]]"));
+    const foreign = await result(other.key, task.id);
+    expect(foreign.status).toBe(404);
+    const foreignBody = await foreign.json();
+    const unknown = await result(other.key, "job_" + "0".repeat(32));
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual(foreignBody);
+    const malformed = await result(other.key, "job_not-a-real-id");
+    expect(malformed.status).toBe(404);
+    expect((await result(k.key, task.id)).status).toBe(200);
+    await settled(k.key, task.id);
+    expect((await result(other.key, task.id)).status).toBe(404);
+  });
+
+  it("refuses to poll with a revoked key", async () => {
+    const key = await createKey();
+    const task = await submitOk(key.key, chatBody("revoked [[sim: tokens=2]]"));
+    await settled(key.key, task.id);
+    expect((await admin("DELETE", `/keys/${key.id}`)).status).toBe(200);
+    const res = await result(key.key, task.id);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "1000", message: expect.stringContaining("revoked") } });
+  });
+});
+
+describe("failures", () => {
+  it("fails at once, with GLM's error, when upstream refuses the request", async () => {
+    const task = await submitOk(k.key, chatBody("bad [[sim: error=1214]]"));
+    const done = await settled(k.key, task.id);
+    expect(done).toMatchObject({ task_status: "FAIL", attempts: 1, error: { code: "1214" } });
+    expect(done["choices"]).toBeUndefined();
+    expect((await simCalls(task.request_id)).length).toBe(1);
+  });
+
+  it("fails with 1308 when the key's daily budget is used up, without calling upstream", async () => {
+    const key = await createKey({ daily_token_limit: 0 });
+    const task = await submitOk(key.key, chatBody("budget [[sim: tokens=2]]"));
+    const done = await settled(key.key, task.id);
+    expect(done).toMatchObject({ task_status: "FAIL", error: { code: "1308" } });
+    expect((await simCalls(task.request_id)).length).toBe(0);
+  });
+
+  it(
+    "retries transient upstream failures with backoff, then fails with the cause and dead-letters the message",
+    async () => {
+      const task = await submitOk(k.key, chatBody("overloaded [[sim: error=1305]]"));
+      const first = await waitFor(() => view(k.key, task.id), (v) => v.last_error !== undefined, 10_000);
+      expect(first).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1305" } });
+      const done = await settled(k.key, task.id, { timeoutMs: 40_000 });
+      expect(done).toMatchObject({ task_status: "FAIL", attempts: JOB_MAX_ATTEMPTS, error: { code: "1305", message: expect.stringContaining(`gave up after ${JOB_MAX_ATTEMPTS} attempts`) } });
+      expect((await simCalls(task.request_id)).length).toBe(JOB_MAX_ATTEMPTS);
+      const record = await waitFor(() => inspect(task.id), (r) => r?.dead_lettered_at !== null, 10_000);
+      expect(record?.dead_lettered_at).toEqual(expect.any(Number));
+    },
+    60_000,
+  );
+});
+
+describe("slots", () => {
+  it("waits for a free slot instead of failing, then runs", async () => {
+    const key = await createKey({ tier: "V3", max_concurrency: 1 });
+    const ac = new AbortController();
+    const stream = await chat(key.key, chatBody("hold the slot [[sim: tokens=500 delay=20]]", { stream: true }), {}, ac.signal);
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    await reader.read();
+
+    const task = await submitOk(key.key, chatBody("queued behind [[sim: tokens=3]]"));
+    const waiting = await waitFor(() => view(key.key, task.id), (v) => v.last_error?.code === "1302", 15_000);
+    expect(waiting).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1302" } });
+    expect((await simCalls(task.request_id)).length).toBe(0);
+
+    ac.abort();
+    await reader.cancel().catch(() => undefined);
+    const done = await settled(key.key, task.id, { timeoutMs: 25_000 });
+    // Waiting is not failing: the one run that reached upstream is the only attempt counted.
+    expect(done).toMatchObject({ task_status: "SUCCESS", attempts: 1 });
+    expect((await inspect(task.id))?.slot_waits).toBeGreaterThanOrEqual(1);
+    expect((await simCalls(task.request_id)).length).toBe(1);
+  }, 45_000);
+});
+
+describe("summarize jobs", () => {
+  const text = "The gateway keeps the upstream key, enforces the in-flight limits and records usage.\n".repeat(20);
+
+  it("summarizes asynchronously: PROCESSING at once, then SUCCESS with the summary, usage, cost and chunks", async () => {
+    const task = await submitOk(k.key, { text, style: "tldr", metadata: { doc: 1 } }, "/v1/async/summarize");
+    expect(task).toMatchObject({ id: expect.stringMatching(/^job_/), model: expect.any(String), task_status: "PROCESSING" });
+    const done = await settled(k.key, task.id);
+    expect(done).toMatchObject({
+      task_status: "SUCCESS",
+      kind: "summarize",
+      model: task.model,
+      summary: expect.stringContaining("⟦digest"),
+      usage: { prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: expect.any(Number) },
+      cost_cny: expect.any(Number),
+      chunks: 1,
+      metadata: { doc: 1 },
+    });
+    expect(done["choices"]).toBeUndefined();
+  });
+
+  it("fixes the model at submission and works at GLM's base path", async () => {
+    const task = await submitOk(k.key, { text, model: "glm-4-air-250414" }, "/api/paas/v4/async/summarize");
+    expect(task.model).toBe("glm-4-air-250414");
+    expect(await settled(k.key, task.id)).toMatchObject({ task_status: "SUCCESS", model: "glm-4-air-250414" });
+  });
+
+  it.each([
+    ["empty text", { text: "   " }, "1214", "text"],
+    ["no text", { style: "tldr" }, "1213", "text"],
+    ["stream: true", { text, stream: true }, "1214", "stream"],
+    ["an unknown field", { text, colour: "blue" }, "1214", "colour"],
+    ["an unknown model", { text, model: "glm-9" }, "1211", "glm-9"],
+    ["a refused callback_url", { text, callback_url: "https://[::ffff:127.0.0.1]/" }, "1214", "IPv4-mapped"],
+  ])("refuses %s", async (_name, body, code, fragment) => {
+    const res = await submit(k.key, body, "/v1/async/summarize");
+    expect(res.status).toBe(400);
+    const err = (await res.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe(code);
+    expect(err.error.message).toContain(fragment);
+  });
+});
