@@ -55,6 +55,8 @@ export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): Readab
     finish("client_abort");
   };
   opts.clientSignal?.addEventListener("abort", onClientAbort, { once: true });
+  // A client that left before the relay started never fires the event: end the relay right away.
+  if (opts.clientSignal?.aborted) queueMicrotask(onClientAbort);
 
   // One timer per stream: enforces the idle timeout, and renews leases only while the client is still
   // pulling — a client that silently vanished stops pulling, so its leases lapse on their own.

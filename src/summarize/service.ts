@@ -1,0 +1,214 @@
+// The summarize service: checks the input against the catalog, admits the request (its first slot, so a
+// full limit is a plain 429), runs the orchestrator, and shapes the answer — a SummarizeResult, or a
+// streamed Response. Also the entry point for work the gateway runs itself (async jobs: cred "internal").
+import { z } from "@hono/zod-openapi";
+import type { Credential } from "../auth/credentials.ts";
+import { getCatalog } from "../catalog/store.ts";
+import type { ModelEntry } from "../catalog/schema.ts";
+import { checkMaxTokens, resolveModel, zodToGlmError } from "../chat/validate.ts";
+import { readConfig } from "../config.ts";
+import { Codes, GatewayError } from "../errors.ts";
+import type { WaitUntil } from "../http/context.ts";
+import { log, type LogFields } from "../http/log.ts";
+import { formatCny } from "../usage/cost.ts";
+import { Calls } from "./calls.ts";
+import { TooLong } from "./failures.ts";
+import { resolveTarget } from "./language.ts";
+import { Summarizer, type Job } from "./orchestrator.ts";
+import { budgets, defaultModel } from "./planner.ts";
+import { MAX_TEXT_CHARS, SummarizeRequestSchema } from "./schema.ts";
+import { quietSink, SseSink, unusableFinish } from "./stream.ts";
+
+export interface SummarizeInput {
+  text: string;
+  model?: string;
+  style?: "paragraph" | "bullets" | "tldr";
+  language?: string;
+  max_tokens?: number;
+  instructions?: string;
+}
+
+export interface SummarizeResult {
+  id: string;
+  object: "summary";
+  model: string;
+  summary: string;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  cost_cny: number;
+  chunks: number;
+}
+
+export interface SummarizeOptions {
+  requestId: string;
+  signal?: AbortSignal | null;
+  /** How long to wait for the first slot (x-queue-timeout-ms); 0 answers 429 at once when the limit is full. */
+  queueTimeoutMs?: number;
+  origin?: string | null;
+  acceptLanguage?: string | null;
+  /** The request's log line: the service adds its fields (and, for a stream, writes it when the stream ends). */
+  logLine?: LogFields;
+  startedAt?: number;
+}
+
+/** What the route needs besides the result: the admission slot's numbers, for response headers. */
+export interface SummaryMeta {
+  limit: number;
+  inFlight: number;
+  calls: number;
+}
+
+// Not strict here: a caller inside the gateway (async jobs) may hand over a wider object.
+const InputSchema = z.object(SummarizeRequestSchema.shape).omit({ stream: true });
+
+function newId(): string {
+  return `sum_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise<{ model: ModelEntry; job: Job }> {
+  // Checked here as well as in the route: async jobs call this service directly.
+  if (typeof input.text === "string" && input.text.length > MAX_TEXT_CHARS) {
+    throw new GatewayError(
+      413,
+      Codes.promptTooLong,
+      `text is ${input.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
+    );
+  }
+  const parsed = InputSchema.safeParse(input);
+  if (!parsed.success) throw zodToGlmError(parsed.error);
+  const body = parsed.data;
+  const text = body.text.replace(/\r\n?/g, "\n");
+  if (text.trim() === "") throw new GatewayError(400, Codes.illegalField, "invalid field text: it is empty; there is nothing to summarize");
+  const catalog = await getCatalog(env, ctx);
+  const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
+  checkMaxTokens(model, body.max_tokens);
+  const prompt = { target: resolveTarget(body.language, text), style: body.style ?? "paragraph", instructions: body.instructions?.trim() || undefined };
+  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens) } };
+}
+
+function newCalls(env: Env, ctx: WaitUntil, cred: Credential, model: ModelEntry, opts: SummarizeOptions): Calls {
+  return new Calls({
+    env, ctx, cred, model, requestId: opts.requestId, origin: opts.origin ?? null, acceptLanguage: opts.acceptLanguage ?? null,
+    queueTimeoutMs: opts.queueTimeoutMs ?? 0, signal: opts.signal ?? null,
+  });
+}
+
+/** Errors leave the service as GatewayErrors. */
+function publicError(err: unknown): unknown {
+  if (err instanceof TooLong) return new GatewayError(400, Codes.promptTooLong, err.message);
+  return err;
+}
+
+function usageOf(calls: Calls) {
+  const t = calls.totals();
+  return {
+    usage: { prompt_tokens: t.prompt_tokens, completion_tokens: t.completion_tokens, total_tokens: t.prompt_tokens + t.completion_tokens },
+    cost_nano: t.cost_nano,
+  };
+}
+
+function logFields(calls: Calls, model: ModelEntry, chunks: number): LogFields {
+  const { usage, cost_nano } = usageOf(calls);
+  return {
+    model: model.id, chunks, upstream_calls: calls.records.length, prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens, cost_cny: formatCny(cost_nano), estimated: calls.records.some((r) => r.estimated),
+  };
+}
+
+/** summarizeText plus what the HTTP route puts in headers. */
+export async function summarizeWithMeta(
+  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+): Promise<{ result: SummarizeResult; meta: SummaryMeta }> {
+  const { model, job } = await prepare(env, ctx, input);
+  const calls = newCalls(env, ctx, cred, model, opts);
+  const summarizer = new Summarizer(calls, job);
+  try {
+    await calls.admit();
+    const summary = (await summarizer.run(quietSink)) ?? "";
+    const { usage, cost_nano } = usageOf(calls);
+    const result: SummarizeResult = {
+      id: newId(), object: "summary", model: model.id, summary: summary.trim(), usage, cost_cny: cost_nano / 1e9, chunks: summarizer.chunks,
+    };
+    return { result, meta: { limit: calls.limit, inFlight: calls.inFlight, calls: calls.records.length } };
+  } catch (err) {
+    calls.abort(err);
+    throw publicError(err);
+  } finally {
+    await calls.close();
+    if (opts.logLine) Object.assign(opts.logLine, logFields(calls, model, summarizer.chunks));
+  }
+}
+
+/** Summarizes without streaming; throws GatewayError. The contract the async-jobs consumer relies on. */
+export async function summarizeText(
+  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+): Promise<SummarizeResult> {
+  return (await summarizeWithMeta(env, ctx, cred, input, opts)).result;
+}
+
+/**
+ * Summarizes as a stream. Resolves with the SSE response as soon as its first byte is ready (the first
+ * progress chunk, or the summary's first token for a single pass); fails with a GatewayError when the
+ * summary fails before that. Later failures end the stream with an in-band error event.
+ */
+export async function streamSummary(
+  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+): Promise<Response> {
+  const { model, job } = await prepare(env, ctx, input);
+  const calls = newCalls(env, ctx, cred, model, opts);
+  try {
+    await calls.admit();
+  } catch (err) {
+    await calls.close();
+    throw err;
+  }
+  const id = newId();
+  const summarizer = new Summarizer(calls, job);
+  const sink = new SseSink({
+    id, model: model.id, idleTimeoutMs: readConfig(env).upstreamTimeoutMs, signal: calls.signal,
+    onCancel: () => calls.abort(new GatewayError(408, Codes.network, "client closed the request")),
+    closing: (outcome) => {
+      const bad = unusableFinish(outcome.finishReason);
+      if (bad) return { error: bad };
+      const { usage, cost_nano } = usageOf(calls);
+      const n = summarizer.chunks;
+      return { fields: { usage, cost_cny: cost_nano / 1e9, chunks: n, progress: { stage: "done", done: n, total: n } } };
+    },
+  });
+  return new Promise<Response>((resolve, reject) => {
+    sink.onOpen = () => {
+      const headers = new Headers({
+        "content-type": "text/event-stream;charset=UTF-8", "cache-control": "no-cache", "x-request-id": opts.requestId,
+        "x-concurrency-limit": String(calls.limit), "x-concurrency-in-flight": String(calls.inFlight),
+        "x-summarize-chunks": String(summarizer.chunks),
+      });
+      resolve(new Response(sink.readable, { status: 200, headers }));
+    };
+    const run = summarizer.run(sink).then(
+      () => ({ status: 200, error: undefined as string | undefined }),
+      (err: unknown) => {
+        calls.abort(err);
+        const e = publicError(err);
+        if (!sink.isOpen) {
+          reject(e);
+          return undefined;
+        }
+        const g = e instanceof GatewayError ? e : new GatewayError(500, Codes.internal, `internal gateway error (request ${opts.requestId})`);
+        if (!(e instanceof GatewayError)) log({ level: "error", msg: "summary failed", request_id: opts.requestId, error: String(e) });
+        sink.fail(g.code, g.message);
+        return { status: g.status as number, error: g.message };
+      },
+    );
+    ctx.waitUntil(
+      run.then(async (end) => {
+        await calls.close();
+        // The request's log line is written here, once the stream has ended (the route defers it).
+        if (end && opts.logLine) {
+          log({
+            ...opts.logLine, ...logFields(calls, model, summarizer.chunks), stream: true, status: end.status,
+            ...(end.error ? { error: end.error } : {}), total_ms: Date.now() - (opts.startedAt ?? Date.now()),
+          });
+        }
+      }),
+    );
+  });
+}
