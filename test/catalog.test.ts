@@ -1,9 +1,9 @@
 // The catalog: its cache paths in front of KV (cold, warm, stale refresh, KV failure), admin writes and
 // their validation, /v1/models, and the catalog as the source of limits and prices.
 import { env } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_CATALOG } from "../src/catalog/default.ts";
-import { CATALOG_KV_KEY, FRESH_MS, getCatalog, resetCatalogCache } from "../src/catalog/store.ts";
+import { CATALOG_KV_KEY, CatalogCache, FRESH_MS } from "../src/catalog/store.ts";
 import type { Catalog } from "../src/catalog/schema.ts";
 import { admin, chat, chatBody, createKey, gw } from "./helpers.ts";
 
@@ -25,14 +25,18 @@ function countingEnv(fail = false) {
   return { env: { ...env, KV: kv as unknown as KVNamespace }, gets: () => gets };
 }
 
-afterEach(() => resetCatalogCache());
+// Each test has its own cache: the app's shared one also serves requests from other test files.
+let cache: CatalogCache;
+beforeEach(() => {
+  cache = new CatalogCache(null);
+});
 
 describe("catalog cache", () => {
   it("cold: seeds KV with the bundled default on first use", async () => {
     await env.KV.delete(CATALOG_KV_KEY);
-    resetCatalogCache();
+    cache = new CatalogCache(null);
     const { ctx, settle } = ctxCollector();
-    const view = await getCatalog(env, ctx);
+    const view = await cache.get(env, ctx);
     expect(view.source).toBe("default");
     expect(view.byId.get("glm-4-plus")?.pricing.input).toBe(5);
     await settle();
@@ -43,9 +47,9 @@ describe("catalog cache", () => {
     const c = countingEnv();
     const { ctx } = ctxCollector();
     const now = Date.now();
-    await getCatalog(c.env, ctx, now);
-    await getCatalog(c.env, ctx, now + 10);
-    await getCatalog(c.env, ctx, now + FRESH_MS - 1);
+    await cache.get(c.env, ctx, now);
+    await cache.get(c.env, ctx, now + 10);
+    await cache.get(c.env, ctx, now + FRESH_MS - 1);
     expect(c.gets()).toBe(1);
   });
 
@@ -55,29 +59,29 @@ describe("catalog cache", () => {
     const c = countingEnv();
     const { ctx, settle } = ctxCollector();
     const now = Date.now();
-    expect((await getCatalog(c.env, ctx, now)).catalog.version).toBe(DEFAULT_CATALOG.version);
+    expect((await cache.get(c.env, ctx, now)).catalog.version).toBe(DEFAULT_CATALOG.version);
     await env.KV.put(CATALOG_KV_KEY, JSON.stringify(changed));
-    const stale = await getCatalog(c.env, ctx, now + FRESH_MS + 1);
+    const stale = await cache.get(c.env, ctx, now + FRESH_MS + 1);
     expect(stale.catalog.version).toBe(DEFAULT_CATALOG.version);
     await settle();
-    expect((await getCatalog(c.env, ctx, Date.now())).catalog.version).toBe(99);
+    expect((await cache.get(c.env, ctx, Date.now())).catalog.version).toBe(99);
     expect(c.gets()).toBe(2);
   });
 
   it("KV failure: falls back to the last good copy, else the bundled default, and logs it", async () => {
     const { ctx, settle } = ctxCollector();
     const down = countingEnv(true);
-    const cold = await getCatalog(down.env, ctx);
+    const cold = await cache.get(down.env, ctx);
     expect(cold.source).toBe("default");
-    resetCatalogCache();
+    cache = new CatalogCache(null);
     const custom: Catalog = { ...DEFAULT_CATALOG, version: 7 };
     await env.KV.put(CATALOG_KV_KEY, JSON.stringify(custom));
     const now = Date.now();
-    expect((await getCatalog(env, ctx, now)).catalog.version).toBe(7);
-    const stale = await getCatalog(down.env, ctx, now + FRESH_MS + 1);
+    expect((await cache.get(env, ctx, now)).catalog.version).toBe(7);
+    const stale = await cache.get(down.env, ctx, now + FRESH_MS + 1);
     expect(stale.catalog.version).toBe(7);
     await settle();
-    const after = await getCatalog(down.env, ctx, Date.now());
+    const after = await cache.get(down.env, ctx, Date.now());
     expect(after.catalog.version).toBe(7);
     expect(after.source).toBe("last-good");
   });

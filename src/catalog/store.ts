@@ -23,8 +23,6 @@ interface CacheSlot {
   refreshing: boolean;
 }
 
-let slot: CacheSlot | undefined;
-
 function fnv1a(text: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
@@ -44,8 +42,8 @@ export function makeView(catalog: Catalog, source: CatalogView["source"]): Catal
 }
 
 /** Loads from KV; seeds KV with the bundled default when it is empty. Throws only on KV failure. */
-async function loadFromKv(env: Env, ctx: WaitUntil): Promise<CatalogView> {
-  const raw = await env.KV.get(CATALOG_KV_KEY, { type: "json", cacheTtl: KV_CACHE_TTL_S });
+async function loadFromKv(env: Env, ctx: WaitUntil, cacheTtl: number | null): Promise<CatalogView> {
+  const raw = await env.KV.get(CATALOG_KV_KEY, cacheTtl === null ? { type: "json" } : { type: "json", cacheTtl });
   if (raw === null) {
     ctx.waitUntil(env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG)).catch(() => undefined));
     return makeView(DEFAULT_CATALOG, "default");
@@ -55,51 +53,67 @@ async function loadFromKv(env: Env, ctx: WaitUntil): Promise<CatalogView> {
   return makeView(parsed.data, "kv");
 }
 
-function fallback(err: unknown): CatalogView {
-  const last = slot?.view;
-  log({ level: "warn", msg: "catalog: KV read failed, serving " + (last ? "last good copy" : "bundled default"), error: String(err) });
-  return last ? { ...last, source: "last-good" } : makeView(DEFAULT_CATALOG, "default");
-}
+/** One isolate's cache of the catalog. The app uses the module's single instance; tests make their own. */
+export class CatalogCache {
+  private slot: CacheSlot | undefined;
 
-/** The catalog for this request: from memory when fresh, refreshed in the background when stale. */
-export async function getCatalog(env: Env, ctx: WaitUntil, now = Date.now()): Promise<CatalogView> {
-  const current = slot;
-  if (current && now - current.fetchedAt < FRESH_MS) return current.view;
-  if (current) {
-    if (!current.refreshing) {
-      current.refreshing = true;
-      ctx.waitUntil(
-        loadFromKv(env, ctx)
-          .then((view) => {
-            slot = { view, fetchedAt: Date.now(), refreshing: false };
-          })
-          .catch((err: unknown) => {
-            // Keep serving the last good copy; try again after another FRESH_MS.
-            slot = { view: fallback(err), fetchedAt: Date.now(), refreshing: false };
-          }),
-      );
+  /** kvCacheTtlS: KV's own edge cache for reads (null: none, for tests that change KV under the cache). */
+  constructor(private readonly kvCacheTtlS: number | null = KV_CACHE_TTL_S) {}
+
+  private fallback(err: unknown): CatalogView {
+    const last = this.slot?.view;
+    log({ level: "warn", msg: "catalog: KV read failed, serving " + (last ? "last good copy" : "bundled default"), error: String(err) });
+    return last ? { ...last, source: "last-good" } : makeView(DEFAULT_CATALOG, "default");
+  }
+
+  /** The catalog for this request: from memory when fresh, refreshed in the background when stale. */
+  async get(env: Env, ctx: WaitUntil, now = Date.now()): Promise<CatalogView> {
+    const current = this.slot;
+    if (current && now - current.fetchedAt < FRESH_MS) return current.view;
+    if (current) {
+      if (!current.refreshing) {
+        current.refreshing = true;
+        ctx.waitUntil(
+          loadFromKv(env, ctx, this.kvCacheTtlS)
+            .then((view) => {
+              this.slot = { view, fetchedAt: Date.now(), refreshing: false };
+            })
+            .catch((err: unknown) => {
+              // Keep serving the last good copy; try again after another FRESH_MS.
+              this.slot = { view: this.fallback(err), fetchedAt: Date.now(), refreshing: false };
+            }),
+        );
+      }
+      return current.view;
     }
-    return current.view;
+    let view: CatalogView;
+    try {
+      view = await loadFromKv(env, ctx, this.kvCacheTtlS);
+    } catch (err) {
+      view = this.fallback(err);
+    }
+    // Aged from the request's own clock reading, so callers passing `now` see consistent freshness.
+    this.slot = { view, fetchedAt: now, refreshing: false };
+    return view;
   }
-  let view: CatalogView;
-  try {
-    view = await loadFromKv(env, ctx);
-  } catch (err) {
-    view = fallback(err);
+
+  /** Admin writes: store, and make this isolate see it at once. */
+  async put(env: Env, catalog: Catalog): Promise<CatalogView> {
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(catalog));
+    const view = makeView(catalog, "kv");
+    this.slot = { view, fetchedAt: Date.now(), refreshing: false };
+    return view;
   }
-  slot = { view, fetchedAt: Date.now(), refreshing: false };
-  return view;
 }
 
-/** Admin writes: validate, store, and make this isolate see it at once. */
-export async function putCatalog(env: Env, catalog: Catalog): Promise<CatalogView> {
-  await env.KV.put(CATALOG_KV_KEY, JSON.stringify(catalog));
-  const view = makeView(catalog, "kv");
-  slot = { view, fetchedAt: Date.now(), refreshing: false };
-  return view;
+const shared = new CatalogCache();
+
+/** The catalog for this request, through the isolate's cache. */
+export function getCatalog(env: Env, ctx: WaitUntil, now = Date.now()): Promise<CatalogView> {
+  return shared.get(env, ctx, now);
 }
 
-/** Tests only: forget the isolate cache. */
-export function resetCatalogCache(): void {
-  slot = undefined;
+/** Admin writes: validate first (the routes do), then store; this isolate sees the change at once. */
+export function putCatalog(env: Env, catalog: Catalog): Promise<CatalogView> {
+  return shared.put(env, catalog);
 }
