@@ -18,6 +18,10 @@ export default defineConfig({
                 ADMIN_TOKEN: "test-admin-token",
                 KEY_ENCRYPTION_SECRET: "test-key-encryption-secret",
                 UPSTREAM_TIMEOUT_MS: "3000",
+                // Async jobs: webhooks to the loopback receiver, and retry schedules in seconds, not minutes.
+                WEBHOOK_ALLOW_PRIVATE: "true",
+                WEBHOOK_RETRY_BASE_SECONDS: "1",
+                JOB_RETRY_BASE_SECONDS: "1",
               },
             },
           })),

@@ -2,7 +2,7 @@
 // /api/paas/v4 (GLM's own) — so every SDK works by changing only its base URL.
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, createRoute, z } from "@hono/zod-openapi";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
 import type { AppEnv } from "./http/context.ts";
 import { log } from "./http/log.ts";
@@ -10,8 +10,12 @@ import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminUsage } from "./routes/admin-usage.ts";
+import { asyncJobs } from "./routes/async.ts";
 import { chat } from "./routes/chat.ts";
+import { mountDocs } from "./routes/docs.ts";
 import { models } from "./routes/models.ts";
+import { summarize } from "./routes/summarize.ts";
+import { tokens } from "./routes/tokens.ts";
 import { usage } from "./routes/usage.ts";
 
 /** Largest request body accepted (a 128K-token prompt is well under this). */
@@ -35,8 +39,15 @@ function clientApi(): OpenAPIHono<AppEnv> {
   api.route("/", models);
   api.use("/chat/*", requireJson(), clientAuth());
   api.use("/usage", clientAuth());
+  api.use("/tokens", clientAuth());
   api.route("/", chat);
   api.route("/", usage);
+  api.use("/summarize", clientAuth());
+  api.route("/", summarize);
+  api.use("/async/*", requireJson(), clientAuth());
+  api.use("/async-result/*", clientAuth());
+  api.route("/", asyncJobs);
+  api.route("/", tokens);
   return api;
 }
 
@@ -64,7 +75,13 @@ export function createApp(): OpenAPIHono<AppEnv> {
     }),
   );
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.openapi(
+    createRoute({
+      method: "get", path: "/healthz", tags: ["health"], summary: "Liveness (no auth)",
+      responses: { 200: { description: "The Worker is up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } },
+    }),
+    (c) => c.json({ ok: true as const }, 200),
+  );
 
   const admin = new OpenAPIHono<AppEnv>();
   admin.use("*", adminAuth());
@@ -84,11 +101,14 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/api/paas/v4", api);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
-    type: "http", scheme: "bearer", description: "A gateway key <id>.<secret>, a GLM JWT signed with it, or a browser token",
+    type: "http", scheme: "bearer", description: "A gateway key `<id>.<secret>`, a GLM JWT signed with it, or a browser token from POST /v1/tokens",
   });
   app.openAPIRegistry.registerComponent("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 
+  // After every router, so the generated document sees all their routes.
+  mountDocs(app);
   const allowed = methodIndex(app);
+
   app.notFound((c) => {
     const methods = allowed(c.req.path);
     if (methods.length > 0 && !methods.includes(c.req.method)) {

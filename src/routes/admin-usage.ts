@@ -86,7 +86,10 @@ adminUsage.openapi(
   async (c) => {
     const id = c.req.valid("param").id;
     if (!KEY_ID_RE.test(id)) throw new GatewayError(404, Codes.notFound, "no such key");
-    const rows = await keyStub(c.env, id).recentUsage(c.req.valid("query").limit ?? 100);
+    const stub = keyStub(c.env, id);
+    // An id with no key behind it is a 404, as on every other key route (its object would list nothing).
+    const [info, rows] = await Promise.all([stub.info(), stub.recentUsage(c.req.valid("query").limit ?? 100)]);
+    if (!info) throw new GatewayError(404, Codes.notFound, "no such key");
     return c.json({ data: rows.map(({ cost_nano, ...r }) => ({ ...r, cost_cny: cost_nano / 1e9 })) }, 200);
   },
 );
