@@ -6,6 +6,8 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 
 export default defineConfig({
   test: {
+    // The gateway logs a JSON line per request: show them only for failing tests.
+    silent: "passed-only",
     projects: [
       {
         plugins: [
