@@ -53,6 +53,10 @@ async function handle(sim: Simulator, req: http.IncomingMessage, res: http.Serve
   const request = new Request(`http://${req.headers.host ?? '127.0.0.1'}${req.url ?? '/'}`, {
     method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined, signal: abort.signal,
   });
+  // Node's Request follows `abort.signal` only through a WeakRef to its own controller: keep the Request
+  // reachable until the exchange ends, or a garbage collection silently cuts a client's disconnect off
+  // from the core and a hanging request stays "in flight" for ever.
+  res.once('close', () => void request.signal);
 
   const response = await sim.fetch(request);
   if (abort.signal.aborted) return void response.body?.cancel().catch(() => {});
