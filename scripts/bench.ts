@@ -363,12 +363,15 @@ function findings(r: Results): string[] {
     const limiter = c1["glm-edge"].p50 - c1["no-limiter"].p50;
     const routing = r.overhead["glm-edge"].p50 - r.overhead.floor.p50;
     const auth = r.limiter.latency["/auth"]!.p50 - r.limiter.latency["/noop"]!.p50;
+    // A difference smaller than the run's noise can come out negative: say so rather than print it.
+    const ms = (x: number) => (x >= 0 ? `${x.toFixed(2)} ms` : "no measurable part (below this run's noise)");
+    const rest = added - Math.max(0, limiter) - Math.max(0, routing) - Math.max(0, auth);
     out.push(
-      `Time to first byte at concurrency 1: glm-edge adds ${added.toFixed(2)} ms over the floor (p50). Of that, ${limiter.toFixed(2)} ms is the limiter ` +
+      `Time to first byte at concurrency 1: glm-edge adds ${ms(added)} over the floor (p50). Of that, ${ms(limiter)} is the limiter ` +
         `(glm-edge − no-limiter; the probe puts one acquire + release at ${r.limiter.acquireRelease.p50.toFixed(2)} ms, and both acquires, to the key's object and then to the upstream guard, are ` +
-        `sequential round trips on this path); about ${routing.toFixed(2)} ms is what every gateway request pays before its route runs (/healthz, glm-edge − floor: ` +
-        `the static-assets router in front of the Worker, the middleware, the log line); about ${auth.toFixed(2)} ms is the key check in the key's object (probe /auth − /noop, ` +
-        `which the no-limiter build still does); the remaining ${(added - limiter - routing - auth).toFixed(2)} ms is validation, the catalog and the relay of the first chunk.`,
+        `sequential round trips on this path); about ${ms(routing)} is what every gateway request pays before its route runs (/healthz, glm-edge − floor: ` +
+        `the static-assets router in front of the Worker, the middleware, the log line); about ${ms(auth)} is the key check in the key's object (probe /auth − /noop, ` +
+        `which the no-limiter build still does); ${rest >= 0 ? `the remaining ${rest.toFixed(2)} ms is` : "within this run's noise are"} validation, the catalog and the relay of the first chunk.`,
     );
   }
   const e = r.cpu["glm-edge"]?.runtimeMs;
@@ -377,7 +380,7 @@ function findings(r: Results): string[] {
   if (e !== undefined && f !== undefined && n !== undefined) {
     const relay = r.profiles[0]?.functions.find((h) => h.name.startsWith("pull — src/upstream/relay.ts"));
     out.push(
-      `CPU per 200-token stream: the gateway's runtime spends ${(e - f).toFixed(2)} ms more than the floor's, of which ${(e - n).toFixed(2)} ms is the limiter. ` +
+      `CPU per 200-token stream: the gateway's runtime spends ${(e - f).toFixed(2)} ms more than the floor's, of which ${e - n >= 0 ? `${(e - n).toFixed(2)} ms` : "no measurable part"} is the limiter. ` +
         "The floor hands the upstream body to the runtime, which pumps it without entering JavaScript; the gateway relays it through a JavaScript ReadableStream " +
         `(src/upstream/relay.ts), so every chunk costs a read, an observe and an enqueue in the isolate${relay ? ` — \`pull\` alone is ${(relay.share * 100).toFixed(0)} % of the samples in the first profile below, the runtime's stream built-ins most of the rest` : ""}.`,
     );
