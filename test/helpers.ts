@@ -4,6 +4,7 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { exports } from "cloudflare:workers";
 import { inject } from "vitest";
 import { createApp } from "../src/app.ts";
+import type { SimStats } from "../sim/simulator.ts";
 
 export const ADMIN = "test-admin-token";
 export const SIM = inject("simUrl");
@@ -46,16 +47,7 @@ export function chat(key: string, body: unknown, headers: Record<string, string>
   });
 }
 
-export async function simStats(): Promise<{
-  in_flight: number;
-  max_in_flight: number;
-  total: number;
-  completed: number;
-  cancelled: number;
-  errors: number;
-  by_model: Record<string, { in_flight: number; max_in_flight: number; total: number }>;
-  usage: { prompt_tokens: number; completion_tokens: number };
-}> {
+export async function simStats(): Promise<SimStats> {
   return (await (await fetch(`${SIM}/_sim/stats`)).json()) as never;
 }
 

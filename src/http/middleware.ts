@@ -31,15 +31,24 @@ const EXPOSED = ["x-request-id", "x-concurrency-limit", "x-concurrency-in-flight
 
 /** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
 export function clientCors(): MiddlewareHandler<AppEnv> {
+  // Built once per CORS_ORIGINS value, not on every request (the value is fixed per deployment).
+  let built: { origins: string; handler: MiddlewareHandler } | undefined;
   return async function clientCors(c, next) {
-    const { corsOrigins } = readConfig(c.env);
-    return cors({
-      origin: corsOrigins === "*" ? "*" : (origin) => (corsOrigins.includes(origin) ? origin : null),
-      allowMethods: ["GET", "POST", "OPTIONS"],
-      allowHeaders: ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"],
-      exposeHeaders: EXPOSED,
-      maxAge: 600,
-    })(c, next);
+    const origins = c.env.CORS_ORIGINS ?? "*";
+    if (built?.origins !== origins) {
+      const { corsOrigins } = readConfig(c.env);
+      built = {
+        origins,
+        handler: cors({
+          origin: corsOrigins === "*" ? "*" : (origin) => (corsOrigins.includes(origin) ? origin : null),
+          allowMethods: ["GET", "POST", "OPTIONS"],
+          allowHeaders: ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"],
+          exposeHeaders: EXPOSED,
+          maxAge: 600,
+        }),
+      };
+    }
+    return built.handler(c, next);
   };
 }
 

@@ -9,7 +9,6 @@ import type { ModelEntry } from "../catalog/schema.ts";
 import { readConfig, requireSecret, type GatewayConfig } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
-import { LEASE_RENEW_MS } from "../limiter/leases.ts";
 import { acquireSlot, type Slot } from "../limiter/slots.ts";
 import { callUpstream, upstreamErrorBody, type UpstreamResponse } from "../upstream/client.ts";
 import type { RelayOutcome } from "../upstream/relay.ts";
@@ -253,12 +252,12 @@ export class Calls {
       const slot = await this.slotFor(what);
       const a: Attempt = { id: crypto.randomUUID(), started: Date.now(), messages };
       // Leases last 30 s: keep this one alive while the answer is still coming.
-      const renew = setInterval(() => this.s.ctx.waitUntil(slot.renew()), LEASE_RENEW_MS);
+      const stopKeepAlive = slot.keepAlive(this.s.ctx);
       try {
         const up = await this.send(slot, a, maxTokens, what);
         return await this.read(slot, a, up, what);
       } finally {
-        clearInterval(renew);
+        stopKeepAlive();
       }
     } finally {
       this.gate.give();
