@@ -3,37 +3,36 @@
 // string), the closing chunk comes right before it, failures never end with [DONE], and silences get
 // keep-alive comments.
 import { describe, expect, it } from "vitest";
+import type { Outcome } from "../src/pipeline/index.ts";
+import { relaySse } from "../src/pipeline/relay.ts";
 import type { OpenStream } from "../src/summarize/calls.ts";
 import { SseSink, type SseSinkOptions } from "../src/summarize/stream.ts";
-import type { RelayOutcome } from "../src/upstream/relay.ts";
 import { sseData } from "./helpers.ts";
 
 const enc = new TextEncoder();
 
-function upstream(chunks: string[]): { open: OpenStream; outcome: Promise<RelayOutcome> } {
-  let finished!: (o: RelayOutcome) => void;
-  const outcome = new Promise<RelayOutcome>((r) => (finished = r));
+/** A final step as the pipeline hands it over: the relayed body and the call's outcome. */
+function upstream(chunks: string[]): { open: OpenStream; outcome: Promise<Outcome> } {
+  let finished!: (o: Outcome) => void;
+  const outcome = new Promise<Outcome>((r) => (finished = r));
   const body = new ReadableStream<Uint8Array>({
     start(c) {
       for (const chunk of chunks) c.enqueue(enc.encode(chunk));
       c.close();
     },
   });
-  return {
-    outcome,
-    open: {
-      up: { response: new Response(body), abort: () => undefined, abortReason: () => undefined },
-      renew: () => undefined,
-      finish: (o) => finished(o),
+  const relayed = relaySse(
+    { response: new Response(body), abort: () => undefined, abortReason: () => undefined },
+    {
+      idleTimeoutMs: 5_000, stallMs: 30_000, renewEveryMs: 10_000, renew: async () => true,
+      onEnd: (o) => finished({ status: 200, ended: o.ended, record: {} as Outcome["record"], ...(o.finishReason ? { finishReason: o.finishReason } : {}) }),
     },
-  };
+  );
+  return { outcome, open: { body: relayed, outcome } };
 }
 
 function sink(closing: SseSinkOptions["closing"] = () => ({ fields: { usage: { total_tokens: 7 } } }), keepAliveMs?: number) {
-  return new SseSink({
-    id: "sum_test", model: "glm-test", idleTimeoutMs: 5_000, signal: new AbortController().signal,
-    onCancel: () => undefined, closing, ...(keepAliveMs ? { keepAliveMs } : {}),
-  });
+  return new SseSink({ id: "sum_test", model: "glm-test", onCancel: () => undefined, closing, ...(keepAliveMs ? { keepAliveMs } : {}) });
 }
 
 const content = (text: string) => `data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":${JSON.stringify(text)}}}]}\n\n`;

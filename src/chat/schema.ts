@@ -2,6 +2,7 @@
 // untouched, so newer upstream options keep working. Model-dependent rules (known model, max_tokens within
 // the model's output limit) need the catalog and are checked in validate.ts.
 import { z } from "@hono/zod-openapi";
+import { REQUEST_ID_RE } from "../request-id.ts";
 
 const ToolCall = z.looseObject({
   id: z.string().optional(),
@@ -68,7 +69,8 @@ export const ChatRequestSchema = z
       .optional(),
     tool_choice: z.literal("auto").optional(),
     response_format: z.looseObject({ type: z.enum(["text", "json_object"]) }).optional(),
-    request_id: z.string().min(1).max(128).optional(),
+    // Sent back as the x-request-id header: it must be a valid header value.
+    request_id: z.string().regex(REQUEST_ID_RE, "must be 1 to 128 printable ASCII characters").optional(),
     user_id: z.string().min(6).max(128).optional(),
   })
   .openapi("ChatCompletionRequest");

@@ -7,8 +7,11 @@ export interface AppVariables {
   startedAt: number;
   /** Fields of this request's single log line; routes add to it. */
   logLine: LogFields;
-  /** Set by a route that logs the line itself later (a stream logs when it ends). */
-  deferLog: boolean;
+  /**
+   * Set by a route whose answer ends after the handler returns (a stream): the fields its outcome adds to
+   * the log line, resolved once the answer has been sent in full and settled. The middleware waits for it.
+   */
+  settled?: Promise<LogFields>;
   cred: Credential;
 }
 

@@ -6,24 +6,43 @@ import { parseCredential, bearerValue } from "../auth/credentials.ts";
 import { constantTimeEqual } from "../auth/crypto.ts";
 import { readConfig, requireSecret } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
+import { REQUEST_ID_RE } from "../request-id.ts";
 import type { AppEnv } from "./context.ts";
 import { log } from "./log.ts";
 
-const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Request id, start time and the request's one log line, written when the answer has ended: at once for
+ * an answer the handler returned whole, when the stream has ended (and been settled) for a streamed one.
+ */
 export function requestContext(): MiddlewareHandler<AppEnv> {
   return async function requestContext(c, next) {
     const given = c.req.header("x-request-id");
-    const requestId = given && REQUEST_ID_RE.test(given) ? given : crypto.randomUUID();
+    if (given !== undefined && given !== "" && !REQUEST_ID_RE.test(given)) {
+      throw new GatewayError(400, Codes.illegalField, "invalid header x-request-id: use at most 128 printable ASCII characters");
+    }
+    const requestId = given || crypto.randomUUID();
     c.set("requestId", requestId);
     c.set("startedAt", Date.now());
-    c.set("deferLog", false);
     c.set("logLine", { request_id: requestId, method: c.req.method, path: c.req.path });
     await next();
     c.header("x-request-id", c.get("requestId"));
-    if (!c.get("deferLog")) {
-      log({ ...c.get("logLine"), request_id: c.get("requestId"), status: c.res.status, total_ms: Date.now() - c.get("startedAt") });
+    const line = c.get("logLine");
+    line["request_id"] = c.get("requestId");
+    line["status"] = c.res.status;
+    const settled = c.get("settled");
+    const started = c.get("startedAt");
+    if (!settled) {
+      line["total_ms"] = Date.now() - started;
+      log(line);
+      return;
     }
+    c.executionCtx.waitUntil(
+      settled.then(
+        (fields) => log({ ...line, ...fields, total_ms: Date.now() - started }),
+        (err: unknown) => log({ ...line, level: "error", error: String(err), total_ms: Date.now() - started }),
+      ),
+    );
   };
 }
 

@@ -9,20 +9,16 @@ import { resolveModel } from "../chat/validate.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
 import { log, type LogFields } from "../http/log.ts";
-import { summarizeText, type SummarizeInput } from "../summarize/service.ts";
+import { codeRule } from "../pipeline/glm-codes.ts";
+import { outcomeFields } from "../pipeline/index.ts";
+import { summarizeWithMeta, type SummarizeInput } from "../summarize/service.ts";
 import type { GlmError, JobResult, RunOutcome, RunSpec } from "./types.ts";
 
-/** 429 codes that waiting a few seconds does not fix (balance, account, daily quota, the key's budget). */
-const PERMANENT_429 = new Set(["1110", "1111", "1112", "1113", "1121", "1304", Codes.usageCap]);
-/** Codes GLM uses for overload and internal trouble: worth another try. */
-const TRANSIENT_CODES = new Set([Codes.overloaded, "1303", Codes.network, Codes.internal, "1230", Codes.unavailable]);
-
-/** Sorts a failed attempt by its HTTP status and GLM error code. */
+/** Sorts a failed attempt by GLM's code table: no slot → wait, transient → retry, anything else → fail. */
 export function classify(status: number, error: GlmError): RunOutcome {
-  if (error.code === Codes.concurrency) return { kind: "wait", error };
-  if (TRANSIENT_CODES.has(error.code) || status >= 500 || status === 408) return { kind: "transient", error };
-  if (status === 429 && !PERMANENT_429.has(error.code)) return { kind: "transient", error };
-  return { kind: "fail", error };
+  const rule = codeRule(error.code, status);
+  if (rule.noSlot) return { kind: "wait", error };
+  return rule.transient ? { kind: "transient", error } : { kind: "fail", error };
 }
 
 export interface RunContext {
@@ -41,43 +37,44 @@ function asGlmError(body: unknown, status: number): GlmError {
 async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Promise<RunOutcome> {
   const parsed = JSON.parse(spec.body) as { messages?: unknown };
   const model = resolveModel(await getCatalog(rc.env, rc.ctx), spec.model);
-  const res = await runChat({
+  const startedAt = Date.now();
+  const { sent } = await runChat({
     env: rc.env, ctx: rc.ctx, cred, model, body: spec.body, messages: parsed.messages, stream: false,
-    requestId: spec.request_id, queueTimeoutMs: 0, origin: null, acceptLanguage: null, clientSignal: rc.signal,
-    logLine: { msg: "job run", job_id: spec.id, attempt: spec.attempt, request_id: spec.request_id }, startedAt: Date.now(), kind: "job",
+    requestId: spec.request_id, queueTimeoutMs: 0, origin: null, acceptLanguage: null, signal: rc.signal, startedAt, kind: "job",
   });
-  const text = await res.text();
+  if (sent.kind !== "answer") throw new Error("a plain call answered with a stream");
+  const o = sent.outcome;
+  log({ msg: "job run", job_id: spec.id, attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id, ...outcomeFields(o), total_ms: Date.now() - startedAt });
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = JSON.parse(sent.body);
   } catch {
-    return { kind: "transient", error: { code: Codes.network, message: `upstream answered ${res.status} with a body that is not JSON` } };
+    return { kind: "transient", error: { code: Codes.network, message: `upstream answered ${sent.status} with a body that is not JSON` } };
   }
-  if (!res.ok) return classify(res.status, asGlmError(body, res.status));
+  if (sent.status !== 200) return classify(sent.status, asGlmError(body, sent.status));
   const answer = body as { choices?: unknown; usage?: unknown; web_search?: unknown };
   if (!Array.isArray(answer.choices)) {
     return { kind: "transient", error: { code: Codes.network, message: "upstream answer has no choices" } };
   }
-  const cost = res.headers.get("x-cost-cny");
   const result: JobResult = {
     choices: answer.choices,
     usage: answer.usage,
     ...(answer.web_search !== undefined ? { web_search: answer.web_search } : {}),
-    ...(cost !== null ? { cost_cny: Number(cost) } : {}),
+    cost_cny: o.record.cost_nano / 1e9,
   };
   return { kind: "success", result };
 }
 
 async function runSummarizeJob(rc: RunContext, spec: RunSpec, cred: Credential): Promise<RunOutcome> {
   const input = JSON.parse(spec.body) as SummarizeInput;
-  const logLine: LogFields = { msg: "job run", job_id: spec.id, kind: "summarize", attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id };
+  const line: LogFields = { msg: "job run", job_id: spec.id, kind: "summarize", attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id };
   const startedAt = Date.now();
   try {
-    const r = await summarizeText(rc.env, rc.ctx, cred, input, { requestId: spec.request_id, signal: rc.signal, logLine, startedAt });
-    log({ ...logLine, status: 200, total_ms: Date.now() - startedAt });
+    const { result: r, facts } = await summarizeWithMeta(rc.env, rc.ctx, cred, input, { requestId: spec.request_id, signal: rc.signal });
+    log({ ...line, ...facts, total_ms: Date.now() - startedAt });
     return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks } };
   } catch (err) {
-    log({ ...logLine, level: "warn", status: err instanceof GatewayError ? err.status : 500, total_ms: Date.now() - startedAt });
+    log({ ...line, level: "warn", status: err instanceof GatewayError ? err.status : 500, total_ms: Date.now() - startedAt });
     throw err;
   }
 }

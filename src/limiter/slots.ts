@@ -18,15 +18,15 @@ export interface Slot {
   caller: Caller;
   limit: number;
   inFlight: number;
-  /** Keeps both leases alive; call while a long request is still making progress. */
-  renew(): Promise<void>;
+  /** Keeps both leases alive; resolves false when they are lost for good (the caller must stop). Never rejects. */
+  renew(): Promise<boolean>;
   /** Frees both slots and records usage (if given) in one call to the key's object. Runs once. */
   release(usage?: UsageRecord): Promise<void>;
   /**
    * Renews both leases every `everyMs` until the returned function is called: for waits whose progress
    * the gateway cannot see (GLM thinking before its first byte, a long non-streaming answer).
    */
-  keepAlive(ctx: WaitUntil, everyMs?: number): () => void;
+  keepAlive(ctx: WaitUntil, everyMs?: number, onLost?: () => void): () => void;
 }
 
 export interface SlotRequest {
@@ -35,6 +35,8 @@ export interface SlotRequest {
   accountTier: Tier;
   queueTimeoutMs: number;
   origin?: string | null;
+  /** The caller's signal: a caller that leaves while it waits in line is never admitted. */
+  signal?: AbortSignal | null;
   /** When false the upstream guard is skipped (tests and the benchmark's limiter-off column only). */
   guard?: boolean;
 }
@@ -138,20 +140,26 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
 
   const guardId = guardLease;
   let released = false;
-  const renew = async () => {
-    if (released) return;
-    await Promise.all([
-      key.renew(keyLease),
-      guardId ? guardStub(env, req.model.id).renew(guardId) : Promise.resolve(true),
-    ]).catch((err: unknown) => log({ level: "warn", msg: "lease renewal failed", error: String(err) }));
+  const renew = async (): Promise<boolean> => {
+    if (released) return true;
+    try {
+      const [k, g] = await Promise.all([
+        key.renew(keyLease),
+        guardId ? guardStub(env, req.model.id).renew(guardId) : Promise.resolve(true),
+      ]);
+      return k && g;
+    } catch (err) {
+      log({ level: "warn", msg: "lease renewal failed", error: String(err) });
+      return true;
+    }
   };
   return {
     caller: got.caller,
     limit: got.limit,
     inFlight: got.inFlight,
     renew,
-    keepAlive(ctx, everyMs = LEASE_RENEW_MS) {
-      const timer = setInterval(() => ctx.waitUntil(renew()), everyMs);
+    keepAlive(ctx, everyMs = LEASE_RENEW_MS, onLost) {
+      const timer = setInterval(() => ctx.waitUntil(renew().then((held) => { if (!held) onLost?.(); })), everyMs);
       return () => clearInterval(timer);
     },
     async release(usage) {

@@ -6,6 +6,8 @@ import { ChatRequestSchema, ChatResponseSchema } from "../chat/schema.ts";
 import { runChat, withRequestId } from "../chat/service.ts";
 import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
 import { Codes, GatewayError } from "../errors.ts";
+import { outcomeFields } from "../pipeline/index.ts";
+import { formatCny } from "../usage/cost.ts";
 import { bearerSecurity, commonErrors, limitErrors, newRouter } from "../http/openapi.ts";
 import type { Context } from "hono";
 import type { AppEnv } from "../http/context.ts";
@@ -63,7 +65,10 @@ chat.openapi(route, async (c) => {
   checkMaxTokens(model, body.max_tokens);
   const requestId = body.request_id ?? c.get("requestId");
   c.set("requestId", requestId);
-  const response = await runChat({
+  // Built before admission: nothing that can throw runs between taking a slot and handing it to the pipeline.
+  const headers = new Headers({ "x-request-id": requestId });
+  const queueTimeoutMs = queueTimeout(c);
+  const { keyId, limit, inFlight, sent } = await runChat({
     env: c.env,
     ctx: c.executionCtx,
     cred: c.get("cred"),
@@ -72,14 +77,24 @@ chat.openapi(route, async (c) => {
     messages: body.messages,
     stream: body.stream === true,
     requestId,
-    queueTimeoutMs: queueTimeout(c),
+    queueTimeoutMs,
     origin: c.req.header("origin") ?? null,
     acceptLanguage: c.req.header("accept-language") ?? null,
-    clientSignal: c.req.raw.signal,
-    logLine: c.get("logLine"),
+    signal: c.req.raw.signal,
     startedAt: c.get("startedAt"),
+    kind: "chat",
   });
-  // The chat service logs this request itself, when its answer has been fully sent.
-  c.set("deferLog", true);
-  return response as never;
+  headers.set("x-concurrency-limit", String(limit));
+  headers.set("x-concurrency-in-flight", String(inFlight));
+  headers.set("content-type", sent.contentType);
+  const outcome = sent.kind === "stream" ? sent.outcome : Promise.resolve(sent.outcome);
+  // The log line is written by the request middleware when the answer has been sent in full.
+  c.set("settled", outcome.then((o) => ({ key_id: keyId, ...outcomeFields(o) })));
+  if (sent.kind === "stream") {
+    headers.set("cache-control", "no-cache");
+    return new Response(sent.body, { status: 200, headers }) as never;
+  }
+  if (sent.status === 429) headers.set("retry-after", "1");
+  if (sent.status === 200) headers.set("x-cost-cny", formatCny(sent.outcome.record.cost_nano));
+  return new Response(sent.body, { status: sent.status, headers }) as never;
 });

@@ -119,16 +119,19 @@ summarize.openapi(route, async (c) => {
     queueTimeoutMs: queueTimeout(c),
     origin: c.req.header("origin") ?? null,
     acceptLanguage: c.req.header("accept-language") ?? null,
-    logLine: c.get("logLine"),
-    startedAt: c.get("startedAt"),
   };
   if (stream === true) {
-    const response = await streamSummary(c.env, c.executionCtx, c.get("cred"), rest, opts);
-    // The service writes this request's log line when the stream ends.
-    c.set("deferLog", true);
-    return response as never;
+    const s = await streamSummary(c.env, c.executionCtx, c.get("cred"), rest, opts);
+    // The log line is written by the request middleware when the stream has ended.
+    c.set("settled", s.facts);
+    const headers = new Headers({
+      "content-type": "text/event-stream;charset=UTF-8", "cache-control": "no-cache", "x-request-id": opts.requestId,
+      "x-concurrency-limit": String(s.limit), "x-concurrency-in-flight": String(s.inFlight), "x-summarize-chunks": String(s.chunks),
+    });
+    return new Response(s.body, { status: 200, headers }) as never;
   }
-  const { result, meta } = await summarizeWithMeta(c.env, c.executionCtx, c.get("cred"), rest, opts);
+  const { result, meta, facts } = await summarizeWithMeta(c.env, c.executionCtx, c.get("cred"), rest, opts);
+  Object.assign(c.get("logLine"), facts);
   c.header("x-summarize-chunks", String(result.chunks));
   c.header("x-cost-cny", formatCny(Math.round(result.cost_cny * 1e9)));
   c.header("x-concurrency-limit", String(meta.limit));

@@ -1,23 +1,18 @@
-// Every upstream call a summary makes goes through here. Each call holds a local gate permit (at most
-// `parallel` calls at once: the caller's free slots, capped at the Workers limit of 6 connections) and a
-// limiter slot (the caller's in-flight limit and the upstream guard), releases the slot exactly once with
-// one UsageRecord (kind "summarize", unique id, the request's request_id), and is retried once on a
-// transient failure (1305, 5xx, network, timeout). Failures come out as errors that name the step.
-// Every call streams upstream (collect.ts says why); only the final one is relayed to the client.
+// Every upstream call a summary makes goes through the request pipeline (src/pipeline/): admission, the
+// call, the relay and the settlement (one UsageRecord of kind "summarize" per call, the release) happen
+// there. This file adds what a summary needs on top: a local gate (at most `parallel` calls at once: the
+// caller's free slots, capped at the Workers limit of 6 connections), the first slot taken up front (so a
+// full limit is a 429 before any byte is sent), one retry of a transient failure (GLM's code table says
+// which), and errors that name the step. Every call streams upstream (collect.ts says why); only the final
+// one is relayed to the client.
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
-import { readConfig, requireSecret, type GatewayConfig } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
-import { acquireSlot, type Slot } from "../limiter/slots.ts";
-import { callUpstream, upstreamErrorBody, type UpstreamResponse } from "../upstream/client.ts";
-import type { RelayOutcome } from "../upstream/relay.ts";
-import type { GlmUsage } from "../upstream/sse-observer.ts";
-import { costNano } from "../usage/cost.ts";
-import { estimatePromptTokens } from "../usage/estimate.ts";
-import type { Ending, UsageRecord } from "../usage/ledger.ts";
-import { collectSse, type Collected } from "./collect.ts";
-import { checkFinish, classify, inBandStatus, Transient } from "./failures.ts";
+import { admit, send, type Outcome, type Slot } from "../pipeline/index.ts";
+import type { UsageRecord } from "../usage/ledger.ts";
+import { collectSse } from "./collect.ts";
+import { checkFinish, classify, Transient } from "./failures.ts";
 import { Gate, sleep } from "./gate.ts";
 import { MAX_PARALLEL } from "./planner.ts";
 import { SUMMARY_TEMPERATURE, type ChatMessage } from "./prompts.ts";
@@ -46,22 +41,10 @@ export interface Answer {
   finishReason: string;
 }
 
-/** A final-step upstream stream, open and answering 200; `finish` records and releases, once. */
+/** A final-step stream, open and answering 200: its relayed body, and its outcome once it has ended. */
 export interface OpenStream {
-  up: UpstreamResponse;
-  renew(): void;
-  finish(outcome: RelayOutcome): void;
-}
-
-interface Attempt {
-  id: string;
-  started: number;
-  messages: ChatMessage[];
-}
-
-function tokensOf(u: GlmUsage | undefined) {
-  if (!u || typeof u.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return undefined;
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 };
+  body: ReadableStream<Uint8Array>;
+  outcome: Promise<Outcome>;
 }
 
 export class Calls {
@@ -70,19 +53,12 @@ export class Calls {
   parallel = 1;
   limit = 0;
   inFlight = 0;
-  private readonly cfg: GatewayConfig;
-  private readonly apiKey: string;
-  private readonly pricing: ModelEntry["pricing"];
   private readonly controller = new AbortController();
   private readonly gate = new Gate(1);
   private spare: Slot | undefined;
   private seq = 0;
 
   constructor(private readonly s: CallSetup) {
-    this.cfg = readConfig(s.env);
-    this.apiKey = requireSecret(s.env, "GLM_API_KEY");
-    // The price is fixed when the request starts: a catalog change does not touch a summary in progress.
-    this.pricing = s.model.pricing;
     const onClient = () => this.abort(new GatewayError(408, Codes.network, "client closed the request"));
     if (s.signal?.aborted) onClient();
     s.signal?.addEventListener("abort", onClient, { once: true });
@@ -136,7 +112,7 @@ export class Calls {
     return this.withRetry(what, () => this.once(messages, maxTokens, what));
   }
 
-  /** The final step for a streaming client: retried like the others until it answers 200; then the relay owns it. */
+  /** The final step for a streaming client: retried like the others until it answers 200; then the sink reads it. */
   async openStream(messages: ChatMessage[], maxTokens: number, what: string): Promise<OpenStream> {
     return this.withRetry(what, () => this.openOnce(messages, maxTokens, what));
   }
@@ -157,13 +133,9 @@ export class Calls {
     }
   }
 
-  private async acquire(queueTimeoutMs: number): Promise<Slot> {
-    return acquireSlot(this.s.env, {
-      cred: this.s.cred,
-      model: this.s.model,
-      accountTier: this.cfg.accountTier,
-      queueTimeoutMs,
-      origin: this.s.origin,
+  private acquire(queueTimeoutMs: number): Promise<Slot> {
+    return admit({
+      env: this.s.env, cred: this.s.cred, model: this.s.model, queueTimeoutMs, origin: this.s.origin, signal: this.signal,
     });
   }
 
@@ -174,41 +146,13 @@ export class Calls {
       this.spare = undefined;
       return spare;
     }
-    const pending = this.acquire(Math.max(this.s.queueTimeoutMs, PIECE_QUEUE_MS));
-    // The limiter cannot be interrupted; if the summary is abandoned meanwhile, free the slot when it comes.
-    let onAbort = () => undefined as void;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(this.signal.reason);
-      if (this.signal.aborted) onAbort();
-      else this.signal.addEventListener("abort", onAbort, { once: true });
-    });
     try {
-      return await Promise.race([pending, aborted]);
+      return await this.acquire(Math.max(this.s.queueTimeoutMs, PIECE_QUEUE_MS));
     } catch (err) {
-      if (this.signal.aborted) {
-        this.s.ctx.waitUntil(pending.then((slot) => slot.release(), () => undefined));
-        throw this.signal.reason;
-      }
+      if (this.signal.aborted) throw this.signal.reason;
       if (err instanceof GatewayError) throw new GatewayError(err.status, err.code, `${what}: ${err.message}`, err.headers);
       throw err;
-    } finally {
-      this.signal.removeEventListener("abort", onAbort);
     }
-  }
-
-  private record(a: Attempt, status: number, ended: Ending, usage: ReturnType<typeof tokensOf>, events = 0): UsageRecord {
-    // No usage from upstream: a refused call (4xx/5xx answer) used nothing; one that was cut off may have
-    // been processed, so its prompt is estimated (and flagged), and each event counts as about one token.
-    const refused = ended === "upstream_error" && status >= 400;
-    const tokens = usage ?? {
-      prompt_tokens: refused ? 0 : estimatePromptTokens(a.messages), completion_tokens: Math.max(0, events - 1), cached_tokens: 0,
-    };
-    const rec: UsageRecord = {
-      id: a.id, request_id: this.s.requestId, ts: a.started, model: this.s.model.id, kind: "summarize",
-      stream: true, status, ended, ...tokens, cost_nano: costNano(this.pricing, tokens), estimated: usage === undefined && !refused,
-    };
-    this.records.push(rec);
-    return rec;
   }
 
   private body(messages: ChatMessage[], maxTokens: number): string {
@@ -219,98 +163,62 @@ export class Calls {
     });
   }
 
-  /** Sends one call. On a non-200 answer it records, releases and throws the classified error. */
-  private async send(slot: Slot, a: Attempt, maxTokens: number, what: string): Promise<UpstreamResponse> {
+  /** Sends one call through the pipeline: its open stream, or the classified error of a refused call. */
+  private async open(messages: ChatMessage[], maxTokens: number, what: string): Promise<OpenStream> {
+    const slot = await this.slotFor(what);
     if (this.signal.aborted) {
       // Abandoned while waiting for the slot: nothing was sent, so nothing is recorded.
       await slot.release();
       throw this.signal.reason;
     }
-    let up: UpstreamResponse;
-    try {
-      up = await callUpstream({
-        baseUrl: this.cfg.baseUrl, apiKey: this.apiKey, path: "/chat/completions", body: this.body(a.messages, maxTokens),
-        stream: true, timeoutMs: this.cfg.upstreamTimeoutMs, acceptLanguage: this.s.acceptLanguage, clientSignal: this.signal,
-      });
-    } catch (err) {
-      const e = err instanceof GatewayError ? err : new GatewayError(502, Codes.network, String(err));
-      const ended: Ending = e.status === 504 ? "timeout" : e.status === 408 ? "client_abort" : "upstream_break";
-      await slot.release(this.record(a, e.status, ended, undefined));
-      if (this.signal.aborted) throw this.signal.reason;
-      throw new Transient(new GatewayError(e.status, e.code, `${what}: ${e.message}`));
+    const sent = await send(slot, {
+      env: this.s.env, ctx: this.s.ctx, model: this.s.model, body: this.body(messages, maxTokens), messages, stream: true,
+      requestId: this.s.requestId, kind: "summarize", acceptLanguage: this.s.acceptLanguage, signal: this.signal, startedAt: Date.now(),
+    });
+    if (sent.kind === "stream") {
+      return { body: sent.body, outcome: sent.outcome.then((o) => (this.records.push(o.record), o)) };
     }
-    const res = up.response;
-    if (res.ok) return up;
-    const { text, code } = await upstreamErrorBody(res);
-    await slot.release(this.record(a, res.status, "upstream_error", undefined));
-    throw classify(res.status, code, text, what);
+    this.records.push(sent.outcome.record);
+    if (this.signal.aborted) throw this.signal.reason;
+    throw classify(sent.status, sent.outcome.upstreamCode ?? String(sent.status), sent.body, what);
   }
 
   private async once(messages: ChatMessage[], maxTokens: number, what: string): Promise<Answer> {
     await this.gate.take(this.signal);
     try {
-      const slot = await this.slotFor(what);
-      const a: Attempt = { id: crypto.randomUUID(), started: Date.now(), messages };
-      // Leases last 30 s: keep this one alive while the answer is still coming.
-      const stopKeepAlive = slot.keepAlive(this.s.ctx);
-      try {
-        const up = await this.send(slot, a, maxTokens, what);
-        return await this.read(slot, a, up, what);
-      } finally {
-        stopKeepAlive();
+      const open = await this.open(messages, maxTokens, what);
+      const got = await collectSse(open.body);
+      const o = await open.outcome;
+      switch (o.ended) {
+        case "completed":
+          return checkFinish(got.finishReason ?? "", got.content, what);
+        case "upstream_error": {
+          const code = got.error?.code ?? o.upstreamCode ?? Codes.network;
+          throw classify(undefined, code, JSON.stringify({ error: got.error ?? { code, message: "upstream error" } }), what);
+        }
+        case "client_abort":
+          throw this.signal.aborted ? this.signal.reason : new GatewayError(408, Codes.network, "client closed the request");
+        default: {
+          // Timeout, a broken or unfinished stream, a lost slot: worth one more try.
+          const status = o.ended === "timeout" ? 504 : 502;
+          throw new Transient(new GatewayError(status, Codes.network, `${what}: ${got.error?.message ?? `the upstream call ended (${o.ended})`}`));
+        }
       }
     } finally {
       this.gate.give();
     }
   }
 
-  /** Collects a streamed answer; records and releases the slot however it ends. */
-  private async read(slot: Slot, a: Attempt, up: UpstreamResponse, what: string): Promise<Answer> {
-    let got: Collected;
-    try {
-      got = await collectSse(up, this.cfg.upstreamTimeoutMs);
-    } catch {
-      const why = up.abortReason();
-      const ended: Ending = why === "timeout" ? "timeout" : why === "client" ? "client_abort" : "upstream_break";
-      await slot.release(this.record(a, 200, ended, undefined));
-      if (this.signal.aborted) throw this.signal.reason;
-      const status = why === "timeout" ? 504 : 502;
-      throw new Transient(new GatewayError(status, Codes.network, `${what}: the upstream ${why === "timeout" ? `sent nothing for ${this.cfg.upstreamTimeoutMs} ms` : "connection broke mid-answer"}`));
-    }
-    const usage = tokensOf(got.usage);
-    if (got.error) {
-      await slot.release(this.record(a, 200, "upstream_error", usage));
-      throw classify(inBandStatus(got.error.code), got.error.code, JSON.stringify({ error: got.error }), what);
-    }
-    if (!got.finishReason) {
-      await slot.release(this.record(a, 200, "upstream_break", usage, got.events));
-      throw new Transient(new GatewayError(502, Codes.network, `${what}: the upstream ended the answer before it finished`));
-    }
-    await slot.release(this.record(a, 200, "completed", usage, got.events));
-    return checkFinish(got.finishReason, got.content, what);
-  }
-
   private async openOnce(messages: ChatMessage[], maxTokens: number, what: string): Promise<OpenStream> {
     await this.gate.take(this.signal);
-    let handedOver = false;
     try {
-      const slot = await this.slotFor(what);
-      const a: Attempt = { id: crypto.randomUUID(), started: Date.now(), messages };
-      const up = await this.send(slot, a, maxTokens, what);
-      let done = false;
-      handedOver = true;
-      return {
-        up,
-        renew: () => this.s.ctx.waitUntil(slot.renew()),
-        finish: (o) => {
-          if (done) return;
-          done = true;
-          const rec = this.record(a, 200, o.ended, tokensOf(o.usage), o.events);
-          this.s.ctx.waitUntil(slot.release(rec).finally(() => this.gate.give()));
-        },
-      };
-    } finally {
-      if (!handedOver) this.gate.give();
+      const open = await this.open(messages, maxTokens, what);
+      // The permit is held until the stream has ended, like any other call's.
+      void open.outcome.finally(() => this.gate.give());
+      return open;
+    } catch (err) {
+      this.gate.give();
+      throw err;
     }
   }
 }

@@ -1,9 +1,9 @@
 // Reads a GLM SSE answer to its end and keeps what a summary step needs: the text, the finish reason, the
 // usage, or an in-band error. The steps whose answer the client does not see stream too, for two reasons:
-// the time limit is then a limit on silence (upstreamTimeoutMs between chunks), never on a long answer that
-// keeps coming; and a streamed call stops waiting for response headers at once, so it does not hold one of
-// the Worker's six "waiting for headers" connections for the whole generation.
-import type { UpstreamResponse } from "../upstream/client.ts";
+// the time limit is then a limit on silence (the relay's idle timeout between chunks), never on a long
+// answer that keeps coming; and a streamed call stops waiting for response headers at once, so it does not
+// hold one of the Worker's six "waiting for headers" connections for the whole generation.
+// It reads the pipeline's relayed body: how the call ended (and its usage) comes from the call's outcome.
 import type { GlmUsage } from "../upstream/sse-observer.ts";
 
 export interface Collected {
@@ -21,14 +21,9 @@ interface Chunk {
   choices?: { finish_reason?: string; delta?: { content?: string | null } }[];
 }
 
-/**
- * Reads `up` to the end. Throws when the read fails — the upstream broke, or was aborted (for silence
- * longer than idleTimeoutMs, or by the caller): up.abortReason() tells which.
- */
-export async function collectSse(up: UpstreamResponse, idleTimeoutMs: number): Promise<Collected> {
+/** Reads a relayed SSE body to its end. A read that fails (the call was torn down) ends it early. */
+export async function collectSse(body: ReadableStream<Uint8Array>): Promise<Collected> {
   const out: Collected = { content: "", events: 0 };
-  const body = up.response.body;
-  if (!body) return out;
   const reader = body.getReader();
   const decoder = new TextDecoder();
   const parts: string[] = [];
@@ -54,13 +49,10 @@ export async function collectSse(up: UpstreamResponse, idleTimeoutMs: number): P
     if (typeof choice?.delta?.content === "string") parts.push(choice.delta.content);
     if (choice?.finish_reason) out.finishReason = choice.finish_reason;
   };
-  let timer = setTimeout(() => up.abort("timeout"), idleTimeoutMs);
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      clearTimeout(timer);
       if (done) break;
-      timer = setTimeout(() => up.abort("timeout"), idleTimeoutMs);
       buf += decoder.decode(value, { stream: true });
       let end = buf.indexOf("\n\n");
       while (end !== -1) {
@@ -69,8 +61,8 @@ export async function collectSse(up: UpstreamResponse, idleTimeoutMs: number): P
         end = buf.indexOf("\n\n");
       }
     }
-  } finally {
-    clearTimeout(timer);
+  } catch {
+    // The outcome says why (timeout, break, abort); what arrived is kept.
   }
   take(buf + decoder.decode());
   out.content = parts.join("");

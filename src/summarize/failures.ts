@@ -1,7 +1,8 @@
 // What an upstream failure means for a summary: split the input again (1261, TooLong), try once more
-// (Transient: 1305, 5xx, network, cut-off answers), or give up with a GLM-style error naming the step.
+// (Transient: GLM's code table says which; cut-off answers), or give up with a GLM-style error naming the step.
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { Codes, GatewayError } from "../errors.ts";
+import { clientStatus, codeRule } from "../pipeline/glm-codes.ts";
 
 /** The upstream said the prompt is too long (1261): the caller splits the input and tries again. */
 export class TooLong extends Error {
@@ -19,15 +20,12 @@ export class Transient extends Error {
   }
 }
 
-/** The HTTP status GLM gives an error code, for an error that arrived in-band. */
-export function inBandStatus(code: string): number {
-  if (code === Codes.overloaded || code === Codes.concurrency || code === "1303" || code === Codes.usageCap || code === "1113") return 429;
-  if (/^5\d\d$/.test(code) || code === "1230" || code === Codes.network) return 500;
-  return 400;
-}
-
-/** What a non-200 upstream answer (or an in-band error) means for a summary. */
-export function classify(status: number, code: string, text: string, what: string): Error {
+/**
+ * What a refused call (or an in-band error) means for a summary, by GLM's code table: 1261 splits the
+ * input, a transient code earns one more try, anything else ends the summary. `status` is the HTTP status
+ * the error came with, when it came as an HTTP answer.
+ */
+export function classify(status: number | undefined, code: string, text: string, what: string): Error {
   if (code === Codes.promptTooLong) return new TooLong(what);
   let message = text.slice(0, 300);
   try {
@@ -36,16 +34,15 @@ export function classify(status: number, code: string, text: string, what: strin
   } catch {
     // keep the raw text
   }
-  // GLM's own concurrency and overload answers are 429s to the caller, as in the chat path.
-  const overloaded = code === Codes.overloaded || code === Codes.concurrency;
-  const httpStatus = overloaded ? 429 : status >= 500 ? 502 : status;
+  const rule = codeRule(code, status);
+  const httpStatus = clientStatus(code, status ?? rule.status);
   const err = new GatewayError(
-    httpStatus as ContentfulStatusCode,
+    (httpStatus >= 500 ? 502 : httpStatus) as ContentfulStatusCode,
     code,
     `${what}: upstream error ${code}: ${message}`,
     httpStatus === 429 ? { "retry-after": "1" } : {},
   );
-  return code === Codes.overloaded || status >= 500 ? new Transient(err) : err;
+  return rule.transient ? new Transient(err) : err;
 }
 
 /** A finished answer can still be unusable: blocked, over the context, cut off or empty. */

@@ -6,10 +6,9 @@ import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { checkMaxTokens, resolveModel, zodToGlmError } from "../chat/validate.ts";
-import { readConfig } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
-import { log, type LogFields } from "../http/log.ts";
+import { log } from "../http/log.ts";
 import { formatCny } from "../usage/cost.ts";
 import { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
@@ -45,16 +44,22 @@ export interface SummarizeOptions {
   queueTimeoutMs?: number;
   origin?: string | null;
   acceptLanguage?: string | null;
-  /** The request's log line: the service adds its fields (and, for a stream, writes it when the stream ends). */
-  logLine?: LogFields;
-  startedAt?: number;
 }
 
 /** What the route needs besides the result: the admission slot's numbers, for response headers. */
 export interface SummaryMeta {
   limit: number;
   inFlight: number;
-  calls: number;
+}
+
+/** What a summary did, for the request's log line. */
+export type SummaryFacts = Record<string, unknown> & { status: number };
+
+/** A streamed summary, open: its body, the admission's numbers, and its facts once it has ended. */
+export interface StreamedSummary extends SummaryMeta {
+  body: ReadableStream<Uint8Array>;
+  chunks: number;
+  facts: Promise<SummaryFacts>;
 }
 
 // Not strict here: a caller inside the gateway (async jobs) may hand over a wider object.
@@ -106,7 +111,8 @@ function usageOf(calls: Calls) {
   };
 }
 
-function logFields(calls: Calls, model: ModelEntry, chunks: number): LogFields {
+/** What a summary did (also when it failed), for the request's log line. */
+export function summaryFields(calls: Calls, model: ModelEntry, chunks: number): Record<string, unknown> {
   const { usage, cost_nano } = usageOf(calls);
   return {
     model: model.id, chunks, upstream_calls: calls.records.length, prompt_tokens: usage.prompt_tokens,
@@ -114,10 +120,10 @@ function logFields(calls: Calls, model: ModelEntry, chunks: number): LogFields {
   };
 }
 
-/** summarizeText plus what the HTTP route puts in headers. */
+/** summarizeText plus what the HTTP route puts in headers and its log line. */
 export async function summarizeWithMeta(
   env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
-): Promise<{ result: SummarizeResult; meta: SummaryMeta }> {
+): Promise<{ result: SummarizeResult; meta: SummaryMeta; facts: SummaryFacts }> {
   const { model, job } = await prepare(env, ctx, input);
   const calls = newCalls(env, ctx, cred, model, opts);
   const summarizer = new Summarizer(calls, job);
@@ -128,13 +134,12 @@ export async function summarizeWithMeta(
     const result: SummarizeResult = {
       id: newId(), object: "summary", model: model.id, summary: summary.trim(), usage, cost_cny: cost_nano / 1e9, chunks: summarizer.chunks,
     };
-    return { result, meta: { limit: calls.limit, inFlight: calls.inFlight, calls: calls.records.length } };
+    return { result, meta: { limit: calls.limit, inFlight: calls.inFlight }, facts: { status: 200, ...summaryFields(calls, model, summarizer.chunks) } };
   } catch (err) {
     calls.abort(err);
     throw publicError(err);
   } finally {
     await calls.close();
-    if (opts.logLine) Object.assign(opts.logLine, logFields(calls, model, summarizer.chunks));
   }
 }
 
@@ -146,13 +151,13 @@ export async function summarizeText(
 }
 
 /**
- * Summarizes as a stream. Resolves with the SSE response as soon as its first byte is ready (the first
- * progress chunk, or the summary's first token for a single pass); fails with a GatewayError when the
- * summary fails before that. Later failures end the stream with an in-band error event.
+ * Summarizes as a stream. Resolves as soon as the stream's first byte is ready (the first progress chunk,
+ * or the summary's first token for a single pass); fails with a GatewayError when the summary fails before
+ * that. Later failures end the stream with an in-band error event.
  */
 export async function streamSummary(
   env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
-): Promise<Response> {
+): Promise<StreamedSummary> {
   const { model, job } = await prepare(env, ctx, input);
   const calls = newCalls(env, ctx, cred, model, opts);
   try {
@@ -164,7 +169,7 @@ export async function streamSummary(
   const id = newId();
   const summarizer = new Summarizer(calls, job);
   const sink = new SseSink({
-    id, model: model.id, idleTimeoutMs: readConfig(env).upstreamTimeoutMs, signal: calls.signal,
+    id, model: model.id,
     onCancel: () => calls.abort(new GatewayError(408, Codes.network, "client closed the request")),
     closing: (outcome) => {
       const bad = unusableFinish(outcome.finishReason);
@@ -174,17 +179,12 @@ export async function streamSummary(
       return { fields: { usage, cost_cny: cost_nano / 1e9, chunks: n, progress: { stage: "done", done: n, total: n } } };
     },
   });
-  return new Promise<Response>((resolve, reject) => {
-    sink.onOpen = () => {
-      const headers = new Headers({
-        "content-type": "text/event-stream;charset=UTF-8", "cache-control": "no-cache", "x-request-id": opts.requestId,
-        "x-concurrency-limit": String(calls.limit), "x-concurrency-in-flight": String(calls.inFlight),
-        "x-summarize-chunks": String(summarizer.chunks),
-      });
-      resolve(new Response(sink.readable, { status: 200, headers }));
-    };
+  let factsReady!: (f: Promise<SummaryFacts>) => void;
+  const facts = new Promise<SummaryFacts>((r) => (factsReady = r));
+  return new Promise<StreamedSummary>((resolve, reject) => {
+    sink.onOpen = () => resolve({ body: sink.readable, limit: calls.limit, inFlight: calls.inFlight, chunks: summarizer.chunks, facts });
     const run = summarizer.run(sink).then(
-      () => ({ status: 200, error: undefined as string | undefined }),
+      () => ({ status: 200 }) as { status: number; error?: string },
       (err: unknown) => {
         calls.abort(err);
         const e = publicError(err);
@@ -198,17 +198,11 @@ export async function streamSummary(
         return { status: g.status as number, error: g.message };
       },
     );
-    ctx.waitUntil(
-      run.then(async (end) => {
-        await calls.close();
-        // The request's log line is written here, once the stream has ended (the route defers it).
-        if (end && opts.logLine) {
-          log({
-            ...opts.logLine, ...logFields(calls, model, summarizer.chunks), stream: true, status: end.status,
-            ...(end.error ? { error: end.error } : {}), total_ms: Date.now() - (opts.startedAt ?? Date.now()),
-          });
-        }
-      }),
-    );
+    const ended = run.then(async (end) => {
+      await calls.close();
+      return { status: end?.status ?? 500, ...(end?.error ? { error: end.error } : {}), stream: true, ...summaryFields(calls, model, summarizer.chunks) };
+    });
+    ctx.waitUntil(ended);
+    factsReady(ended);
   });
 }

@@ -7,8 +7,7 @@
 // `data: {"error":…}` event with no [DONE], so no client takes a partial summary for a complete one.
 // The body is pull-driven: nothing is read from upstream faster than the client reads.
 import { Codes } from "../errors.ts";
-import { relaySse, type RelayOutcome } from "../upstream/relay.ts";
-import { LEASE_RENEW_MS } from "../limiter/leases.ts";
+import type { Outcome } from "../pipeline/index.ts";
 import type { OpenStream } from "./calls.ts";
 
 export type Stage = "map" | "combine" | "final" | "done";
@@ -24,7 +23,7 @@ export interface Sink {
   readonly streaming: boolean;
   progress(p: Progress): void;
   /** Streams the final step to the client; resolves when that stream has ended, however it ended. */
-  final(open: OpenStream): Promise<RelayOutcome>;
+  final(open: OpenStream): Promise<Outcome>;
 }
 
 export const quietSink: Sink = {
@@ -43,12 +42,10 @@ const LF = 10;
 export interface SseSinkOptions {
   id: string;
   model: string;
-  idleTimeoutMs: number;
-  signal: AbortSignal;
   /** The client went away (the body was cancelled). */
   onCancel: () => void;
   /** Fields of the last chunk before [DONE] (usage and cost of the whole summary), or an error to end with. */
-  closing: (outcome: RelayOutcome) => { fields: Record<string, unknown> } | { error: { code: string; message: string } };
+  closing: (outcome: Outcome) => { fields: Record<string, unknown> } | { error: { code: string; message: string } };
   keepAliveMs?: number;
 }
 
@@ -95,7 +92,7 @@ export class SseSink implements Sink {
   private opened = false;
   private readonly queue: Uint8Array[] = [];
   private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  private outcome: RelayOutcome | undefined;
+  private final_: OpenStream | undefined;
   private ended = false;
   private cancelled = false;
   private wake: (() => void) | undefined;
@@ -129,28 +126,17 @@ export class SseSink implements Sink {
     this.poke();
   }
 
-  final(open: OpenStream): Promise<RelayOutcome> {
-    return new Promise<RelayOutcome>((resolve) => {
-      const body = relaySse(open.up, {
-        idleTimeoutMs: this.o.idleTimeoutMs,
-        renewEveryMs: LEASE_RENEW_MS,
-        renew: open.renew,
-        clientSignal: this.o.signal,
-        onEnd: (outcome) => {
-          this.outcome = outcome;
-          open.finish(outcome);
-          resolve(outcome);
-        },
-      });
-      if (this.cancelled) {
-        // The client left before the final step began: stop it at once (the relay records it as an abort).
-        body.cancel().catch(() => undefined);
-        return;
-      }
-      this.reader = body.getReader();
-      this.open();
-      this.poke();
-    });
+  final(open: OpenStream): Promise<Outcome> {
+    if (this.cancelled) {
+      // The client left before the final step began: stop it at once (the pipeline records it as an abort).
+      open.body.cancel().catch(() => undefined);
+      return open.outcome;
+    }
+    this.final_ = open;
+    this.reader = open.body.getReader();
+    this.open();
+    this.poke();
+    return open.outcome;
   }
 
   private open(): void {
@@ -215,11 +201,12 @@ export class SseSink implements Sink {
       controller.enqueue(out);
       return true;
     }
-    // The relay has ended, and its onEnd has run: the final call is recorded.
+    // The relay has ended: the closing chunk waits for the final call's settlement (its usage counts).
     this.reader = undefined;
     this.ended = true;
-    if (this.sawDone && this.outcome) {
-      const closing = this.o.closing(this.outcome);
+    const outcome = await this.final_!.outcome;
+    if (this.sawDone) {
+      const closing = this.o.closing(outcome);
       if ("error" in closing) controller.enqueue(sse({ error: closing.error }));
       else {
         const chunk = { id: this.o.id, created: this.created, model: this.o.model, choices: [], ...closing.fields };

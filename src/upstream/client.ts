@@ -13,6 +13,8 @@ export interface UpstreamCall {
   acceptLanguage?: string | null;
   /** The client's request signal: when it aborts, so does the upstream call. */
   clientSignal?: AbortSignal | null;
+  /** The gateway's own stop (the request lost its slot): aborts the call with reason "gateway". */
+  gatewaySignal?: AbortSignal | null;
 }
 
 export type AbortWhy = "timeout" | "client" | "gateway";
@@ -33,8 +35,11 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse
     controller.abort(why);
   };
   const onClientAbort = () => abort("client");
+  const onGatewayAbort = () => abort("gateway");
   if (call.clientSignal?.aborted) abort("client");
+  if (call.gatewaySignal?.aborted) abort("gateway");
   call.clientSignal?.addEventListener("abort", onClientAbort, { once: true });
+  call.gatewaySignal?.addEventListener("abort", onGatewayAbort, { once: true });
   const timer = setTimeout(() => abort("timeout"), call.timeoutMs);
   const headers: Record<string, string> = {
     authorization: `Bearer ${call.apiKey}`,
@@ -56,15 +61,58 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse
     }
     // Nobody reads this answer; the status only shows in the log line.
     if (reason === "client") throw new GatewayError(408, Codes.network, "client closed the request");
+    if (reason === "gateway") {
+      throw new GatewayError(503, Codes.unavailable, "the request lost its concurrency slot and could not retake it; retry");
+    }
     throw new GatewayError(502, Codes.network, `upstream unreachable: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** Upstream error bodies pass through; a body that is not GLM's shape is wrapped in it. */
-export async function upstreamErrorBody(res: Response): Promise<{ text: string; code: string }> {
-  const text = await res.text();
+/** An error body longer than this is not GLM's; it is cut (and wrapped) rather than read whole. */
+export const ERROR_BODY_MAX_BYTES = 64 * 1024;
+/** An error body still arriving after this long is given up on. */
+export const ERROR_BODY_TIMEOUT_MS = 5_000;
+
+/** Reads at most maxBytes of a body within timeoutMs; the rest is cancelled. Never throws. */
+async function readCapped(res: Response, maxBytes: number, timeoutMs: number): Promise<string> {
+  const body = res.body;
+  if (!body) return "";
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const timer = setTimeout(() => void reader.cancel("timeout").catch(() => undefined), timeoutMs);
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    // a broken or timed-out body: keep what arrived
+  } finally {
+    clearTimeout(timer);
+    if (size >= maxBytes) reader.cancel("too large").catch(() => undefined);
+  }
+  const all = new Uint8Array(Math.min(size, maxBytes));
+  let off = 0;
+  for (const p of parts) {
+    const take = Math.min(p.byteLength, all.byteLength - off);
+    all.set(p.subarray(0, take), off);
+    off += take;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Upstream error bodies pass through; a body that is not GLM's shape is wrapped in it. Never throws. */
+export async function upstreamErrorBody(
+  res: Response,
+  maxBytes = ERROR_BODY_MAX_BYTES,
+  timeoutMs = ERROR_BODY_TIMEOUT_MS,
+): Promise<{ text: string; code: string }> {
+  const text = await readCapped(res, maxBytes, timeoutMs);
   try {
     const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     if (parsed.error && parsed.error.code !== undefined) return { text, code: String(parsed.error.code) };

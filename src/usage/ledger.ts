@@ -8,6 +8,10 @@ export type Ending =
   | "upstream_error"
   | "upstream_break"
   | "timeout"
+  /** The client stopped reading (without closing) for longer than a lease lives: the gateway ended it. */
+  | "client_stalled"
+  /** The request's concurrency slot was lost and could not be retaken: the gateway ended it. */
+  | "slot_lost"
   | "rejected";
 
 export interface UsageRecord extends TokenUsage {
@@ -82,7 +86,10 @@ export function isError(r: Pick<UsageRecord, "status" | "ended">): boolean {
 }
 
 export function isIncomplete(r: Pick<UsageRecord, "ended">): boolean {
-  return r.ended === "client_abort" || r.ended === "upstream_break" || r.ended === "timeout";
+  return (
+    r.ended === "client_abort" || r.ended === "upstream_break" || r.ended === "timeout" ||
+    r.ended === "client_stalled" || r.ended === "slot_lost"
+  );
 }
 
 export class Ledger {
