@@ -3,6 +3,7 @@
 
 import type { Controls } from './controls.ts';
 import {
+  jsonText,
   digestAnswer, findDocument, fnv1a, lastUserText, numericId, prng, randomTokens, simDigest,
   simPromptTokens, simTokenCount, splitTokens, toolArguments, webSearchResults, type WebResult,
 } from './text.ts';
@@ -52,7 +53,7 @@ function webSearchTool(tools: unknown[] | undefined): WebSearchTool | undefined 
 }
 
 export function buildPlan(body: ChatBody, c: Controls, seq: number, defaultTokens: number): Plan {
-  const messagesKey = JSON.stringify(body.messages);
+  const messagesKey = jsonText(body.messages);
   const seed = fnv1a(messagesKey);
   const rand = prng(seed ^ 0x9e3779b9); // a separate stream from the words, for tool arguments
   const id = numericId(`${seq}:${messagesKey}`);

@@ -5,6 +5,18 @@
 const utf8 = new TextEncoder();
 
 /** 32-bit FNV-1a over the UTF-8 bytes of `text`. */
+/**
+ * JSON of a request part, or a stand-in when it cannot be serialised (nesting deeper than the stack):
+ * GLM accepts such a body, so the simulator must not fail on it either.
+ */
+export function jsonText(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return '[unserialisable]';
+  }
+}
+
 export function fnv1a(text: string): number {
   let h = 0x811c9dc5;
   for (const b of utf8.encode(text)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
@@ -54,7 +66,7 @@ export function messageText(m: Message): string {
   else if (Array.isArray(m.content)) {
     text = m.content.map((p) => (typeof p?.text === 'string' ? p.text : '')).join('');
   }
-  if (m.tool_calls !== undefined) text += JSON.stringify(m.tool_calls);
+  if (m.tool_calls !== undefined) text += jsonText(m.tool_calls);
   return text;
 }
 
