@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startWranglerDev, type GatewayProcess, type StartOptions } from "./wrangler-dev.ts";
-import { percentile, rawRequest, streamRequest } from "../bench/http.ts";
+import { percentile, rawRequest, streamRequest, type AbortPoint } from "../bench/http.ts";
 import { chatBody, streams, throughput, type Target } from "../bench/load.ts";
 import { cpuMs, machine, startSimProcess, workerdPids, type SimProcess } from "../bench/procs.ts";
 import { hotspots, profileWorker } from "../bench/profile.ts";
@@ -368,7 +368,7 @@ async function held(limiterFloor: GatewayProcess): Promise<number> {
 /**
  * Each target answers a stream; the gateway takes a slot; and the limiter floor is exact: once every request
  * has ended — completed, cut off by the upstream midway, refused by the upstream, upstream unreachable,
- * client gone midway — it holds no lease (else its column would flatter the gateway).
+ * client gone midway or before the answer's headers — it holds no lease (else its column would flatter the gateway).
  */
 async function selfCheck(names: TargetName[], target: (t: TargetName) => Target, limiterFloor: GatewayProcess | undefined): Promise<void> {
   for (const t of names) {
@@ -382,12 +382,12 @@ async function selfCheck(names: TargetName[], target: (t: TargetName) => Target,
   }
   if (!limiterFloor) return;
   const base = target("limiter floor").base;
-  const ask = (content: string, abortAfterEvents?: number) =>
+  const ask = (content: string, abort?: AbortPoint) =>
     streamRequest({
       url: `${base}/chat/completions`, method: "POST", timeoutMs: 30_000,
       headers: { authorization: target("limiter floor").authorization, "content-type": "application/json" },
       body: chatBody(content, true),
-      ...(abortAfterEvents !== undefined ? { abort: { at: "after-events", events: abortAfterEvents } } : {}),
+      ...(abort ? { abort } : {}),
     });
   // While a stream is in flight its lease is held (a 3 s stream, looked at until the lease shows).
   let done = false;
@@ -402,7 +402,8 @@ async function selfCheck(names: TargetName[], target: (t: TargetName) => Target,
     ask("bench [[sim: tokens=40 break_after=5]]"),
     ask("bench [[sim: error=500]]"),
     ask("bench [[sim: break]]"),
-    ask("bench [[sim: tokens=200 delay=20]]", 3),
+    ask("bench [[sim: tokens=200 delay=20]]", { at: "after-events", events: 3 }),
+    ask("bench [[sim: ttft=1500]]", { at: "before-headers", afterMs: 200 }),
   ]);
   let left = await held(limiterFloor);
   for (let i = 0; i < 40 && left !== 0; i++) {

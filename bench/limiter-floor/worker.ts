@@ -80,6 +80,8 @@ export default {
         method: request.method,
         headers: request.headers,
         body,
+        // A client that leaves before the answer's headers cancels the upstream call, and so releases at once.
+        signal: request.signal,
       });
     } catch {
       ctx.waitUntil(release());
