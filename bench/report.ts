@@ -151,7 +151,7 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
   if (r.baseline) L.push("", `Before: ${r.baseline}.`);
   L.push(
     "",
-    `All ${workers.length} Workers run under \`wrangler dev\` (local workerd), so each request also crosses wrangler's own proxy process, which production does not have; it is the same for all of them. ` +
+    `${workers.length === 1 ? "The Worker runs" : `All ${workers.length} Workers run`} under \`wrangler dev\` (local workerd), so each request also crosses wrangler's own proxy process, which production does not have${workers.length === 1 ? "" : "; it is the same for all of them"}. ` +
       "Targets are measured in rounds, the order rotating each round, to cancel drift. Time to first byte is to the first body byte; every stream is read to its last byte.",
     "",
   );
