@@ -29,21 +29,29 @@ export interface StartOptions {
   extraArgs?: string[];
   /** Aborting it stops the child, also while it is still starting (Ctrl+C during start-up). */
   signal?: AbortSignal;
+  /**
+   * Another checkout of the gateway to run instead of this one, with its own node_modules (wrangler and
+   * workerd) and its own wrangler.toml: the benchmark's before/after comparison (BENCH_BASELINE).
+   */
+  root?: string;
 }
 
 const ROOT = resolve(import.meta.dirname, "..");
 // Run wrangler's JS entry on the project's own Node (node_modules/.bin/node, from the `node` package):
 // the machine's Node may be too old for wrangler, and a bare `wrangler` would pick it up from PATH.
-const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
 const PROJECT_NODE = join(ROOT, "node_modules", ".bin", "node");
 const NODE = existsSync(PROJECT_NODE) ? PROJECT_NODE : process.execPath;
 
 export async function startWranglerDev(opts: StartOptions): Promise<GatewayProcess> {
+  const root = opts.root ?? ROOT;
+  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+  const projectNode = join(root, "node_modules", ".bin", "node");
+  const node = existsSync(projectNode) ? projectNode : NODE;
   const ownState = opts.persistTo === undefined;
   const persistTo = opts.persistTo ?? mkdtempSync(join(tmpdir(), "glm-edge-state-"));
   const args = [
     "dev",
-    "--config", opts.config ?? join(ROOT, "wrangler.toml"),
+    "--config", opts.config ?? join(root, "wrangler.toml"),
     "--ip", "127.0.0.1",
     "--port", String(opts.port),
     "--persist-to", persistTo,
@@ -52,11 +60,11 @@ export async function startWranglerDev(opts: StartOptions): Promise<GatewayProce
     ...Object.entries(opts.vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ...(opts.extraArgs ?? []),
   ];
-  const child = spawn(NODE, [WRANGLER, ...args], {
-    cwd: ROOT,
+  const child = spawn(node, [wrangler, ...args], {
+    cwd: root,
     env: {
       ...process.env,
-      PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env["PATH"] ?? ""}`,
+      PATH: `${join(root, "node_modules", ".bin")}:${process.env["PATH"] ?? ""}`,
       WRANGLER_SEND_METRICS: "false",
       NO_COLOR: "1",
       CI: process.env["CI"] ?? "true",

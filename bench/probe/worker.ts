@@ -3,19 +3,26 @@
 // `npm run bench` can time them from outside against requests that do less, and loops of them inside one
 // request for the rate one limiter object sustains. It also loops the catalog lookup, whose CPU the benchmark
 // reads from /proc. Not part of the gateway, and never deployed.
+//
+// It talks to the objects only through their RPC methods (authenticate, acquire, release), the way the
+// gateway's Worker does, and imports nothing of the Worker-side limiter code, so it stays valid while that
+// code changes: "slot" here is the gateway's admission as of this writing, the key's lease and then the
+// upstream guard's, asked one after the other.
 import { sha256Hex, randomB64url, randomHex, seal } from "../../src/auth/crypto.ts";
 import { parseCredential, type Credential } from "../../src/auth/credentials.ts";
 import { getCatalog } from "../../src/catalog/store.ts";
 import { resolveModel } from "../../src/chat/validate.ts";
 import { keySealingSecret } from "../../src/config.ts";
 import type { KeyRecord } from "../../src/keys/types.ts";
-import { acquireSlot, guardStub, keyStub } from "../../src/limiter/slots.ts";
 import type { UsageRecord } from "../../src/usage/ledger.ts";
 
 export { KeyObject } from "../../src/keys/key-object.ts";
 export { UpstreamGuard } from "../../src/limiter/guard.ts";
 
 const MODEL = "glm-4-flash-250414";
+
+const keyStub = (env: Env, keyId: string) => env.KEYS.get(env.KEYS.idFromName(keyId));
+const guardStub = (env: Env, model: string) => env.GUARD.get(env.GUARD.idFromName(model));
 
 /** A key like the admin API makes (tier V3, no own cap), so the limiter checks a real record. */
 async function createKey(env: Env): Promise<string> {
@@ -49,8 +56,21 @@ async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: str
     await guard.release(got.leaseId);
     return;
   }
-  const slot = await acquireSlot(env, { cred, model, accountTier: "V3", queueTimeoutMs: 0, guard: mode !== "key" });
-  await slot.release(mode === "slot-usage" ? usageRecord() : undefined);
+  const key = keyStub(env, cred.keyId);
+  const got = await key.acquire({ cred, model: MODEL, limits: model.concurrency, origin: null });
+  if (!got.ok) throw new Error(`key refused: ${got.message}`);
+  const usage = mode === "slot-usage" ? usageRecord() : undefined;
+  if (mode === "key") {
+    await key.release(got.leaseId, usage);
+    return;
+  }
+  const guard = guardStub(env, MODEL);
+  const g = await guard.acquire(MODEL, model.concurrency.V3);
+  if (!g.granted) {
+    await key.release(got.leaseId);
+    throw new Error("guard refused");
+  }
+  await Promise.all([key.release(got.leaseId, usage), guard.release(g.leaseId)]);
 }
 
 export default {
