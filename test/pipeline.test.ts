@@ -224,6 +224,7 @@ describe("send", () => {
     const slog: SlotLog = { released: [], keepAlive: [] };
     const sstarted = Date.now();
     const s = await send(fakeSlot({}, slog), request("slow start [[sim: tokens=3 ttft=300]]", true));
+    if (s.kind === "stream") await new Response(s.body).text();
     expect(slog.keepAlive).toHaveLength(1);
     expect(slog.keepAlive[0]!.stoppedAt).toBeGreaterThanOrEqual(sstarted);
   });
