@@ -1,5 +1,6 @@
-// Typed view of the Worker's configuration. Values are read per request (env can differ between
-// deployments and tests) and checked here, so a missing secret becomes a clear error naming it.
+// Typed view of the Worker's configuration, parsed once per env object (one per isolate in production;
+// tests that override bindings pass their own), and checked here, so a missing secret becomes a clear
+// error naming it.
 import { GatewayError } from "./errors.ts";
 
 export const TIERS = ["V0", "V1", "V2", "V3"] as const;
@@ -24,7 +25,18 @@ function intVar(env: Env, name: keyof Env, fallback: number): number {
   return Number.isFinite(n) && n > 0 ? Math.floor(n) : fallback;
 }
 
+const parsed = new WeakMap<Env, GatewayConfig>();
+
 export function readConfig(env: Env): GatewayConfig {
+  let cfg = parsed.get(env);
+  if (!cfg) {
+    cfg = parseConfig(env);
+    parsed.set(env, cfg);
+  }
+  return cfg;
+}
+
+function parseConfig(env: Env): GatewayConfig {
   const origins = (env.CORS_ORIGINS ?? "*").trim();
   return {
     baseUrl: (env.GLM_BASE_URL || "https://open.bigmodel.cn/api/paas/v4").replace(/\/+$/, ""),

@@ -10,7 +10,7 @@ import type { WaitUntil } from "../src/http/context.ts";
 import type { Slot } from "../src/limiter/slots.ts";
 import { classify as jobClassify } from "../src/jobs/run.ts";
 import { clientStatus, codeRule, GLM_CODES } from "../src/pipeline/glm-codes.ts";
-import { send } from "../src/pipeline/index.ts";
+import { admit, send } from "../src/pipeline/index.ts";
 import { relaySse, type RelayOutcome } from "../src/pipeline/relay.ts";
 import { settle, usageRecord, type CallFacts } from "../src/pipeline/settle.ts";
 import { classify as summaryClassify, Transient } from "../src/summarize/failures.ts";
@@ -251,6 +251,28 @@ describe("send", () => {
   it("answers, and settles, when the release rejects", async () => {
     const sent = await send(fakeSlot({ release: () => Promise.reject(new Error("object gone")) }), request("ok [[sim: tokens=2]]", false));
     expect(sent.kind === "answer" && sent.status).toBe(200);
+  });
+});
+
+describe("admission", () => {
+  it("never admits a caller that leaves while it waits in line, and bills it nothing", async () => {
+    const k = await createKey({ tier: "V0", max_concurrency: 1 });
+    const cred = { kind: "internal" as const, keyId: k.id };
+    const holder = await admit({ env: simEnv, cred, model, queueTimeoutMs: 0, origin: null, signal: null });
+    const leave = new AbortController();
+    const started = Date.now();
+    const waiting = admit({ env: simEnv, cred, model, queueTimeoutMs: 10_000, origin: null, signal: leave.signal });
+    setTimeout(() => leave.abort(), 200);
+    await expect(waiting).rejects.toMatchObject({ status: 408 });
+    // It stopped waiting when its caller left, not when its wait ran out or a slot came free.
+    expect(Date.now() - started).toBeLessThan(3_000);
+    const inFlight = async () => Object.values(((await (await admin("GET", `/keys/${k.id}`)).json()) as { in_flight: Record<string, number> }).in_flight).reduce((a, n) => a + n, 0);
+    expect(await inFlight()).toBe(1);
+    await holder.release();
+    await sleep(1_500); // longer than a wait slice: a waiter still in line would have been admitted by now
+    expect(await inFlight()).toBe(0);
+    const recs = ((await (await admin("GET", `/keys/${k.id}/requests`)).json()) as { data: unknown[] }).data;
+    expect(recs).toEqual([]);
   });
 });
 

@@ -83,7 +83,12 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
   const key = keyStub(env, req.cred.keyId);
   let ticket: string | undefined;
   let got;
+  const left = () => new GatewayError(408, Codes.network, "client closed the request");
   for (;;) {
+    if (req.signal?.aborted) {
+      if (ticket) key.leaveQueue(req.model.id, ticket).catch(() => undefined);
+      throw left();
+    }
     const waitMs = deadline - Date.now();
     try {
       got = await key.acquire({
@@ -114,6 +119,11 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
     let gticket: string | undefined;
     try {
       for (;;) {
+        if (req.signal?.aborted) {
+          if (gticket) guard.leaveQueue(req.model.id, gticket).catch(() => undefined);
+          await releaseKey().catch(() => undefined);
+          throw left();
+        }
         const waitMs = deadline - Date.now();
         const g = await guard.acquire(req.model.id, guardLimit, waitMs > 0 ? { ticket: gticket, waitMs } : { ticket: gticket });
         if (g.granted) {

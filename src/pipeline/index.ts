@@ -33,8 +33,8 @@ export interface AdmitRequest {
 }
 
 /** Admission: throws a GatewayError (401/403/429/503/408) or returns the slot the call must settle. */
-export function admit(req: AdmitRequest): Promise<Slot> {
-  return acquireSlot(req.env, {
+export async function admit(req: AdmitRequest): Promise<Slot> {
+  const slot = await acquireSlot(req.env, {
     cred: req.cred,
     model: req.model,
     accountTier: readConfig(req.env).accountTier,
@@ -42,6 +42,12 @@ export function admit(req: AdmitRequest): Promise<Slot> {
     origin: req.origin,
     signal: req.signal,
   });
+  if (req.signal?.aborted) {
+    // The caller left while it waited in line: it is not admitted, and nothing is recorded for it.
+    await slot.release();
+    throw new GatewayError(408, Codes.network, "client closed the request");
+  }
+  return slot;
 }
 
 export interface UpstreamRequest {
