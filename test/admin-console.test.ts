@@ -1,6 +1,8 @@
 // The admin endpoints behind the operator console: usage per day and model (JSON for the charts, CSV for
 // export) and the live load snapshot (in flight per key and model and upstream, last use, today's spend).
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { KeyObject } from "../src/keys/key-object.ts";
 import { admin, chat, chatBody, createKey, gw, waitFor } from "./helpers.ts";
 
 const TODAY = new Date().toISOString().slice(0, 10);
@@ -132,5 +134,21 @@ describe("GET /admin/load", () => {
     const today = (await load()).keys.find((x) => x.id === k.id)!.today;
     expect(today.tokens).toBe(u.prompt_tokens + u.completion_tokens);
     expect(today.cost_cny).toBe(((u.prompt_tokens + u.completion_tokens) * 5000) / 1e9);
+  });
+
+  it("keeps the last use beyond the 8 days of per-request rows, and knows it for rows recorded before it was kept", async () => {
+    const k = await createKey({ tier: "V3" });
+    await spend(k.key, "glm-4-plus", 3);
+    const lastUsed = async () => (await load()).keys.find((x) => x.id === k.id)!.last_used_at;
+    const first = await waitFor(lastUsed, (v) => v !== null);
+    const stub = env.KEYS.get(env.KEYS.idFromName(k.id));
+    // The per-request rows pruned (as after 8 days): the last use stays.
+    await runInDurableObject(stub, (_o: KeyObject, state) => void state.storage.sql.exec("DELETE FROM usage_requests"));
+    expect(await lastUsed()).toBe(first);
+    // A key whose rows predate the kept value: the newest request row answers.
+    await spend(k.key, "glm-4-plus", 3);
+    const newest = await waitFor(lastUsed, (v) => v !== first);
+    await runInDurableObject(stub, (_o: KeyObject, state) => void state.storage.sql.exec("DELETE FROM usage_last"));
+    expect(await lastUsed()).toBe(newest);
   });
 });
