@@ -4,12 +4,13 @@
 /* global sessionStorage, requestAnimationFrame, setInterval, clearInterval, DOMException */
 import { ApiError, getJson, peekJwt, postStream } from "./lib/api.js";
 import { explain } from "./lib/explain.js";
+import { copyButton, h, initTabs, initTheme } from "./lib/dom.js";
 import { clockTime, cny, costOf, count, duration, price, tokensShort, until } from "./lib/format.js";
 import { renderMarkdown } from "./lib/markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY_RE = /^[0-9a-f]{32}\.[A-Za-z0-9_-]{16,128}$/;
-const STORE = { credential: "glm-edge:credential", model: "glm-edge:model", theme: "glm-edge:theme" };
+const STORE = { credential: "glm-edge:credential", model: "glm-edge:model" };
 const DEFAULT_MODEL = "glm-4-flash-250414";
 const narrow = window.matchMedia("(max-width: 860px)");
 
@@ -22,40 +23,6 @@ const state = {
   seenLimit: new Map(),
   tokenModels: null,
 };
-
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) node.append(c);
-  return node;
-}
-
-// ---------------------------------------------------------------- theme
-
-function applyTheme(mode) {
-  if (mode === "light" || mode === "dark") document.documentElement.dataset.theme = mode;
-  else delete document.documentElement.dataset.theme;
-  const label = `Theme: ${mode === "light" || mode === "dark" ? mode : "automatic"}`;
-  $("theme-toggle").setAttribute("aria-label", label);
-  $("theme-toggle").title = label;
-}
-
-function initTheme() {
-  let mode = window.localStorage.getItem(STORE.theme) ?? "auto";
-  applyTheme(mode);
-  $("theme-toggle").addEventListener("click", () => {
-    mode = { auto: "light", light: "dark", dark: "auto" }[mode] ?? "auto";
-    window.localStorage.setItem(STORE.theme, mode);
-    applyTheme(mode);
-  });
-}
 
 // ---------------------------------------------------------------- credential
 
@@ -325,11 +292,7 @@ function liveRenderer(target) {
 
 function requestIdPart(id) {
   if (!id) return null;
-  const copy = h("button", { type: "button", class: "copy", "aria-label": "Copy the request id" }, "copy");
-  copy.addEventListener("click", () => {
-    navigator.clipboard?.writeText(id).then(() => (copy.textContent = "copied"), () => undefined);
-  });
-  return h("span", {}, "request ", h("span", { class: "rid", "data-testid": "request-id" }, id), " ", copy);
+  return h("span", {}, "request ", h("span", { class: "rid", "data-testid": "request-id" }, id), " ", copyButton(id, "Copy the request id"));
 }
 
 function usageParts({ usage, cost, costExact, started, firstTokenAt, finish, extra = [] }) {
@@ -660,27 +623,8 @@ function initSummarize() {
 
 // ---------------------------------------------------------------- tabs, settings, start
 
-function selectTab(name) {
-  for (const tab of ["chat", "summarize"]) {
-    const on = tab === name;
-    $(`tab-${tab}`).setAttribute("aria-selected", String(on));
-    $(`tab-${tab}`).tabIndex = on ? 0 : -1;
-    $(`panel-${tab}`).hidden = !on;
-  }
-}
-
-function initTabs() {
-  const tabs = ["chat", "summarize"];
-  for (const name of tabs) {
-    const tab = $(`tab-${name}`);
-    tab.addEventListener("click", () => selectTab(name));
-    tab.addEventListener("keydown", (e) => {
-      if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
-      const next = tabs[(tabs.indexOf(name) + (e.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
-      selectTab(next);
-      $(`tab-${next}`).focus();
-    });
-  }
+function initModes() {
+  initTabs(["chat", "summarize"]);
   $("clear").addEventListener("click", () => {
     if ($("panel-chat").hidden) {
       $("sum-output").replaceChildren();
@@ -707,10 +651,10 @@ function initSettings() {
   $("temperature").addEventListener("input", () => ($("temperature-value").value = Number($("temperature").value).toFixed(2)));
 }
 
-initTheme();
+initTheme($("theme-toggle"));
 initCredential();
 initSettings();
-initTabs();
+initModes();
 initChat();
 initSummarize();
 void loadModels();

@@ -1,26 +1,39 @@
-// Copies the browser bundle of the API reference (Scalar's standalone build, from node_modules) into
-// public/vendor/, so GET /docs works offline and `wrangler deploy` uploads it with the other static
-// assets. Runs as npm's "prepare" step (after `npm ci` / `npm install`); the copy is not committed.
+// Copies the browser bundles the static pages load from node_modules into public/vendor/, so they work
+// offline and `wrangler deploy` uploads them with the other static assets: the API reference (Scalar's
+// standalone build, for GET /docs) and the console's charts (uPlot's ES module and its styles). Runs as
+// npm's "prepare" step (after `npm ci` / `npm install`); the copies are not committed.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const PKG = join(ROOT, "node_modules", "@scalar", "api-reference");
-const OUT = join(ROOT, "public", "vendor", "scalar");
 
-const files: [from: string, to: string][] = [[join(PKG, "dist", "browser", "standalone.js"), join(OUT, "standalone.js")]];
-
-if (!existsSync(files[0]![0])) {
-  console.error(`vendor-assets: ${files[0]![0]} is missing; run npm ci (the API reference page needs @scalar/api-reference)`);
-  process.exit(1);
+interface Vendored {
+  pkg: string;
+  /** Which page needs it, for the error when it is missing. */
+  usedBy: string;
+  out: string;
+  files: string[];
 }
 
-mkdirSync(OUT, { recursive: true });
-for (const [from, to] of files) {
-  // Skip an identical copy so repeated installs do not touch the file (and wrangler's asset watcher).
-  if (existsSync(to) && statSync(to).size === statSync(from).size && readFileSync(to).equals(readFileSync(from))) continue;
-  mkdirSync(dirname(to), { recursive: true });
-  copyFileSync(from, to);
+const VENDORED: Vendored[] = [
+  { pkg: "@scalar/api-reference", usedBy: "the API reference page", out: "scalar", files: ["dist/browser/standalone.js"] },
+  { pkg: "uplot", usedBy: "the console's charts", out: "uplot", files: ["dist/uPlot.esm.js", "dist/uPlot.min.css", "LICENSE"] },
+];
+
+for (const { pkg, usedBy, out, files } of VENDORED) {
+  const dir = join(ROOT, "node_modules", pkg);
+  for (const file of files) {
+    const from = join(dir, file);
+    const to = join(ROOT, "public", "vendor", out, file.split("/").at(-1)!);
+    if (!existsSync(from)) {
+      console.error(`vendor-assets: ${from} is missing; run npm ci (${usedBy} needs ${pkg})`);
+      process.exit(1);
+    }
+    // Skip an identical copy so repeated installs do not touch the file (and wrangler's asset watcher).
+    if (existsSync(to) && statSync(to).size === statSync(from).size && readFileSync(to).equals(readFileSync(from))) continue;
+    mkdirSync(dirname(to), { recursive: true });
+    copyFileSync(from, to);
+  }
+  const version = (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
+  console.log(`vendor-assets: ${pkg} ${version} → public/vendor/${out}/`);
 }
-const version = (JSON.parse(readFileSync(join(PKG, "package.json"), "utf8")) as { version: string }).version;
-console.log(`vendor-assets: @scalar/api-reference ${version} → public/vendor/scalar/`);

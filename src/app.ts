@@ -9,6 +9,7 @@ import { log } from "./http/log.ts";
 import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
+import { adminLoad } from "./routes/admin-load.ts";
 import { adminUsage } from "./routes/admin-usage.ts";
 import { asyncJobs } from "./routes/async.ts";
 import { chat } from "./routes/chat.ts";
@@ -94,6 +95,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   admin.route("/", adminKeys);
   admin.route("/", adminCatalog);
   admin.route("/", adminUsage);
+  admin.route("/", adminLoad);
   app.route("/admin", admin);
 
   const api = clientApi();

@@ -49,11 +49,17 @@ function authHeaders(credential) {
   return credential ? { authorization: `Bearer ${credential}` } : {};
 }
 
-/** GET/POST returning parsed JSON; throws ApiError for a non-2xx answer. */
-export async function getJson(path, { credential, signal } = {}) {
-  const res = await fetch(path, { headers: authHeaders(credential), signal });
+/** A call with an optional JSON body; throws ApiError for a non-2xx answer, else returns the response. */
+export async function request(path, { method = "GET", body, credential, signal } = {}) {
+  const headers = { ...authHeaders(credential), ...(body !== undefined ? { "content-type": "application/json" } : {}) };
+  const res = await fetch(path, { method, headers, body: body !== undefined ? JSON.stringify(body) : undefined, signal });
   if (!res.ok) throw await toApiError(res, path);
-  return res.json();
+  return res;
+}
+
+/** GET (or another method with a JSON body) returning parsed JSON; throws ApiError for a non-2xx answer. */
+export async function getJson(path, options = {}) {
+  return (await request(path, options)).json();
 }
 
 /**

@@ -61,3 +61,31 @@ export function until(ms) {
 export function clockTime(date) {
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
+
+/** A count for people: 950 → "950", 1234 → "1.2K", 1200000 → "1.2M" (decimal units). */
+export function compact(n) {
+  if (Math.abs(n) < 1000) return String(n);
+  return new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 }).format(n);
+}
+
+/** Money spent: "¥0" when nothing was, else as cny(). */
+export function spent(amount) {
+  return amount === 0 ? "¥0" : cny(amount);
+}
+
+/** "just now", "5 min ago", "3 h ago", "12 days ago", for a past time (ISO string or ms). */
+export function ago(when, now = Date.now()) {
+  const s = Math.max(0, Math.round((now - new Date(when).getTime()) / 1000));
+  if (s < 45) return "just now";
+  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+  if (s < 86_400) return `${Math.round(s / 3600)} h ago`;
+  const d = Math.round(s / 86_400);
+  return `${d} day${d === 1 ? "" : "s"} ago`;
+}
+
+/** "2026-11-30 14:05" in the viewer's time zone. */
+export function dateTime(when) {
+  const d = new Date(when);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}

@@ -7,9 +7,9 @@ import { verifyGlmJwt, type Credential } from "../auth/credentials.ts";
 import { keySealingSecret } from "../config.ts";
 import { Codes } from "../errors.ts";
 import { LeaseTable, type AcquireOptions } from "../limiter/leases.ts";
-import { Ledger, utcDay, type UsageRecord, type UsageReport } from "../usage/ledger.ts";
+import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
-import type { Caller, KeyRecord, KeySettings, PublicKey } from "./types.ts";
+import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
 
 export type Denial = { ok: false; status: 401 | 403 | 429; code: string; message: string; retryAfter?: number };
@@ -59,6 +59,20 @@ export class KeyObject extends DurableObject<Env> {
   info(): (PublicKey & { in_flight: Record<string, number> }) | null {
     const r = this.stored;
     return r ? { ...toPublic(r), in_flight: this.leases.inFlightByModel() } : null;
+  }
+
+  /** What the operator console shows for a key: settings, requests in flight, last use, today's spend. */
+  status(): KeyStatus | null {
+    const r = this.stored;
+    if (!r) return null;
+    const last = this.ledger.lastUsed();
+    const today = this.ledger.day(utcDay(Date.now()));
+    return {
+      ...toPublic(r),
+      in_flight: this.leases.inFlightByModel(),
+      last_used_at: last === null ? null : new Date(last).toISOString(),
+      today: { cost_cny: today.cost_nano / 1e9, tokens: today.tokens },
+    };
   }
 
   update(patch: Partial<KeySettings>): PublicKey | null {
@@ -180,6 +194,10 @@ export class KeyObject extends DurableObject<Env> {
 
   usage(from: string, to: string): UsageReport {
     return this.ledger.report(from, to);
+  }
+
+  usageRows(from: string, to: string): UsageRow[] {
+    return this.ledger.rows(from, to);
   }
 
   recentUsage(limit: number): UsageRecord[] {

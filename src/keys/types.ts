@@ -23,6 +23,15 @@ export interface KeyRecord extends KeySettings {
 /** What the admin API shows: never a secret. */
 export type PublicKey = Omit<KeyRecord, "secret_hash" | "secret_sealed" | "webhook_secret_sealed">;
 
+/** A key as the operator console sees it (GET /admin/load). */
+export interface KeyStatus extends PublicKey {
+  in_flight: Record<string, number>;
+  /** The last request that reached upstream. */
+  last_used_at: string | null;
+  /** Spent since UTC midnight, as the budget check counts it. */
+  today: { cost_cny: number; tokens: number };
+}
+
 /** What the routes learn about an authenticated caller. */
 export interface Caller extends KeySettings {
   id: string;

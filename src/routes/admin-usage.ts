@@ -1,11 +1,15 @@
-// Admin usage: one key's report, or all keys' summed; and a key's most recent per-request records.
+// Admin usage: one key's report, or all keys' summed, as JSON (with totals per day and model for charts)
+// or as CSV (one row per day, key and model); and a key's most recent per-request records.
 import { createRoute, z } from "@hono/zod-openapi";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
-import type { UsageReport, UsageTotals } from "../usage/ledger.ts";
+import type { PublicKey } from "../keys/types.ts";
+import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
 import { RangeQuery, resolveRange, UsageReportSchema } from "./usage.ts";
+
+const ZERO: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
 
 function add(a: UsageTotals, b: UsageTotals): UsageTotals {
   return {
@@ -21,25 +25,51 @@ function add(a: UsageTotals, b: UsageTotals): UsageTotals {
   };
 }
 
-function mergeBy<K extends "day" | "model">(lists: (UsageTotals & Record<K, string>)[][], k: K): (UsageTotals & Record<K, string>)[] {
-  const map = new Map<string, UsageTotals & Record<K, string>>();
-  for (const row of lists.flat()) {
-    const prev = map.get(row[k]);
-    map.set(row[k], prev ? { ...add(prev, row), [k]: row[k] } as UsageTotals & Record<K, string> : row);
+/** Sums the rows that share a group, sorted by group; each result keeps the labels of its group's rows. */
+function mergeBy<T extends UsageTotals>(rows: T[], group: (r: T) => string): T[] {
+  const map = new Map<string, T>();
+  for (const row of rows) {
+    const k = group(row);
+    const prev = map.get(k);
+    map.set(k, prev ? { ...row, ...add(prev, row) } : row);
   }
-  return [...map.values()].sort((a, b) => a[k].localeCompare(b[k]));
+  return [...map.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, v]) => v);
 }
 
-export function mergeReports(reports: UsageReport[]): UsageReport {
-  const zero: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
+/** The usage report of all the given rows (of one key or many), plus their totals per day and model. */
+export function reportOf(rows: UsageRow[]): UsageReport & { by_day_model: UsageRow[] } {
   return {
-    totals: reports.reduce((t, r) => add(t, r.totals), zero),
-    by_day: mergeBy(reports.map((r) => r.by_day), "day"),
-    by_model: mergeBy(reports.map((r) => r.by_model), "model"),
+    totals: rows.reduce<UsageTotals>((t, r) => add(t, r), ZERO),
+    by_day: mergeBy(rows.map(({ model: _, ...r }) => r), (r) => r.day),
+    by_model: mergeBy(rows.map(({ day: _, ...r }) => r), (r) => r.model),
+    by_day_model: mergeBy(rows, (r) => `${r.day} ${r.model}`),
   };
 }
 
-async function allKeyIds(env: Env): Promise<string[]> {
+const CSV_COLUMNS = ["day", "key_id", "key_name", "model", "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_cny", "estimated", "errors", "incomplete"] as const;
+
+/** RFC 4180 quoting; a cell a spreadsheet would run as a formula (=, +, -, @) is prefixed with '. */
+function csvCell(v: string | number): string {
+  if (typeof v === "number") return String(v);
+  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+/** CNY with all nine decimals the ledger keeps, never in exponent form (1e-7). */
+function cnyExact(cny: number): string {
+  const nano = Math.round(cny * 1e9);
+  const s = String(nano).padStart(10, "0");
+  return `${s.slice(0, -9)}.${s.slice(-9)}`.replace(/\.?0+$/, "");
+}
+
+export function usageCsv(rows: (UsageRow & { key_id: string; key_name: string })[]): string {
+  const lines = rows.map((r) =>
+    CSV_COLUMNS.map((c) => (c === "cost_cny" ? cnyExact(r.cost_cny) : csvCell(r[c]))).join(","),
+  );
+  return [CSV_COLUMNS.join(","), ...lines].join("\r\n") + "\r\n";
+}
+
+export async function allKeyIds(env: Env): Promise<string[]> {
   const ids: string[] = [];
   let cursor: string | undefined;
   do {
@@ -52,19 +82,47 @@ async function allKeyIds(env: Env): Promise<string[]> {
 
 export const adminUsage = newRouter();
 
+const Totals = UsageReportSchema.shape.totals;
+
 adminUsage.openapi(
   createRoute({
-    method: "get", path: "/usage", tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys",
-    request: { query: RangeQuery.extend({ key_id: z.string().optional() }) },
-    responses: { 200: { description: "Usage report", content: { "application/json": { schema: UsageReportSchema.extend({ key_id: z.string().nullable() }) } } }, ...commonErrors },
+    method: "get", path: "/usage", tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys, as JSON or CSV",
+    request: {
+      query: RangeQuery.extend({
+        key_id: z.string().optional(),
+        format: z.enum(["json", "csv"]).optional().openapi({ description: "csv: one row per day, key and model (a download)" }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "Usage report",
+        content: {
+          "application/json": {
+            schema: UsageReportSchema.extend({
+              key_id: z.string().nullable(),
+              by_day_model: z.array(Totals.extend({ day: z.string(), model: z.string() })).openapi({ description: "totals per day and model, for charts stacked by model" }),
+            }),
+          },
+          "text/csv": { schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }) },
+        },
+      },
+      ...commonErrors,
+    },
   }),
   async (c) => {
     const q = c.req.valid("query");
     const range = resolveRange(q);
     if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id)) throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
     const ids = q.key_id ? [q.key_id] : await allKeyIds(c.env);
-    const reports = await Promise.all(ids.map((id) => keyStub(c.env, id).usage(range.from, range.to)));
-    return c.json({ key_id: q.key_id ?? null, ...range, ...mergeReports(reports) }, 200);
+    const perKey = await Promise.all(ids.map((id) => keyStub(c.env, id).usageRows(range.from, range.to)));
+    if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(perKey.flat()) }, 200);
+    const names = await Promise.all(ids.map(async (id) => (await c.env.KV.get<PublicKey>(`key:${id}`, "json"))?.name ?? ""));
+    const rows = perKey.flatMap((rs, i) => rs.map((r) => ({ ...r, key_id: ids[i]!, key_name: names[i]! })));
+    rows.sort((a, b) => a.day.localeCompare(b.day) || a.key_id.localeCompare(b.key_id) || a.model.localeCompare(b.model));
+    return c.body(usageCsv(rows), 200, {
+      "content-type": "text/csv; charset=utf-8",
+      "content-disposition": `attachment; filename="glm-edge-usage-${range.from}-to-${range.to}.csv"`,
+    });
   },
 );
 

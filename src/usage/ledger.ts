@@ -39,6 +39,9 @@ export interface UsageTotals {
   incomplete: number;
 }
 
+/** One row per day and model: what the admin charts stack and the CSV export lists. */
+export type UsageRow = UsageTotals & { day: string; model: string };
+
 export interface UsageReport {
   totals: UsageTotals;
   by_day: (UsageTotals & { day: string })[];
@@ -105,6 +108,7 @@ export class Ledger {
         day TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
         completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, cost_nano INTEGER NOT NULL,
         estimated INTEGER NOT NULL, errors INTEGER NOT NULL, incomplete INTEGER NOT NULL, PRIMARY KEY (day, model));
+      CREATE TABLE IF NOT EXISTS usage_last (one INTEGER PRIMARY KEY CHECK (one = 1), ts INTEGER NOT NULL);
     `);
   }
 
@@ -126,7 +130,21 @@ export class Ledger {
       utcDay(r.ts), r.model, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_nano,
       r.estimated ? 1 : 0, isError(r) ? 1 : 0, isIncomplete(r) ? 1 : 0,
     );
+    // Kept apart from the per-request rows, which are pruned after 8 days.
+    this.sql.exec(
+      "INSERT INTO usage_last VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET ts = MAX(ts, excluded.ts)",
+      r.ts,
+    );
     return true;
+  }
+
+  /** When the key last made a request that reached upstream (ms), or null when it never did. */
+  lastUsed(): number | null {
+    // Records written before usage_last existed: the newest per-request row still knows.
+    const r = this.sql
+      .exec<{ ts: number | null }>("SELECT COALESCE((SELECT ts FROM usage_last), (SELECT MAX(ts) FROM usage_requests)) AS ts")
+      .one();
+    return r.ts;
   }
 
   /** Today's spend, for budgets. */
@@ -154,6 +172,17 @@ export class Ledger {
       by_day: byDay.map((r) => ({ day: r.day, ...totals(r) })),
       by_model: byModel.map((r) => ({ model: r.model, ...totals(r) })),
     };
+  }
+
+  /** Totals per day and model, ordered by day then model. */
+  rows(from: string, to: string): UsageRow[] {
+    return this.sql
+      .exec<Row & { day: string; model: string }>(
+        `SELECT day, model, ${SUMS} FROM usage_daily WHERE day >= ? AND day <= ? GROUP BY day, model ORDER BY day, model`,
+        from, to,
+      )
+      .toArray()
+      .map((r) => ({ day: r.day, model: r.model, ...totals(r) }));
   }
 
   /** Most recent per-request records, newest first. */
