@@ -145,8 +145,8 @@ export async function send(slot: Slot, req: UpstreamRequest): Promise<Sent> {
 
   // Until GLM's answer flows the gateway cannot see progress: the leases are renewed on a timer, and a
   // lease that is lost for good stops the call.
-  const lost = new AbortController();
-  const stopKeepAlive = slot.keepAlive(req.ctx, LEASE_RENEW_MS, () => lost.abort());
+  let abortCall: ((why: "gateway") => void) | undefined;
+  const stopKeepAlive = slot.keepAlive(req.ctx, LEASE_RENEW_MS, () => abortCall?.("gateway"));
   let up: UpstreamResponse;
   try {
     let apiKey: string;
@@ -159,7 +159,8 @@ export async function send(slot: Slot, req: UpstreamRequest): Promise<Sent> {
     }
     up = await callUpstream({
       baseUrl: cfg.baseUrl, apiKey, path: "/chat/completions", body: req.body, stream: req.stream,
-      timeoutMs: cfg.upstreamTimeoutMs, acceptLanguage: req.acceptLanguage, clientSignal: req.signal, gatewaySignal: lost.signal,
+      timeoutMs: cfg.upstreamTimeoutMs, acceptLanguage: req.acceptLanguage, clientSignal: req.signal,
+      onStart: (abort) => (abortCall = abort),
     });
   } catch (err) {
     stopKeepAlive();

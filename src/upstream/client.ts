@@ -13,8 +13,8 @@ export interface UpstreamCall {
   acceptLanguage?: string | null;
   /** The client's request signal: when it aborts, so does the upstream call. */
   clientSignal?: AbortSignal | null;
-  /** The gateway's own stop (the request lost its slot): aborts the call with reason "gateway". */
-  gatewaySignal?: AbortSignal | null;
+  /** Receives the call's abort at once, before GLM answers (the gateway stops a call whose slot was lost). */
+  onStart?: (abort: (why: AbortWhy) => void) => void;
 }
 
 export type AbortWhy = "timeout" | "client" | "gateway";
@@ -35,11 +35,9 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse
     controller.abort(why);
   };
   const onClientAbort = () => abort("client");
-  const onGatewayAbort = () => abort("gateway");
   if (call.clientSignal?.aborted) abort("client");
-  if (call.gatewaySignal?.aborted) abort("gateway");
   call.clientSignal?.addEventListener("abort", onClientAbort, { once: true });
-  call.gatewaySignal?.addEventListener("abort", onGatewayAbort, { once: true });
+  call.onStart?.(abort);
   const timer = setTimeout(() => abort("timeout"), call.timeoutMs);
   const headers: Record<string, string> = {
     authorization: `Bearer ${call.apiKey}`,
