@@ -90,3 +90,22 @@ describe("summary SSE body", () => {
     await reader.cancel();
   });
 });
+
+describe("collecting a step's answer", () => {
+  it("reads GLM's SSE with LF, CRLF or CR line ends and events split anywhere", async () => {
+    const { collectSse } = await import("../src/summarize/collect.ts");
+    const events = [content("Hello, "), content("world"), last, "data: [DONE]\n\n"].join("");
+    for (const eol of ["\n", "\r\n", "\r"]) {
+      const text = events.replaceAll("\n", eol);
+      const cuts = [0, 7, 33, 90, text.length - 3, text.length];
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 1; i < cuts.length; i++) c.enqueue(enc.encode(text.slice(cuts[i - 1], cuts[i])));
+          c.close();
+        },
+      });
+      const got = await collectSse(body);
+      expect(got, JSON.stringify(eol)).toMatchObject({ content: "Hello, world", finishReason: "stop", events: 3, usage: { total_tokens: 7 } });
+    }
+  });
+});

@@ -4,6 +4,7 @@
 // answer that keeps coming; and a streamed call stops waiting for response headers at once, so it does not
 // hold one of the Worker's six "waiting for headers" connections for the whole generation.
 // It reads the pipeline's relayed body: how the call ended (and its usage) comes from the call's outcome.
+import { createParser } from "eventsource-parser";
 import type { GlmUsage } from "../upstream/sse-observer.ts";
 
 export interface Collected {
@@ -21,20 +22,14 @@ interface Chunk {
   choices?: { finish_reason?: string; delta?: { content?: string | null } }[];
 }
 
+/** The final event can be large (web_search results, tool-call arguments); nothing legitimate is larger. */
+const MAX_EVENT_CHARS = 4 * 1024 * 1024;
+
 /** Reads a relayed SSE body to its end. A read that fails (the call was torn down) ends it early. */
 export async function collectSse(body: ReadableStream<Uint8Array>): Promise<Collected> {
   const out: Collected = { content: "", events: 0 };
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
   const parts: string[] = [];
-  let buf = "";
-  const take = (event: string) => {
-    const data = event
-      .split("\n")
-      .map((l) => (l.endsWith("\r") ? l.slice(0, -1) : l))
-      .filter((l) => l.startsWith("data:"))
-      .map((l) => l.slice(5).trimStart())
-      .join("\n");
+  const take = (data: string) => {
     if (data === "" || data === "[DONE]") return;
     out.events++;
     let chunk: Chunk;
@@ -49,22 +44,23 @@ export async function collectSse(body: ReadableStream<Uint8Array>): Promise<Coll
     if (typeof choice?.delta?.content === "string") parts.push(choice.delta.content);
     if (choice?.finish_reason) out.finishReason = choice.finish_reason;
   };
+  // SSE framing (LF, CRLF or CR line ends, multi-line data fields) is the parser's job, not ours.
+  const parser = createParser({ onEvent: (e) => take(e.data), maxBufferSize: MAX_EVENT_CHARS });
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let end = buf.indexOf("\n\n");
-      while (end !== -1) {
-        take(buf.slice(0, end));
-        buf = buf.slice(end + 2);
-        end = buf.indexOf("\n\n");
-      }
+      parser.feed(decoder.decode(value, { stream: true }));
     }
+    parser.feed(decoder.decode());
+    // A last event without its blank line still counts (GLM's streams end with one; a cut one may not).
+    parser.reset({ consume: true });
   } catch {
     // The outcome says why (timeout, break, abort); what arrived is kept.
+    reader.cancel().catch(() => undefined);
   }
-  take(buf + decoder.decode());
   out.content = parts.join("");
   return out;
 }
