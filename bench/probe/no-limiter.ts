@@ -16,7 +16,7 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
     caller: auth.caller,
     limit: req.model.concurrency[auth.caller.tier] ?? 0,
     inFlight: 0,
-    renew: async () => undefined,
+    renew: async () => true,
     keepAlive: () => () => undefined,
     async release(usage) {
       if (released) return;

@@ -39,7 +39,12 @@ function usageRecord(): UsageRecord {
   };
 }
 
-/** One acquire + release: of both objects as the gateway does ("slot"), or of one of them alone. */
+/**
+ * One acquire + release: through acquireSlot as the gateway does ("slot": one call to the key's object each
+ * way, the upstream slot coming from the key's block), the key's object's RPCs without the Worker-side
+ * wrapper ("key"), or a per-request lease at the upstream guard alone ("guard": the second round trip the
+ * gateway made before keys held blocks).
+ */
 async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: string): Promise<void> {
   const model = resolveModel(await getCatalog(env, ctx), MODEL);
   if (mode === "guard") {
@@ -49,7 +54,14 @@ async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: str
     await guard.release(got.leaseId);
     return;
   }
-  const slot = await acquireSlot(env, { cred, model, accountTier: "V3", queueTimeoutMs: 0, guard: mode !== "key" });
+  if (mode === "key") {
+    const key = keyStub(env, cred.keyId);
+    const got = await key.acquire({ cred, model: MODEL, limits: model.concurrency, accountLimit: model.concurrency.V3 });
+    if (!got.ok) throw new Error(`key refused: ${got.message}`);
+    await key.release(got.leaseId);
+    return;
+  }
+  const slot = await acquireSlot(env, { cred, model, accountTier: "V3", queueTimeoutMs: 0 });
   await slot.release(mode === "slot-usage" ? usageRecord() : undefined);
 }
 
