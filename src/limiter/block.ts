@@ -69,6 +69,10 @@ export class UpstreamBlock {
   /** Requests of this key inside take() for the model: the demand a refill asks for. */
   private readonly pending = new Map<string, number>();
   private readonly idleTimers = new Set<string>();
+  /** The highest count of this key's requests in flight per model over the last IDLE_RETURN_MS or so. */
+  private readonly peaks = new Map<string, { used: number; at: number }>();
+  /** When a request of this key last took or gave back a slot, per model. */
+  private readonly lastActive = new Map<string, number>();
 
   constructor(
     private readonly sql: SqlStorage,
@@ -120,6 +124,7 @@ export class UpstreamBlock {
     const served = () => {
       if (!this.holds(leaseId) && !this.claimFree(model, leaseId)) return false;
       this.dropWaiter(model, leaseId);
+      this.notePeak(model);
       return true;
     };
     if (served()) return { ok: true };
@@ -183,6 +188,7 @@ export class UpstreamBlock {
     if (got.granted) {
       this.add(model, got.leaseIds, got.expiresAt, req.accountLimit, this.holds(leaseId) ? undefined : leaseId);
       this.dropWaiter(model, leaseId);
+      this.notePeak(model);
       // The others of this key waiting for this answer are about to take the rest.
       this.settle(model, (this.pending.get(model) ?? 1) - 1);
       await this.schedule();
@@ -219,7 +225,10 @@ export class UpstreamBlock {
       .exec<{ model: string }>("UPDATE upstream_slots SET lease = NULL WHERE lease = ? RETURNING model", leaseId)
       .toArray();
     for (const [model] of this.waiters) this.dropWaiter(model, leaseId);
-    for (const model of new Set(rows.map((r) => r.model))) this.settle(model);
+    for (const model of new Set(rows.map((r) => r.model))) {
+      this.lastActive.set(model, this.now());
+      this.settle(model);
+    }
   }
 
   /** Gives up a place in the guard's line (the request stopped waiting). */
@@ -308,16 +317,42 @@ export class UpstreamBlock {
     }
     const used = this.used(model);
     const free = this.freeIds(model);
-    const headroom = this.headroom(model, used);
-    if (free.length > 2 * headroom + reserve) {
-      void this.giveBack(model, free.slice(0, free.length - headroom - reserve));
-    } else if (used === 0 && free.length > 0 && !this.idleTimers.has(model)) {
-      this.idleTimers.add(model);
-      setTimeout(() => {
-        this.idleTimers.delete(model);
-        if (this.used(model) === 0) void this.giveBack(model, this.freeIds(model));
-      }, IDLE_RETURN_MS);
+    // The block follows the key's recent peak, not its count this instant, so a key whose load swings
+    // between releases and arrivals does not trade slots with the guard at every swing. Tight: no spare.
+    const peak = this.tight.get(model) ? used : Math.max(used, this.peak(model));
+    const headroom = this.headroom(model, peak);
+    const spare = peak - used + reserve;
+    if (free.length > spare + 2 * headroom) {
+      void this.giveBack(model, free.slice(0, free.length - spare - headroom));
+    } else if (used === 0 && free.length > 0) {
+      this.whenIdle(model);
     }
+  }
+
+  /** Gives the block back once the key has had nothing in flight for the model for IDLE_RETURN_MS. */
+  private whenIdle(model: string): void {
+    if (this.idleTimers.has(model)) return;
+    this.idleTimers.add(model);
+    const since = this.lastActive.get(model) ?? this.now();
+    setTimeout(() => {
+      this.idleTimers.delete(model);
+      if (this.used(model) > 0) return;
+      if (this.now() - (this.lastActive.get(model) ?? 0) >= IDLE_RETURN_MS) void this.giveBack(model, this.freeIds(model));
+      else this.whenIdle(model);
+    }, Math.max(0, since + IDLE_RETURN_MS - this.now()));
+  }
+
+  private notePeak(model: string): void {
+    const now = this.now();
+    this.lastActive.set(model, now);
+    const used = this.used(model);
+    const p = this.peaks.get(model);
+    if (!p || used >= p.used || now - p.at > IDLE_RETURN_MS) this.peaks.set(model, { used, at: now });
+  }
+
+  private peak(model: string): number {
+    const p = this.peaks.get(model);
+    return p && this.now() - p.at <= IDLE_RETURN_MS ? p.used : 0;
   }
 
   private headroom(model: string, used: number): number {
