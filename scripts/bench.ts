@@ -316,10 +316,10 @@ async function probeLimiter(probe: GatewayProcess): Promise<Results["limiter"]> 
   const diff = (a: string, b: string) => ({ p50: latency[a]!.p50 - latency[b]!.p50, p99: latency[a]!.p99 - latency[b]!.p99 });
   const rates: Record<string, number> = {};
   const modes: [string, string][] = [
-    ["key's object + upstream guard (as the gateway)", "slot"],
-    ["key's object + guard, release with a usage record", "slot-usage"],
-    ["key's object alone", "key"],
-    ["upstream guard alone", "guard"],
+    ["as the gateway (key's object, upstream slots from its block)", "slot"],
+    ["as the gateway, release with a usage record", "slot-usage"],
+    ["key's object RPCs alone (no Worker-side wrapper)", "key"],
+    ["upstream guard per request (the round trip blocks avoid)", "guard"],
   ];
   for (const [label, mode] of modes) {
     const r = await json<{ n: number; ms: number }>(`${probe.url}/loop?mode=${mode}&n=${SIZES.loopPairs}&c=50`, { method: "POST", headers });
@@ -368,8 +368,8 @@ function findings(r: Results): string[] {
     const rest = added - Math.max(0, limiter) - Math.max(0, routing) - Math.max(0, auth);
     out.push(
       `Time to first byte at concurrency 1: glm-edge adds ${ms(added)} over the floor (p50). Of that, ${ms(limiter)} is the limiter ` +
-        `(glm-edge − no-limiter; the probe puts one acquire + release at ${r.limiter.acquireRelease.p50.toFixed(2)} ms, and both acquires, to the key's object and then to the upstream guard, are ` +
-        `sequential round trips on this path); about ${ms(routing)} is what every gateway request pays before its route runs (/healthz, glm-edge − floor: ` +
+        `(glm-edge − no-limiter; the probe puts one acquire + release at ${r.limiter.acquireRelease.p50.toFixed(2)} ms: one round trip to the key's object each, ` +
+        `which hands out the upstream slot from its block of the guard's); about ${ms(routing)} is what every gateway request pays before its route runs (/healthz, glm-edge − floor: ` +
         `the static-assets router in front of the Worker, the middleware, the log line); about ${ms(auth)} is the key check in the key's object (probe /auth − /noop, ` +
         `which the no-limiter build still does); ${rest >= 0 ? `the remaining ${rest.toFixed(2)} ms is` : "within this run's noise are"} validation, the catalog and the relay of the first chunk.`,
     );

@@ -257,10 +257,11 @@ export class KeyObject extends DurableObject<Env> {
       await this.block.renewIfDue(model);
       if (await this.block.ensure(model, leaseId, retake?.accountLimit)) return true;
     } catch (err) {
-      // The guard is unreachable: keep the request (its block's slots live on until their expiry) and let
-      // the next renewal try again.
+      // The guard is unreachable: the request keeps its slot until the slot's expiry (the guard counts it
+      // that long) and the next renewal tries again; past it, the request must end.
       log({ level: "warn", msg: "upstream block renewal failed", model, error: String(err) });
-      return this.block.holds(leaseId);
+      this.block.dropLapsed();
+      if (this.block.holds(leaseId)) return true;
     }
     this.release(leaseId);
     return false;

@@ -4,23 +4,25 @@
 // released by its key's object alone. The guard counts every slot of every block, so the account-wide bound
 // on requests in flight at GLM stays exact: a request reaches GLM only on a slot of its key's block.
 //
-// Sizing: a block is the key's requests in flight for the model plus a headroom of 1 + in-flight/4, at most
-// HEADROOM_MAX, never beyond the key's own limit (the guard never grants beyond the account's). The headroom
-// lets the next request in before the previous one has let go; it grows with the key's traffic so a busy
-// key's arrivals rarely find the block empty. Slots freed beyond twice the headroom go back to the guard at
-// once (hysteresis, so a key hovering at one size does not trade slots back and forth), and when the key has
-// nothing in flight for the model its block goes back after IDLE_RETURN_MS. When the guard says the account
-// is tight (over half leased, or callers waiting) the headroom is zero: every slot not carrying a request
-// goes back at once, so no idle slot in one key's block turns another key away for long. Who gets the
-// account's slots when it is full is the guard's line (first come first served); fairer shares between keys
-// can be decided there later without touching this file.
+// Sizing: a block is the key's peak of requests in flight for the model over the last IDLE_RETURN_MS, plus a
+// headroom of 1 + peak/4, at most HEADROOM_MAX, never beyond the key's own limit; the guard never grants
+// beyond the account's limit, and grants headroom only while at most half the account is leased. The
+// headroom lets the next request in before the previous one has let go, and grows with the key's traffic so
+// a busy key's arrivals rarely find the block empty; following the recent peak rather than the count this
+// instant keeps a key whose load swings from trading slots with the guard at every swing. Free slots beyond
+// twice the headroom go back to the guard at once (hysteresis), and a key with nothing in flight for the
+// model gives its block back after IDLE_RETURN_MS. When the guard says the account is tight (over half
+// leased, or callers waiting) there is no headroom and no peak: every slot not carrying a request goes back
+// at once, so an idle slot in one key's block does not turn another key away for long. Requests of one key
+// arriving together ask the guard once, for all of them. Who gets the account's slots when it is full is the
+// guard's line (first come first served); fairer shares between keys can be decided there later.
 //
 // Lifetime: every slot is a lease at the guard with an expiry. The key renews its block when a request
 // renews its own lease and the block was last renewed over a third of its lifetime ago, and from its alarm,
 // which is set before the block would expire. If the guard answers that slots are gone (they expired there),
 // the requests they carried take new slots ahead of the guard's line — they are already at GLM — and any
 // that cannot are left without a slot: their next renewal tries once more and otherwise tells the Worker to
-// cancel the upstream call. Block state lives in SQLite, so it survives the object's eviction; only the
+// cancel the upstream call. Slots whose renewal failed until their expiry are dropped the same way. Block state lives in SQLite, so it survives the object's eviction; only the
 // waiting lines and the guard's last "tight" answer are kept in memory.
 import { log } from "../http/log.ts";
 import type { UpstreamGuard } from "./guard.ts";
@@ -124,6 +126,8 @@ export class UpstreamBlock {
     const served = () => {
       if (!this.holds(leaseId) && !this.claimFree(model, leaseId)) return false;
       this.dropWaiter(model, leaseId);
+      // Handed a slot between its calls: its place in the guard's line must not hold up others.
+      if (req.ticket) this.leaveQueue(model, req.ticket);
       this.notePeak(model);
       return true;
     };
@@ -208,6 +212,7 @@ export class UpstreamBlock {
    * retaken): a free slot of the block, else one from the guard ahead of its line. False if neither.
    */
   async ensure(model: string, leaseId: string, accountLimit?: number): Promise<boolean> {
+    this.dropLapsed();
     if (this.holds(leaseId) || this.claimFree(model, leaseId)) return true;
     const limit = accountLimit ?? this.accountLimit(model);
     if (limit === undefined) return false;
@@ -257,6 +262,7 @@ export class UpstreamBlock {
    * flight, renews the others, and sets the alarm before the next block would expire.
    */
   async maintain(): Promise<void> {
+    this.dropLapsed();
     const orphaned = this.sql
       .exec<{ model: string }>(
         "UPDATE upstream_slots SET lease = NULL WHERE lease IS NOT NULL AND lease NOT IN (SELECT id FROM leases) RETURNING model",
@@ -301,6 +307,15 @@ export class UpstreamBlock {
     const again = await this.guard(model).take(model, limit, { need: stranded.length, jump: true, ttlMs: this.ttlMs() });
     if (!again.granted) return;
     again.leaseIds.forEach((id, i) => this.add(model, [id], again.expiresAt, limit, stranded[i]));
+  }
+
+  /**
+   * Forgets slots past their expiry by this object's clock: their renewal failed, so the guard has reclaimed
+   * them or is about to, and a request on one no longer counts at the guard. Its next renewal (ensure) takes
+   * another or ends it.
+   */
+  dropLapsed(): void {
+    this.sql.exec("DELETE FROM upstream_slots WHERE expires_at <= ?", this.now());
   }
 
   /**

@@ -114,6 +114,10 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
   let held: KeyAnswer | undefined;
   let got: KeyAnswer;
   for (;;) {
+    if (req.signal?.aborted) {
+      await undo(held).catch(() => undefined);
+      throw clientClosed();
+    }
     const waitMs = deadline - Date.now();
     const call: Promise<KeyAnswer> = key.acquire({
       cred: req.cred,
