@@ -431,10 +431,10 @@ async function probeLimiter(probe: GatewayProcess): Promise<Results["limiter"]> 
   const diff = (a: string, b: string) => ({ p50: latency[a]!.p50 - latency[b]!.p50, p99: latency[a]!.p99 - latency[b]!.p99 });
   const rates: Record<string, number> = {};
   const modes: [string, string][] = [
-    ["key's object + upstream guard (as the gateway)", "slot"],
-    ["key's object + guard, release with a usage record", "slot-usage"],
-    ["key's object alone", "key"],
-    ["upstream guard alone", "guard"],
+    ["as the gateway (key's object, upstream slots from its block)", "slot"],
+    ["as the gateway, release with a usage record", "slot-usage"],
+    ["key's object RPCs alone (no Worker-side wrapper)", "key"],
+    ["upstream guard per request (the round trip blocks avoid)", "guard"],
   ];
   for (const [label, mode] of modes) {
     const r = await json<{ n: number; ms: number }>(`${probe.url}/loop?mode=${mode}&n=${SIZES.loopPairs}&c=50`, { method: "POST", headers });

@@ -46,7 +46,12 @@ function usageRecord(): UsageRecord {
   };
 }
 
-/** One acquire + release: of both objects as the gateway does ("slot"), or of one of them alone. */
+/**
+ * One acquire + release as the gateway does it ("key", "slot", "slot-usage": one call to the key's object
+ * each way, the upstream slot coming from the key's block; "slot-usage" releases with a usage record), or a
+ * per-request lease at the upstream guard alone ("guard": the second round trip the gateway made before
+ * keys held blocks).
+ */
 async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: string): Promise<void> {
   const model = resolveModel(await getCatalog(env, ctx), MODEL);
   if (mode === "guard") {
@@ -56,21 +61,12 @@ async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: str
     await guard.release(got.leaseId);
     return;
   }
+  // As the gateway does it: one call to the key's object admits (its block hands out the upstream slot),
+  // one call releases (with the usage record in "slot-usage").
   const key = keyStub(env, cred.keyId);
-  const got = await key.acquire({ cred, model: MODEL, limits: model.concurrency, origin: null });
+  const got = await key.acquire({ cred, model: MODEL, limits: model.concurrency, accountLimit: model.concurrency.V3, origin: null });
   if (!got.ok) throw new Error(`key refused: ${got.message}`);
-  const usage = mode === "slot-usage" ? usageRecord() : undefined;
-  if (mode === "key") {
-    await key.release(got.leaseId, usage);
-    return;
-  }
-  const guard = guardStub(env, MODEL);
-  const g = await guard.acquire(MODEL, model.concurrency.V3);
-  if (!g.granted) {
-    await key.release(got.leaseId);
-    throw new Error("guard refused");
-  }
-  await Promise.all([key.release(got.leaseId, usage), guard.release(g.leaseId)]);
+  await key.release(got.leaseId, mode === "slot-usage" ? usageRecord() : undefined);
 }
 
 export default {

@@ -1,12 +1,16 @@
 // KeyObject: one Durable Object per gateway key. It is the key's single source of truth — its record,
 // its in-flight leases and its usage ledger — so authentication, the concurrency check, the budget check
 // and the slot all happen in one atomic call, and a revoked key is refused on the very next request.
+// It also holds the key's blocks of upstream slots (src/limiter/block.ts), so that one call admits a
+// request against both the key's limit and the account's, and one call releases it.
 import { DurableObject } from "cloudflare:workers";
 import { constantTimeEqual, unseal } from "../auth/crypto.ts";
 import { verifyGlmJwt, type Credential } from "../auth/credentials.ts";
 import { keySealingSecret } from "../config.ts";
 import { Codes } from "../errors.ts";
-import { LeaseTable, type AcquireOptions } from "../limiter/leases.ts";
+import { log } from "../http/log.ts";
+import { UpstreamBlock } from "../limiter/block.ts";
+import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";
 import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
@@ -15,17 +19,43 @@ import { toCaller, toPublic } from "./types.ts";
 export type Denial = { ok: false; status: 401 | 403 | 429; code: string; message: string; retryAfter?: number };
 export type AuthResult = { ok: true; caller: Caller } | Denial;
 
+/** Refused or still waiting for the account's upstream capacity (the key's own limit was not the obstacle). */
+export interface UpstreamWait {
+  /** The account's limit for the model. */
+  limit: number;
+  /** Set while the request waits: the key slot it keeps meanwhile, and its place in the guard's line. */
+  leaseId?: string;
+  ticket?: string;
+}
+
 export type KeyAcquireResult =
   | { ok: true; caller: Caller; leaseId: string; limit: number; inFlight: number }
-  | (Denial & { limit?: number; inFlight?: number; ticket?: string });
+  | (Denial & { limit?: number; inFlight?: number; ticket?: string; upstream?: UpstreamWait });
 
 export interface KeyAcquireRequest {
   cred: Credential;
   model: string;
   /** The model's in-flight limit for each tier, from the catalog. */
   limits: Record<string, number>;
+  /** The gateway account tier's limit for the model: the bound across all keys. */
+  accountLimit: number;
   origin?: string | null;
-  wait?: AcquireOptions;
+  /** Waiting in the key's line: the ticket of an earlier answer, and how long this call may park. */
+  wait?: { ticket?: string; waitMs?: number };
+  /** Set on calls after a "waiting for upstream" answer: the key slot the request keeps and its guard ticket. */
+  held?: { leaseId: string; ticket?: string };
+}
+
+/** What renew() needs to take a lost lease again. */
+export interface Retake {
+  model: string;
+  limits: Record<string, number>;
+  accountLimit: number;
+}
+
+function keyLimit(caller: Pick<KeyRecord, "tier" | "max_concurrency">, limits: Record<string, number>): number {
+  const tierLimit = limits[caller.tier] ?? 0;
+  return caller.max_concurrency === null ? tierLimit : Math.min(tierLimit, caller.max_concurrency);
 }
 
 function secondsToUtcMidnight(now: number): number {
@@ -36,12 +66,16 @@ function secondsToUtcMidnight(now: number): number {
 
 export class KeyObject extends DurableObject<Env> {
   private readonly leases: LeaseTable;
+  private readonly block: UpstreamBlock;
   private readonly ledger: Ledger;
   private secret: string | undefined;
+  /** Lifetime of the key's leases and of its block's slots at the guard; tests shorten it. */
+  ttlMs = LEASE_TTL_MS;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.leases = new LeaseTable(ctx.storage);
+    this.block = new UpstreamBlock(ctx.storage.sql, this.leases, (model) => env.GUARD.get(env.GUARD.idFromName(model)), () => this.ttlMs);
     this.ledger = new Ledger(ctx.storage.sql);
   }
 
@@ -129,8 +163,58 @@ export class KeyObject extends DurableObject<Env> {
     return { ok: true, caller: { ...toCaller(r), token } };
   }
 
-  /** Authenticates, checks the budget and takes a slot for the model, all in one atomic step. */
+  /**
+   * Authenticates, checks the budget and takes the key's slot for the model and an upstream slot from the
+   * key's block, in one call. A request that must wait for the upstream capacity keeps its key slot: the
+   * answer carries it (`upstream.leaseId`) and the caller calls again with it in `held`, which renews it.
+   */
   async acquire(req: KeyAcquireRequest): Promise<KeyAcquireResult> {
+    const admitted = await this.admit(req);
+    if (!admitted.ok) {
+      if (req.held) this.release(req.held.leaseId, undefined, req.held.ticket ? { model: req.model, ticket: req.held.ticket } : undefined);
+      return admitted;
+    }
+    const caller = admitted.caller;
+    const limit = keyLimit(caller, req.limits);
+    let leaseId: string;
+    let inFlight: number;
+    if (req.held && this.leases.renew(req.held.leaseId, this.ttlMs)) {
+      leaseId = req.held.leaseId;
+      inFlight = this.leases.count(req.model);
+    } else {
+      const got = await this.leases.acquire(req.model, limit, { ...req.wait, ttlMs: this.ttlMs });
+      if (!got.granted) {
+        return {
+          ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight: got.inFlight,
+          ...(got.ticket ? { ticket: got.ticket } : {}),
+          message: `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); retry after a request finishes`,
+        };
+      }
+      leaseId = got.leaseId;
+      inFlight = got.inFlight;
+    }
+    let up;
+    try {
+      up = await this.block.take({
+        model: req.model, leaseId, accountLimit: req.accountLimit, keyLimit: limit,
+        ticket: req.held?.ticket, waitMs: req.wait?.waitMs,
+      });
+    } catch (err) {
+      // The guard is unreachable: nothing is admitted, and the key slot is not kept.
+      this.release(leaseId);
+      throw err;
+    }
+    if (up.ok) return { ok: true, caller, leaseId, limit, inFlight };
+    if (!up.ticket) this.release(leaseId);
+    return {
+      ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight,
+      upstream: { limit: up.limit, ...(up.ticket ? { leaseId, ticket: up.ticket } : {}) },
+      message: `the gateway's upstream capacity for ${req.model} is full (${up.limit} in flight); retry shortly`,
+    };
+  }
+
+  /** The checks that refuse a caller outright: credential, token scope, budget. */
+  private async admit(req: KeyAcquireRequest): Promise<AuthResult> {
     const auth = await this.authenticate(req.cred, req.origin);
     if (!auth.ok) return auth;
     const caller = auth.caller;
@@ -150,15 +234,7 @@ export class KeyObject extends DurableObject<Env> {
         message: `daily ${caller.daily_budget_cny !== null && spent.cost_nano >= Math.round(caller.daily_budget_cny * 1e9) ? "budget" : "token limit"} of this key is used up; it resets at ${reset}`,
       };
     }
-    const tierLimit = req.limits[caller.tier] ?? 0;
-    const limit = caller.max_concurrency === null ? tierLimit : Math.min(tierLimit, caller.max_concurrency);
-    const got = await this.leases.acquire(req.model, limit, req.wait);
-    if (got.granted) return { ok: true, caller, leaseId: got.leaseId, limit, inFlight: got.inFlight };
-    return {
-      ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight: got.inFlight,
-      ...(got.ticket ? { ticket: got.ticket } : {}),
-      message: `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); retry after a request finishes`,
-    };
+    return auth;
   }
 
   /** Mints a browser token for an authenticated caller (not for a token: tokens cannot mint tokens). */
@@ -178,14 +254,57 @@ export class KeyObject extends DurableObject<Env> {
     this.leases.leaveQueue(model, ticket);
   }
 
-  renew(leaseId: string): boolean {
-    return this.leases.renew(leaseId);
+  /**
+   * Renews a request's lease and, when due, the key's block at the guard. A lease that was lost (it expired,
+   * or its upstream slot lapsed) is taken again when `retake` says how, ahead of any line: the request is
+   * already at GLM. False when the request holds no slots and could not take them again: it must end.
+   */
+  async renew(leaseId: string, retake?: Retake): Promise<boolean> {
+    if (!this.leases.renew(leaseId, this.ttlMs)) {
+      const r = this.stored;
+      if (!retake || !r || r.revoked_at) return false;
+      const got = await this.leases.acquire(retake.model, keyLimit(r, retake.limits), { id: leaseId, jump: true, ttlMs: this.ttlMs });
+      if (!got.granted) return false;
+    }
+    const model = this.leases.modelOf(leaseId)!;
+    try {
+      await this.block.renewIfDue(model);
+      if (await this.block.ensure(model, leaseId, retake?.accountLimit)) return true;
+    } catch (err) {
+      // The guard is unreachable: the request keeps its slot until the slot's expiry (the guard counts it
+      // that long) and the next renewal tries again; past it, the request must end.
+      log({ level: "warn", msg: "upstream block renewal failed", model, error: String(err) });
+      this.block.dropLapsed();
+      if (this.block.holds(leaseId)) return true;
+    }
+    this.release(leaseId);
+    return false;
   }
 
-  /** Ends a request: records its usage (when it reached upstream) and frees its slot. Idempotent for the slot. */
-  release(leaseId: string, usage?: UsageRecord): boolean {
-    if (usage) this.ledger.record(usage);
-    return this.leases.release(leaseId);
+  /**
+   * Ends a request: frees its key slot and its upstream slot (back to the key's block), and records its usage
+   * when it reached upstream. `leave` gives up its place in the guard's line (a request that stopped
+   * waiting). Idempotent for the slots; the slots are freed even if recording fails.
+   */
+  release(leaseId: string, usage?: UsageRecord, leave?: { model: string; ticket: string }): { released: boolean; recorded: boolean } {
+    const released = this.leases.release(leaseId);
+    this.block.release(leaseId);
+    if (leave) this.block.leaveQueue(leave.model, leave.ticket);
+    let recorded = usage === undefined;
+    if (usage) {
+      try {
+        this.ledger.record(usage);
+        recorded = true;
+      } catch (err) {
+        log({ level: "error", msg: "recording usage failed; the slot was freed", error: String(err) });
+      }
+    }
+    return { released, recorded };
+  }
+
+  /** The key's blocks of upstream slots per model (slots held, and how many carry a request). */
+  upstreamBlocks(): Record<string, { size: number; used: number }> {
+    return this.block.sizes();
   }
 
   record(usage: UsageRecord): boolean {
@@ -206,6 +325,7 @@ export class KeyObject extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     await this.leases.expire();
+    await this.block.maintain();
     this.ledger.prune(Date.now());
     // Keep a daily alarm for ledger housekeeping when no lease needs an earlier one.
     const next = await this.ctx.storage.getAlarm();

@@ -18,10 +18,24 @@ export interface AcquireOptions {
   ticket?: string;
   /** How long this call may park waiting (capped at WAIT_SLICE_MS). 0 = answer at once. */
   waitMs?: number;
+  /** Slots taken together, all or none (default 1). */
+  need?: number;
+  /** Further slots granted on top of `need` if they are free and nobody else is waiting (other callers' demand). */
+  more?: number;
+  /**
+   * Further slots on top of those, granted only if free, nobody else is waiting, and the count in flight stays
+   * at or below `extraBelow` (default `limit`): a key's object asks for a little headroom this way.
+   */
+  extra?: number;
+  extraBelow?: number;
+  /** Skips the line: only for a request already in flight retaking a slot it lost, never for a new one. */
+  jump?: boolean;
+  /** Takes the (single) lease under this id: a lost lease retaken keeps the id its holder knows. */
+  id?: string;
 }
 
 export type AcquireResult =
-  | { granted: true; leaseId: string; inFlight: number; limit: number }
+  | { granted: true; leaseId: string; leaseIds: string[]; expiresAt: number; inFlight: number; limit: number }
   | { granted: false; inFlight: number; limit: number; ticket?: string };
 
 interface Waiter {
@@ -70,15 +84,24 @@ export class LeaseTable {
       const position = ticket === undefined ? -1 : queue.findIndex((w) => w.ticket === ticket);
       const inFlight = this.count(model);
       const free = limit - inFlight;
+      const need = Math.max(1, opts.need ?? 1);
       // First come first served: a caller may pass only those queued ahead of it.
-      const ahead = position === -1 ? queue.length : position;
-      if (free > 0 && ahead < free) {
+      const ahead = opts.jump ? 0 : position === -1 ? queue.length : position;
+      if (free - ahead >= need) {
         if (position !== -1) queue.splice(position, 1);
-        const leaseId = crypto.randomUUID();
+        const spare = queue.length > 0 ? 0 : free - need;
+        const more = Math.max(0, Math.min(opts.more ?? 0, spare));
+        const extra = Math.max(0, Math.min(opts.extra ?? 0, spare - more, (opts.extraBelow ?? limit) - inFlight - need - more));
+        const bonus = more + extra;
         const expiresAt = this.now() + (opts.ttlMs ?? LEASE_TTL_MS);
-        this.storage.sql.exec("INSERT INTO leases (id, model, expires_at) VALUES (?, ?, ?)", leaseId, model, expiresAt);
+        const leaseIds: string[] = [];
+        for (let i = 0; i < need + bonus; i++) {
+          const id = i === 0 && opts.id !== undefined ? opts.id : crypto.randomUUID();
+          this.storage.sql.exec("INSERT OR REPLACE INTO leases (id, model, expires_at) VALUES (?, ?, ?)", id, model, expiresAt);
+          leaseIds.push(id);
+        }
         await this.ensureAlarm(expiresAt);
-        return { granted: true, leaseId, inFlight: inFlight + 1, limit };
+        return { granted: true, leaseId: leaseIds[0]!, leaseIds, expiresAt, inFlight: inFlight + leaseIds.length, limit };
       }
       const remaining = deadline - this.now();
       if (remaining <= 0) {
@@ -115,6 +138,23 @@ export class LeaseTable {
     this.wake(model);
   }
 
+  /** Whether the lease is held (not released, not expired). */
+  has(leaseId: string): boolean {
+    return this.modelOf(leaseId) !== undefined;
+  }
+
+  /** The model of a held lease. */
+  modelOf(leaseId: string): string | undefined {
+    return this.storage.sql
+      .exec<{ model: string }>("SELECT model FROM leases WHERE id = ? AND expires_at > ?", leaseId, this.now())
+      .toArray()[0]?.model;
+  }
+
+  /** Callers waiting in line for the model (those that stopped polling are dropped first). */
+  queued(model: string): number {
+    return this.queueFor(model).length;
+  }
+
   renew(leaseId: string, ttlMs = LEASE_TTL_MS): boolean {
     const cursor = this.storage.sql.exec(
       "UPDATE leases SET expires_at = ? WHERE id = ? AND expires_at > ?",
@@ -132,6 +172,30 @@ export class LeaseTable {
       .toArray();
     for (const r of rows) this.wake(r.model);
     return rows.length > 0;
+  }
+
+  /** Renews many leases in one statement; returns the ids still held (the others had expired or were released). */
+  renewMany(ids: string[], ttlMs = LEASE_TTL_MS): { alive: string[]; expiresAt: number } {
+    const expiresAt = this.now() + ttlMs;
+    const alive = this.storage.sql
+      .exec<{ id: string }>(
+        "UPDATE leases SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND expires_at > ? RETURNING id",
+        expiresAt,
+        JSON.stringify(ids),
+        this.now(),
+      )
+      .toArray()
+      .map((r) => r.id);
+    return { alive, expiresAt };
+  }
+
+  /** Idempotent, like release: returns how many of the ids were still held. */
+  releaseMany(ids: string[]): number {
+    const rows = this.storage.sql
+      .exec<{ model: string }>("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?)) RETURNING model", JSON.stringify(ids))
+      .toArray();
+    for (const model of new Set(rows.map((r) => r.model))) this.wake(model);
+    return rows.length;
   }
 
   /** Alarm handler body: drops expired leases, wakes waiters, and schedules the next expiry. */
@@ -165,7 +229,8 @@ export class LeaseTable {
     for (const w of this.waiters.get(model) ?? []) w.wake?.();
   }
 
-  private async ensureAlarm(at: number): Promise<void> {
+  /** Makes sure the object's alarm fires no later than `at` (never postpones an earlier one). */
+  async ensureAlarm(at: number): Promise<void> {
     if (this.alarmAt !== null && this.alarmAt <= at) return;
     const existing = await this.storage.getAlarm();
     if (existing !== null && existing <= at) {

@@ -1,10 +1,12 @@
-// The Worker side of the limiter: takes a slot from the caller's KeyObject (which also authenticates and
-// checks budgets) and then from the model's UpstreamGuard, waiting in line when the caller asked to
+// The Worker side of the limiter: takes a slot from the caller's KeyObject, which also authenticates, checks
+// budgets and hands out an upstream slot from its block of the account's capacity (src/limiter/block.ts), so
+// admission is one round trip and so is the release. Waits in line when the caller asked to
 // (x-queue-timeout-ms). Fails closed: if a limiter object cannot be reached, nothing is admitted.
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import type { Tier } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
+import type { KeyAcquireResult, Retake } from "../keys/key-object.ts";
 import type { Caller } from "../keys/types.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
 import { log } from "../http/log.ts";
@@ -18,13 +20,21 @@ export interface Slot {
   caller: Caller;
   limit: number;
   inFlight: number;
-  /** Keeps both leases alive; resolves false when they are lost for good (the caller must stop). Never rejects. */
+  /**
+   * Renews the request's leases; a failed renewal RPC is retried; if the lease was lost it is taken again.
+   * Resolves false only when the request no longer holds its slots and could not retake them: the caller
+   * must cancel its upstream call. Never rejects.
+   */
   renew(): Promise<boolean>;
-  /** Frees both slots and records usage (if given) in one call to the key's object. Runs once. */
+  /**
+   * Frees the slots and records usage (if given) in one call to the key's object. Runs once; never rejects;
+   * retries once; if recording fails the slot is still freed (and the record is retried with KeyObject.record).
+   */
   release(usage?: UsageRecord): Promise<void>;
   /**
-   * Renews both leases every `everyMs` until the returned function is called: for waits whose progress
-   * the gateway cannot see (GLM thinking before its first byte, a long non-streaming answer).
+   * Renews every `everyMs` (default LEASE_RENEW_MS) until the returned stop function is called: for waits
+   * whose progress the gateway cannot see (GLM thinking before its first byte, a long non-streaming answer).
+   * Calls onLost() if renew() resolves false.
    */
   keepAlive(ctx: WaitUntil, everyMs?: number, onLost?: () => void): () => void;
 }
@@ -35,10 +45,8 @@ export interface SlotRequest {
   accountTier: Tier;
   queueTimeoutMs: number;
   origin?: string | null;
-  /** The caller's signal: a caller that leaves while it waits in line is never admitted. */
+  /** The client's signal: a client that leaves while waiting for a slot is never admitted. */
   signal?: AbortSignal | null;
-  /** When false the upstream guard is skipped (tests and the benchmark's limiter-off column only). */
-  guard?: boolean;
 }
 
 export function keyStub(env: Env, keyId: string) {
@@ -49,17 +57,10 @@ export function guardStub(env: Env, model: string) {
   return env.GUARD.get(env.GUARD.idFromName(model));
 }
 
-/** Two attempts: both calls are idempotent, and a lost release is still reclaimed by the lease expiry. */
-async function twice(fn: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fn();
-      return;
-    } catch (err) {
-      log({ level: "warn", msg: "slot release failed", attempt, error: String(err) });
-    }
-  }
-}
+type KeyStub = ReturnType<typeof keyStub>;
+type KeyAnswer = KeyAcquireResult;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function unavailable(err: unknown): GatewayError {
   log({ level: "error", msg: "limiter unreachable; failing closed", error: String(err) });
@@ -78,90 +79,106 @@ function tooMany(limit: number | undefined, inFlight: number | undefined, messag
   return new GatewayError(429, code, message, headers);
 }
 
+const clientClosed = () => new GatewayError(408, Codes.network, "client closed the request");
+
+/** Settles with the call's answer, or with "aborted" as soon as the signal fires (the call goes on). */
+function unlessAborted<T>(call: Promise<T>, signal: AbortSignal | null | undefined): Promise<T | "aborted"> {
+  if (!signal) return call;
+  if (signal.aborted) return Promise.resolve("aborted");
+  let onAbort!: () => void;
+  const aborted = new Promise<"aborted">((resolve) => {
+    onAbort = () => resolve("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([call, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
+
+/**
+ * Admission: one call to the key's object, which checks the credential and budget and takes both the key's
+ * slot and an upstream slot from the key's block of the account's capacity. Waiting callers call again
+ * (each call parks at most WAIT_SLICE_MS) and keep whatever they already hold. Fails closed.
+ */
 export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
   const deadline = Date.now() + Math.min(Math.max(req.queueTimeoutMs, 0), MAX_QUEUE_TIMEOUT_MS);
   const key = keyStub(env, req.cred.keyId);
+  const model = req.model.id;
+  const accountLimit = req.model.concurrency[req.accountTier];
+  /** Gives back whatever an answer holds: a granted slot, a key slot kept while waiting, a place in a line. */
+  const undo = async (got: KeyAnswer | undefined) => {
+    if (!got) return;
+    if (got.ok) await key.release(got.leaseId);
+    else if (got.upstream?.leaseId) await key.release(got.upstream.leaseId, undefined, got.upstream.ticket ? { model, ticket: got.upstream.ticket } : undefined);
+    else if (got.ticket) await key.leaveQueue(model, got.ticket);
+  };
   let ticket: string | undefined;
-  let got;
-  const left = () => new GatewayError(408, Codes.network, "client closed the request");
+  let held: KeyAnswer | undefined;
+  let got: KeyAnswer;
   for (;;) {
     if (req.signal?.aborted) {
-      if (ticket) key.leaveQueue(req.model.id, ticket).catch(() => undefined);
-      throw left();
+      await undo(held).catch(() => undefined);
+      throw clientClosed();
     }
     const waitMs = deadline - Date.now();
+    const call: Promise<KeyAnswer> = key.acquire({
+      cred: req.cred,
+      model,
+      limits: req.model.concurrency,
+      accountLimit,
+      origin: req.origin ?? null,
+      wait: waitMs > 0 ? { ticket, waitMs } : { ticket },
+      ...(held && !held.ok && held.upstream?.leaseId ? { held: { leaseId: held.upstream.leaseId, ticket: held.upstream.ticket } } : {}),
+    }).then((r) => r as KeyAnswer);
+    let answer: KeyAnswer | "aborted";
     try {
-      got = await key.acquire({
-        cred: req.cred,
-        model: req.model.id,
-        limits: req.model.concurrency,
-        origin: req.origin ?? null,
-        wait: waitMs > 0 ? { ticket, waitMs } : { ticket },
-      });
+      answer = await unlessAborted(call, req.signal);
     } catch (err) {
+      await undo(held).catch(() => undefined);
       throw unavailable(err);
     }
+    if (answer === "aborted") {
+      // The client left while waiting: it is never admitted. Whatever the call in progress brings is given
+      // back before this returns, so nothing stays held for it.
+      await undo(await call.catch(() => held)).catch(() => undefined);
+      throw clientClosed();
+    }
+    got = answer;
     if (got.ok) break;
-    if (got.code !== Codes.concurrency || !got.ticket || Date.now() >= deadline) {
-      if (got.ticket) key.leaveQueue(req.model.id, got.ticket).catch(() => undefined);
-      if (got.status === 429) throw tooMany(got.limit, got.inFlight, got.message, got.code, got.retryAfter);
-      throw new GatewayError(got.status, got.code, got.message);
+    if (got.upstream?.leaseId && Date.now() < deadline) {
+      held = got;
+      continue;
     }
-    ticket = got.ticket;
-  }
-  const keyLease = got.leaseId;
-  const releaseKey = (usage?: UsageRecord) => key.release(keyLease, usage).then(() => undefined);
-
-  let guardLease: string | undefined;
-  if (req.guard !== false) {
-    const guard = guardStub(env, req.model.id);
-    const guardLimit = req.model.concurrency[req.accountTier];
-    let gticket: string | undefined;
-    try {
-      for (;;) {
-        if (req.signal?.aborted) {
-          if (gticket) guard.leaveQueue(req.model.id, gticket).catch(() => undefined);
-          await releaseKey().catch(() => undefined);
-          throw left();
-        }
-        const waitMs = deadline - Date.now();
-        const g = await guard.acquire(req.model.id, guardLimit, waitMs > 0 ? { ticket: gticket, waitMs } : { ticket: gticket });
-        if (g.granted) {
-          guardLease = g.leaseId;
-          break;
-        }
-        if (!g.ticket || Date.now() >= deadline) {
-          if (g.ticket) guard.leaveQueue(req.model.id, g.ticket).catch(() => undefined);
-          await releaseKey().catch(() => undefined);
-          throw tooMany(
-            got.limit,
-            got.inFlight,
-            `the gateway's upstream capacity for ${req.model.id} is full (${guardLimit} in flight at account tier ${req.accountTier}); retry shortly`,
-          );
-        }
-        gticket = g.ticket;
-      }
-    } catch (err) {
-      if (err instanceof GatewayError) throw err;
-      await releaseKey().catch(() => undefined);
-      throw unavailable(err);
+    if (got.code === Codes.concurrency && got.ticket && Date.now() < deadline) {
+      ticket = got.ticket;
+      continue;
     }
+    await undo(got).catch(() => undefined);
+    if (got.upstream) {
+      throw tooMany(
+        got.limit,
+        got.inFlight,
+        `the gateway's upstream capacity for ${model} is full (${got.upstream.limit} in flight at account tier ${req.accountTier}); retry shortly`,
+      );
+    }
+    if (got.status === 429) throw tooMany(got.limit, got.inFlight, got.message, got.code, got.retryAfter);
+    throw new GatewayError(got.status, got.code, got.message);
   }
+  return slotFor(key, got, { model, limits: req.model.concurrency, accountLimit });
+}
 
-  const guardId = guardLease;
+function slotFor(key: KeyStub, got: Extract<KeyAnswer, { ok: true }>, retake: Retake): Slot {
+  const leaseId = got.leaseId;
   let released = false;
   const renew = async (): Promise<boolean> => {
-    if (released) return true;
-    try {
-      const [k, g] = await Promise.all([
-        key.renew(keyLease),
-        guardId ? guardStub(env, req.model.id).renew(guardId) : Promise.resolve(true),
-      ]);
-      return k && g;
-    } catch (err) {
-      log({ level: "warn", msg: "lease renewal failed", error: String(err) });
-      return true;
+    for (let attempt = 0; attempt < 3 && !released; attempt++) {
+      try {
+        return await key.renew(leaseId, retake);
+      } catch (err) {
+        log({ level: "warn", msg: "lease renewal failed", attempt, error: String(err) });
+        await sleep(100 * 2 ** attempt);
+      }
     }
+    // Unreachable, or released meanwhile: the leases outlive this interval, and the next renewal tries again.
+    return true;
   };
   return {
     caller: got.caller,
@@ -169,16 +186,39 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
     inFlight: got.inFlight,
     renew,
     keepAlive(ctx, everyMs = LEASE_RENEW_MS, onLost) {
-      const timer = setInterval(() => ctx.waitUntil(renew().then((held) => { if (!held) onLost?.(); })), everyMs);
-      return () => clearInterval(timer);
+      let stopped = false;
+      const stop = () => {
+        stopped = true;
+        clearInterval(timer);
+      };
+      const timer = setInterval(() => {
+        ctx.waitUntil(
+          renew().then((ok) => {
+            if (ok || stopped) return;
+            stop();
+            onLost?.();
+          }),
+        );
+      }, everyMs);
+      return stop;
     },
     async release(usage) {
       if (released) return;
       released = true;
-      await Promise.all([
-        twice(() => releaseKey(usage)),
-        guardId ? twice(() => guardStub(env, req.model.id).release(guardId)) : undefined,
-      ]);
+      let recorded = usage === undefined;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          recorded = (await key.release(leaseId, usage)).recorded;
+          break;
+        } catch (err) {
+          // The release is idempotent, and a slot whose release never arrives is reclaimed by its expiry.
+          log({ level: "warn", msg: "slot release failed", attempt, error: String(err) });
+        }
+      }
+      if (recorded || !usage) return;
+      await key.record(usage).catch((err: unknown) =>
+        log({ level: "error", msg: "usage record lost", request_id: usage.request_id, error: String(err) }),
+      );
     },
   };
 }
