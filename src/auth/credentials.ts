@@ -36,12 +36,29 @@ function decodeJwtPayload(token: string): Record<string, unknown> | undefined {
   }
 }
 
+/**
+ * Hashes of the key secrets this isolate has seen recently. A client sends the same key on every request,
+ * and the digest is the most expensive step of parsing it; the cache holds nothing a request does not
+ * carry itself, and is bounded (oldest first out).
+ */
+const SECRET_HASHES_MAX = 1024;
+const secretHashes = new Map<string, string>();
+
+async function secretHash(secret: string): Promise<string> {
+  const known = secretHashes.get(secret);
+  if (known !== undefined) return known;
+  const hash = await sha256Hex(secret);
+  if (secretHashes.size >= SECRET_HASHES_MAX) secretHashes.delete(secretHashes.keys().next().value!);
+  secretHashes.set(secret, hash);
+  return hash;
+}
+
 /** Parses the header into a credential; 401 with GLM's codes when it is missing or malformed. */
 export async function parseCredential(header: string | undefined | null): Promise<Credential> {
   const value = bearerValue(header);
   if (!value) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: send 'Authorization: Bearer <key>'");
   const key = API_KEY_RE.exec(value);
-  if (key) return { kind: "key", keyId: key[1]!, secretHash: await sha256Hex(key[2]!) };
+  if (key) return { kind: "key", keyId: key[1]!, secretHash: await secretHash(key[2]!) };
   if (JWT_RE.test(value)) {
     const payload = decodeJwtPayload(value);
     const apiKey = payload?.["api_key"];
