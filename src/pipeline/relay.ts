@@ -1,15 +1,16 @@
 // Relay phase of a streamed call: GLM's SSE body goes to the client byte for byte. The runtime pipes the
 // upstream body into a sink whose only per-chunk work is to note the time, hand the chunk to the observer
-// (which counts events and keeps a bounded tail for the final usage) and pass it on; the next chunk is
-// taken from upstream only when the client asks for more, so a slow client slows the upstream read and
-// nothing piles up in memory. Bytes are added in one case only: when the stream cannot finish, an in-band
-// `data: {"error":…}` event ends it, so a client never mistakes a truncated answer for a complete one (and
-// never sees a fake [DONE]).
+// (which counts events and keeps a bounded tail for the final usage) and write it into a native
+// IdentityTransformStream whose readable side is the response body — so the runtime, not JavaScript, feeds
+// the client. A write into it completes when the client has taken the chunk, so the next chunk is read from
+// upstream only then: a slow client slows the upstream read and nothing piles up in memory. Bytes are added
+// in one case only: when the stream cannot finish, an in-band `data: {"error":…}` event ends it, so a
+// client never mistakes a truncated answer for a complete one (and never sees a fake [DONE]).
 //
-// Because the client's demand is visible (it asked and got nothing yet, or it has not asked since the
-// last chunk), one timer per stream tells upstream silence from a client that stopped reading: upstream
-// silence longer than idleTimeoutMs is a timeout; a client that has not asked for stallMs is cut off (its
-// slots would lapse otherwise). The leases are renewed while the stream lives, and a lost lease ends it.
+// A write still waiting is a client not reading; no write waiting is the gateway waiting for upstream. So
+// one timer per stream tells the two apart: upstream silence longer than idleTimeoutMs is a timeout; a
+// client that has not taken a chunk for stallMs is cut off (its slots would lapse otherwise). The leases
+// are renewed while the stream lives, and a lost lease ends it.
 import { Codes } from "../errors.ts";
 import type { AbortWhy, UpstreamResponse } from "../upstream/client.ts";
 import { SseObserver, type StreamSummary } from "../upstream/sse-observer.ts";
@@ -58,18 +59,18 @@ const MESSAGES: Record<GatewayEnd | "upstream_break" | "unfinished", (o: RelayOp
 
 export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): ReadableStream<Uint8Array> {
   const observer = new SseObserver();
+  const toClient = new IdentityTransformStream();
+  const writer = toClient.writable.getWriter();
   let finished = false;
   let firstByteAt: number | undefined;
   let lastChunkAt = Date.now();
   let lastRenewAt = Date.now();
-  /** The client has asked for data and has not been given any since. */
-  let demand = false;
-  /** Since when the client has not asked (while it has data or the stream is between chunks). */
-  let quietSince = Date.now();
+  /** Since when the chunk being written has waited for the client; undefined while nothing waits. */
+  let writingSince: number | undefined;
   let gatewayEnd: GatewayEnd | undefined;
-  let ctrl!: ReadableStreamDefaultController<Uint8Array>;
-  /** The pipe's pending write, waiting for the client to ask for more. */
-  let resume: { go: () => void; stop: (err: unknown) => void } | undefined;
+  let clientGone = false;
+  /** Set when the call is cut while a write waits: the upstream call is aborted once the pipe lets go. */
+  let abortWhenPiped: AbortWhy | undefined;
 
   const finish = (ended: Ending) => {
     if (finished) return;
@@ -79,22 +80,18 @@ export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): Readab
     opts.onEnd({ ...observer.summarize(), ended, ...(firstByteAt !== undefined ? { firstByteAt } : {}) });
   };
   /**
-   * Stops the upstream call. A write waiting for the client holds the pipe: it is failed first, so the pipe
-   * cancels the upstream body itself, and the call is aborted once the pipe has let go (aborting the body
-   * under a pipe that is about to cancel it leaves a rejection nobody handles).
+   * Stops the upstream call. A write waiting for the client holds the pipe: the client's side is failed
+   * first, so the pipe cancels the upstream body itself, and the call is aborted once the pipe has let go
+   * (aborting the body under a pipe that is about to cancel it leaves a rejection nobody handles).
    */
-  let abortWhenPiped: AbortWhy | undefined;
   const cut = (why: AbortWhy, err: Error) => {
-    const r = resume;
-    resume = undefined;
-    if (r) {
+    if (writingSince !== undefined) {
       abortWhenPiped ??= why;
-      r.stop(err);
+      writer.abort(err).catch(() => undefined);
     } else {
       upstream.abort(why);
     }
   };
-  let clientGone = false;
   const onClientAbort = () => {
     clientGone = true;
     cut("client", new Error("client closed the request"));
@@ -106,16 +103,11 @@ export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): Readab
 
   const ticker = setInterval(() => {
     const now = Date.now();
-    if (demand) {
-      // The client is waiting: only upstream's silence counts.
+    if (writingSince === undefined) {
+      // The client has everything sent so far: only upstream's silence counts.
       if (now - lastChunkAt >= opts.idleTimeoutMs) endByGateway("timeout");
-    } else if (now - quietSince >= opts.stallMs) {
+    } else if (now - writingSince >= opts.stallMs) {
       endByGateway("client_stalled");
-      try {
-        ctrl.error(new Error("the client stopped reading"));
-      } catch {
-        // already closed
-      }
     }
     if (now - lastRenewAt >= opts.renewEveryMs) {
       lastRenewAt = now;
@@ -125,83 +117,69 @@ export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): Readab
     }
   }, opts.tickMs ?? 1_000);
 
-  const readable = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        ctrl = c;
-      },
-      pull() {
-        demand = true;
-        const r = resume;
-        resume = undefined;
-        r?.go();
-      },
-      cancel() {
-        // The client went away: stop upstream generation (and billing) now.
-        onClientAbort();
-      },
-    },
-    { highWaterMark: 0 },
-  );
-
+  const delivered = () => {
+    writingSince = undefined;
+    lastChunkAt = Date.now();
+  };
   const sink = new WritableStream<Uint8Array>({
     write(chunk) {
-      lastChunkAt = Date.now();
-      firstByteAt ??= lastChunkAt;
+      const now = Date.now();
+      firstByteAt ??= now;
       observer.observe(chunk);
-      demand = false;
-      quietSince = lastChunkAt;
-      ctrl.enqueue(chunk);
-      // The next chunk is taken from upstream once the client asks (it may have already, within enqueue).
-      if (demand) return;
-      return new Promise<void>((go, stop) => (resume = { go, stop }));
+      writingSince = now;
+      return writer.write(chunk).then(delivered);
     },
   });
 
   opts.clientSignal?.addEventListener("abort", onClientAbort, { once: true });
   if (opts.clientSignal?.aborted) onClientAbort();
 
-  /** Adds the stream's last bytes (if any), past the observer, and closes it; false when the client has gone. */
-  const close = (last: Uint8Array | undefined): boolean => {
+  /** Writes the stream's last bytes (if any), past the observer, and closes it; false when the client has gone. */
+  const close = async (last: Uint8Array | undefined): Promise<boolean> => {
     try {
-      if (last) ctrl.enqueue(last);
-      ctrl.close();
+      if (last) {
+        writingSince = Date.now();
+        await writer.write(last);
+        delivered();
+      }
+      await writer.close();
       return true;
     } catch {
       return false;
     }
+  };
+  /** The client's side is over and the call is not: end the client's side, stop the call. */
+  const abandon = () => {
+    writer.abort(new Error("client closed the request")).catch(() => undefined);
+    upstream.abort("client");
   };
 
   const source = upstream.response.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
   const piped = source.pipeTo(sink, { preventClose: true });
   piped.finally(() => abortWhenPiped && upstream.abort(abortWhenPiped)).catch(() => undefined);
   piped.then(
-    () => {
+    async () => {
       // Upstream ended its body: complete, an in-band error of GLM's own, or cut short.
       const summary = observer.summarize();
-      if (summary.error) return finish(close(undefined) ? "upstream_error" : "client_abort");
-      if (summary.finishReason) return finish(close(undefined) ? "completed" : "client_abort");
-      const sent = close(inBandError(Codes.network, MESSAGES.unfinished(opts), summary.atBoundary));
-      finish(sent ? "upstream_break" : "client_abort");
+      const ended: Ending = summary.error ? "upstream_error" : summary.finishReason ? "completed" : "upstream_break";
+      const last = ended === "upstream_break" ? inBandError(Codes.network, MESSAGES.unfinished(opts), summary.atBoundary) : undefined;
+      const sent = await close(last);
+      finish(sent ? ended : (gatewayEnd ?? "client_abort"));
     },
-    () => {
+    async () => {
+      writingSince = undefined;
       const why = gatewayEnd ?? (upstream.abortReason() === "timeout" ? "timeout" : undefined);
       if (why === "client_stalled") return finish("client_stalled");
       if ((clientGone || upstream.abortReason() === "client") && why === undefined) {
-        // The client is gone (or going): end its side too, so nothing waits on a stream that will not close.
-        try {
-          ctrl.error(new Error("client closed the request"));
-        } catch {
-          // already errored
-        }
+        abandon();
         return finish("client_abort");
       }
       const message = why ? MESSAGES[why](opts) : MESSAGES.upstream_break(opts);
-      const sent = close(inBandError(Codes.network, message, observer.atBoundary));
+      const sent = await close(inBandError(Codes.network, message, observer.atBoundary));
       // A failed write means the client is gone: the upstream failure is moot, stop generating.
-      if (!sent) cut("client", new Error("client closed the request"));
+      if (!sent) abandon();
       finish(sent ? (why ?? "upstream_break") : "client_abort");
     },
   );
-  return readable;
+  return toClient.readable;
 }
