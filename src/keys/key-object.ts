@@ -222,7 +222,9 @@ export class KeyObject extends DurableObject<Env> {
       return { ok: false, status: 403, code: Codes.illegalField, message: `this token may not use model ${req.model}` };
     }
     const now = Date.now();
-    const spent = this.ledger.day(utcDay(now));
+    // The day's spend is read only for a key that has a budget: most requests skip the query.
+    const budgeted = caller.daily_budget_cny !== null || caller.daily_token_limit !== null;
+    const spent = budgeted ? this.ledger.day(utcDay(now)) : { cost_nano: 0, tokens: 0 };
     const overBudget =
       (caller.daily_budget_cny !== null && spent.cost_nano >= Math.round(caller.daily_budget_cny * 1e9)) ||
       (caller.daily_token_limit !== null && spent.tokens >= caller.daily_token_limit);
