@@ -92,7 +92,8 @@ describe("usage records", () => {
 describe("budgets", () => {
   it("refuses with 1308 once the daily token limit is reached, until UTC midnight", async () => {
     const k = await createKey({ daily_token_limit: 40 });
-    const first = await chat(k.key, chatBody("spend [[sim: tokens=30]]"));
+    // Its worst case (prompt and max_tokens) fits the limit; what it uses leaves too little for the next.
+    const first = await chat(k.key, chatBody("spend [[sim: tokens=30]]", { max_tokens: 25 }));
     expect(first.status).toBe(200);
     await first.text();
     const second = await waitFor(
@@ -107,12 +108,39 @@ describe("budgets", () => {
   });
 
   it("refuses with 1308 once the daily budget in CNY is spent; PATCH lifts it", async () => {
-    const k = await createKey({ daily_budget_cny: 0.0001 });
-    // glm-4-plus at 5 CNY per million: 30 tokens cost 0.00015 CNY, over the budget.
+    const k = await createKey();
+    // glm-4-plus at 5 CNY per million: 30 tokens cost 0.00015 CNY; then the budget is set below that.
     await (await chat(k.key, chatBody("spend [[sim: tokens=20]]", { model: "glm-4-plus" }))).text();
+    await admin("PATCH", `/keys/${k.id}`, { daily_budget_cny: 0.0001 });
     const refused = await waitFor(() => chat(k.key, chatBody("x", { model: "glm-4-plus" })), (r) => r.status === 429);
     expect(await refused.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("budget") } });
     await admin("PATCH", `/keys/${k.id}`, { daily_budget_cny: 10 });
     expect((await chat(k.key, chatBody("x [[sim: tokens=1]]", { model: "glm-4-plus" }))).status).toBe(200);
+  });
+
+  it("holds under parallel load: each request's worst case is reserved at admission, so the day never passes the budget", async () => {
+    // glm-4-plus, 5 CNY per million tokens. Each request may use its prompt (~10 tokens) and max_tokens 100:
+    // a worst case of about 0.00055 CNY. A budget of 0.002 CNY fits three of them at once, not four.
+    const k = await createKey({ tier: "V3", daily_budget_cny: 0.002 });
+    const body = (i: number) => chatBody(`parallel ${i} [[sim: tokens=100 delay=20]]`, { model: "glm-4-plus", max_tokens: 100, stream: true });
+    const first = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => chat(k.key, body(i))));
+    const statuses = first.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(3);
+    const refused = first.find((r) => r.status === 429)!;
+    expect(await refused.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("could exceed") } });
+    await Promise.all(first.filter((r) => r !== refused).map((r) => r.text()));
+    // Keep going until the budget refuses everything: the recorded day never passes it.
+    for (let round = 0; round < 4; round++) {
+      const more = await Promise.all([0, 1, 2, 3].map((i) => chat(k.key, body(10 + round * 4 + i))));
+      await Promise.all(more.map((r) => r.text()));
+    }
+    const report = await waitFor(
+      async () => (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}` } })).json()) as { totals: { cost_cny: number; requests: number } },
+      () => true,
+    );
+    expect(report.totals.requests).toBeGreaterThanOrEqual(3);
+    expect(report.totals.cost_cny).toBeLessThanOrEqual(0.002 + 1e-12);
+    const info = (await (await admin("GET", `/keys/${k.id}`)).json()) as { in_flight: Record<string, number> };
+    expect(Object.values(info.in_flight).every((n) => n === 0)).toBe(true);
   });
 });

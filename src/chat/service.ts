@@ -5,6 +5,7 @@ import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import type { WaitUntil } from "../http/context.ts";
 import { admit, send, type Sent } from "../pipeline/index.ts";
+import { estimatePromptTokens } from "../usage/estimate.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
 
 export interface ChatCall {
@@ -15,6 +16,8 @@ export interface ChatCall {
   /** The request body as received (request_id already set), forwarded byte for byte. */
   body: string;
   messages: unknown;
+  /** The request's max_tokens, if it set one (the worst case held against a budget uses the model's maximum otherwise). */
+  maxTokens: number | undefined;
   stream: boolean;
   requestId: string;
   queueTimeoutMs: number;
@@ -45,6 +48,7 @@ export function withRequestId(body: string, requestId: string): string {
 export async function runChat(call: ChatCall): Promise<ChatResult> {
   const slot = await admit({
     env: call.env, cred: call.cred, model: call.model, queueTimeoutMs: call.queueTimeoutMs, origin: call.origin, signal: call.signal,
+    worstCase: { promptTokens: estimatePromptTokens(call.messages), maxOutputTokens: call.maxTokens },
   });
   const sent = await send(slot, {
     env: call.env, ctx: call.ctx, model: call.model, body: call.body, messages: call.messages, stream: call.stream,

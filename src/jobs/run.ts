@@ -35,11 +35,12 @@ function asGlmError(body: unknown, status: number): GlmError {
 }
 
 async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Promise<RunOutcome> {
-  const parsed = JSON.parse(spec.body) as { messages?: unknown };
+  const parsed = JSON.parse(spec.body) as { messages?: unknown; max_tokens?: unknown };
   const model = resolveModel(await getCatalog(rc.env, rc.ctx), spec.model);
   const startedAt = Date.now();
   const { sent } = await runChat({
     env: rc.env, ctx: rc.ctx, cred, model, body: spec.body, messages: parsed.messages, stream: false,
+    maxTokens: typeof parsed.max_tokens === "number" ? parsed.max_tokens : undefined,
     requestId: spec.request_id, queueTimeoutMs: 0, origin: null, acceptLanguage: null, signal: rc.signal, startedAt, kind: "job",
   });
   if (sent.kind !== "answer") throw new Error("a plain call answered with a stream");

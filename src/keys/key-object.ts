@@ -44,6 +44,14 @@ export interface KeyAcquireRequest {
   wait?: { ticket?: string; waitMs?: number };
   /** Set on calls after a "waiting for upstream" answer: the key slot the request keeps and its guard ticket. */
   held?: { leaseId: string; ticket?: string };
+  /** The request's worst-case cost and tokens, held against the key's daily budget while it is in flight. */
+  reserve?: Reservation;
+}
+
+/** What a request may cost at most: its prompt (estimated) and all of its allowed output. */
+export interface Reservation {
+  cost_nano: number;
+  tokens: number;
 }
 
 /** What renew() needs to take a lost lease again. */
@@ -57,6 +65,9 @@ function keyLimit(caller: Pick<KeyRecord, "tier" | "max_concurrency">, limits: R
   const tierLimit = limits[caller.tier] ?? 0;
   return caller.max_concurrency === null ? tierLimit : Math.min(tierLimit, caller.max_concurrency);
 }
+
+/** A reservation without a lease older than this was left by a request that was not admitted. */
+const RESERVATION_GRACE_MS = 10_000;
 
 function secondsToUtcMidnight(now: number): number {
   const next = new Date(now);
@@ -77,6 +88,10 @@ export class KeyObject extends DurableObject<Env> {
     this.leases = new LeaseTable(ctx.storage);
     this.block = new UpstreamBlock(ctx.storage.sql, this.leases, (model) => env.GUARD.get(env.GUARD.idFromName(model)), () => this.ttlMs);
     this.ledger = new Ledger(ctx.storage.sql);
+    // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
+    ctx.storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
+    );
   }
 
   private get stored(): KeyRecord | undefined {
@@ -169,7 +184,9 @@ export class KeyObject extends DurableObject<Env> {
    * answer carries it (`upstream.leaseId`) and the caller calls again with it in `held`, which renews it.
    */
   async acquire(req: KeyAcquireRequest): Promise<KeyAcquireResult> {
-    const admitted = await this.admit(req);
+    // The lease's id is chosen first: the budget reservation made at the check is filed under it.
+    const newLease = crypto.randomUUID();
+    const admitted = await this.admit(req, req.held ? undefined : newLease);
     if (!admitted.ok) {
       if (req.held) this.release(req.held.leaseId, undefined, req.held.ticket ? { model: req.model, ticket: req.held.ticket } : undefined);
       return admitted;
@@ -182,8 +199,9 @@ export class KeyObject extends DurableObject<Env> {
       leaseId = req.held.leaseId;
       inFlight = this.leases.count(req.model);
     } else {
-      const got = await this.leases.acquire(req.model, limit, { ...req.wait, ttlMs: this.ttlMs });
+      const got = await this.leases.acquire(req.model, limit, { ...req.wait, ttlMs: this.ttlMs, id: newLease });
       if (!got.granted) {
+        this.unreserve(newLease);
         return {
           ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight: got.inFlight,
           ...(got.ticket ? { ticket: got.ticket } : {}),
@@ -213,30 +231,65 @@ export class KeyObject extends DurableObject<Env> {
     };
   }
 
-  /** The checks that refuse a caller outright: credential, token scope, budget. */
-  private async admit(req: KeyAcquireRequest): Promise<AuthResult> {
+  /**
+   * The checks that refuse a caller outright: credential, token scope, budget. For a key with a budget the
+   * request's worst case is reserved here, in the same synchronous step as the check, under `reserveAs`:
+   * the day's spend plus every reservation in flight never exceeds the budget, however many requests run
+   * in parallel. The release settles it to the real cost.
+   */
+  private async admit(req: KeyAcquireRequest, reserveAs: string | undefined): Promise<AuthResult> {
     const auth = await this.authenticate(req.cred, req.origin);
     if (!auth.ok) return auth;
     const caller = auth.caller;
     if (caller.token?.models && !caller.token.models.includes(req.model)) {
       return { ok: false, status: 403, code: Codes.illegalField, message: `this token may not use model ${req.model}` };
     }
-    const now = Date.now();
     // The day's spend is read only for a key that has a budget: most requests skip the query.
-    const budgeted = caller.daily_budget_cny !== null || caller.daily_token_limit !== null;
-    const spent = budgeted ? this.ledger.day(utcDay(now)) : { cost_nano: 0, tokens: 0 };
-    const overBudget =
-      (caller.daily_budget_cny !== null && spent.cost_nano >= Math.round(caller.daily_budget_cny * 1e9)) ||
-      (caller.daily_token_limit !== null && spent.tokens >= caller.daily_token_limit);
-    if (overBudget) {
-      const retryAfter = secondsToUtcMidnight(now);
-      const reset = new Date(now + retryAfter * 1000).toISOString().slice(0, 10) + "T00:00:00Z";
+    if (caller.daily_budget_cny === null && caller.daily_token_limit === null) return auth;
+    const now = Date.now();
+    const spent = this.ledger.day(utcDay(now));
+    const held = this.reserved(now);
+    const want = reserveAs && req.reserve ? req.reserve : { cost_nano: 0, tokens: 0 };
+    const budgetNano = caller.daily_budget_cny === null ? null : Math.round(caller.daily_budget_cny * 1e9);
+    const overCost = budgetNano !== null && spent.cost_nano + held.cost_nano + want.cost_nano > budgetNano;
+    const overTokens = caller.daily_token_limit !== null && spent.tokens + held.tokens + want.tokens > caller.daily_token_limit;
+    if (overCost || overTokens) {
+      const usedUp = budgetNano !== null ? spent.cost_nano >= budgetNano : spent.tokens >= caller.daily_token_limit!;
+      const retryAfter = usedUp ? secondsToUtcMidnight(now) : 1;
+      const reset = new Date(now + secondsToUtcMidnight(now) * 1000).toISOString().slice(0, 10) + "T00:00:00Z";
+      const what = overCost ? "budget" : "token limit";
       return {
         ok: false, status: 429, code: Codes.usageCap, retryAfter,
-        message: `daily ${caller.daily_budget_cny !== null && spent.cost_nano >= Math.round(caller.daily_budget_cny * 1e9) ? "budget" : "token limit"} of this key is used up; it resets at ${reset}`,
+        message: usedUp
+          ? `daily ${what} of this key is used up; it resets at ${reset}`
+          : `this request could exceed the key's daily ${what}: requests in flight and this one's maximum (its prompt and max_tokens) ` +
+            `would pass it; lower max_tokens, or retry when requests in flight have finished (it resets at ${reset})`,
       };
     }
+    if (reserveAs && req.reserve) {
+      this.ctx.storage.sql.exec(
+        "INSERT OR REPLACE INTO reservations (lease, cost_nano, tokens, at) VALUES (?, ?, ?, ?)",
+        reserveAs, Math.max(0, Math.round(want.cost_nano)), Math.max(0, Math.round(want.tokens)), now,
+      );
+    }
     return auth;
+  }
+
+  /** Reservations of requests still in flight (a reservation whose lease is gone has lapsed with it). */
+  private reserved(now: number): Reservation {
+    // A reservation is made a moment before its lease is taken; older ones without a lease are stale.
+    this.ctx.storage.sql.exec(
+      "DELETE FROM reservations WHERE at < ? AND lease NOT IN (SELECT id FROM leases)",
+      now - RESERVATION_GRACE_MS,
+    );
+    const r = this.ctx.storage.sql
+      .exec<{ c: number | null; t: number | null }>("SELECT SUM(cost_nano) AS c, SUM(tokens) AS t FROM reservations")
+      .one();
+    return { cost_nano: r.c ?? 0, tokens: r.t ?? 0 };
+  }
+
+  private unreserve(leaseId: string): void {
+    this.ctx.storage.sql.exec("DELETE FROM reservations WHERE lease = ?", leaseId);
   }
 
   /** Mints a browser token for an authenticated caller (not for a token: tokens cannot mint tokens). */
@@ -290,6 +343,7 @@ export class KeyObject extends DurableObject<Env> {
    */
   release(leaseId: string, usage?: UsageRecord, leave?: { model: string; ticket: string }): { released: boolean; recorded: boolean } {
     const released = this.leases.release(leaseId);
+    this.unreserve(leaseId);
     this.block.release(leaseId);
     if (leave) this.block.leaveQueue(leave.model, leave.ticket);
     let recorded = usage === undefined;

@@ -6,7 +6,7 @@ import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import type { Tier } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { KeyAcquireResult, Retake } from "../keys/key-object.ts";
+import type { KeyAcquireResult, Reservation, Retake } from "../keys/key-object.ts";
 import type { Caller } from "../keys/types.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
 import { log } from "../http/log.ts";
@@ -47,6 +47,8 @@ export interface SlotRequest {
   origin?: string | null;
   /** The client's signal: a client that leaves while waiting for a slot is never admitted. */
   signal?: AbortSignal | null;
+  /** The request's worst-case cost, held against the key's daily budget while it is in flight. */
+  reserve?: Reservation;
 }
 
 export function keyStub(env: Env, keyId: string) {
@@ -125,6 +127,7 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
       limits: req.model.concurrency,
       accountLimit,
       origin: req.origin ?? null,
+      ...(req.reserve ? { reserve: req.reserve } : {}),
       wait: waitMs > 0 ? { ticket, waitMs } : { ticket },
       ...(held && !held.ok && held.upstream?.leaseId ? { held: { leaseId: held.upstream.leaseId, ticket: held.upstream.ticket } } : {}),
     }).then((r) => r as KeyAnswer);

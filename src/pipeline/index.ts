@@ -14,6 +14,7 @@ import { LEASE_RENEW_MS, LEASE_TTL_MS } from "../limiter/leases.ts";
 import { acquireSlot, type Slot } from "../limiter/slots.ts";
 import { callUpstream, upstreamErrorBody, type UpstreamResponse } from "../upstream/client.ts";
 import type { GlmUsage } from "../upstream/sse-observer.ts";
+import { costNano } from "../usage/cost.ts";
 import type { Ending, UsageRecord } from "../usage/ledger.ts";
 import { clientStatus } from "./glm-codes.ts";
 import { relaySse, type RelayOutcome } from "./relay.ts";
@@ -30,6 +31,15 @@ export interface AdmitRequest {
   origin: string | null;
   /** The caller's signal: a caller that leaves while waiting is never admitted. */
   signal: AbortSignal | null;
+  /** The most the call may use: its prompt (estimated) and its output limit; held against a key's budget. */
+  worstCase?: { promptTokens: number; maxOutputTokens: number | undefined };
+}
+
+/** The reservation for a call's worst case: the estimated prompt and every allowed output token, at list price. */
+function reservation(model: ModelEntry, worst: NonNullable<AdmitRequest["worstCase"]>) {
+  const output = worst.maxOutputTokens ?? model.max_output_tokens;
+  const tokens = { prompt_tokens: worst.promptTokens, completion_tokens: output, cached_tokens: 0 };
+  return { cost_nano: costNano(model.pricing, tokens), tokens: worst.promptTokens + output };
 }
 
 /** Admission: throws a GatewayError (401/403/429/503/408) or returns the slot the call must settle. */
@@ -41,6 +51,7 @@ export async function admit(req: AdmitRequest): Promise<Slot> {
     queueTimeoutMs: req.queueTimeoutMs,
     origin: req.origin,
     signal: req.signal,
+    ...(req.worstCase ? { reserve: reservation(req.model, req.worstCase) } : {}),
   });
   if (req.signal?.aborted) {
     // The caller left while it waited in line: it is not admitted, and nothing is recorded for it.

@@ -75,6 +75,7 @@ chat.openapi(route, async (c) => {
     model,
     body: body.request_id ? raw : withRequestId(raw, requestId),
     messages: body.messages,
+    maxTokens: body.max_tokens,
     stream: body.stream === true,
     requestId,
     queueTimeoutMs,

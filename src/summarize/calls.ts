@@ -10,6 +10,7 @@ import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
 import { admit, send, type Outcome, type Slot } from "../pipeline/index.ts";
+import { estimatePromptTokens } from "../usage/estimate.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
 import { collectSse } from "./collect.ts";
 import { checkFinish, classify, Transient } from "./failures.ts";
@@ -81,8 +82,9 @@ export class Calls {
    * Takes the first slot — admission, so a full limit is a 429 before any byte is sent — and sizes the
    * parallelism from it: the slots the caller has free now (this one included), at most MAX_PARALLEL.
    */
-  async admit(): Promise<void> {
-    const slot = await this.acquire(this.s.queueTimeoutMs);
+  async admit(first: { promptTokens: number; maxOutputTokens: number }): Promise<void> {
+    // Held against a budget: the first call's largest possible prompt and output (whichever step it is).
+    const slot = await this.acquire(this.s.queueTimeoutMs, first);
     this.spare = slot;
     this.limit = slot.limit;
     this.inFlight = slot.inFlight;
@@ -133,21 +135,24 @@ export class Calls {
     }
   }
 
-  private acquire(queueTimeoutMs: number): Promise<Slot> {
+  private acquire(queueTimeoutMs: number, worstCase?: { promptTokens: number; maxOutputTokens: number }): Promise<Slot> {
     return admit({
       env: this.s.env, cred: this.s.cred, model: this.s.model, queueTimeoutMs, origin: this.s.origin, signal: this.signal,
+      ...(worstCase ? { worstCase } : {}),
     });
   }
 
   /** The admission slot for the first call; a fresh one (waiting a while if need be) for the others. */
-  private async slotFor(what: string): Promise<Slot> {
+  private async slotFor(what: string, messages: ChatMessage[], maxTokens: number): Promise<Slot> {
     const spare = this.spare;
     if (spare) {
       this.spare = undefined;
       return spare;
     }
     try {
-      return await this.acquire(Math.max(this.s.queueTimeoutMs, PIECE_QUEUE_MS));
+      return await this.acquire(Math.max(this.s.queueTimeoutMs, PIECE_QUEUE_MS), {
+        promptTokens: estimatePromptTokens(messages), maxOutputTokens: maxTokens,
+      });
     } catch (err) {
       if (this.signal.aborted) throw this.signal.reason;
       if (err instanceof GatewayError) throw new GatewayError(err.status, err.code, `${what}: ${err.message}`, err.headers);
@@ -165,7 +170,7 @@ export class Calls {
 
   /** Sends one call through the pipeline: its open stream, or the classified error of a refused call. */
   private async open(messages: ChatMessage[], maxTokens: number, what: string): Promise<OpenStream> {
-    const slot = await this.slotFor(what);
+    const slot = await this.slotFor(what, messages, maxTokens);
     if (this.signal.aborted) {
       // Abandoned while waiting for the slot: nothing was sent, so nothing is recorded.
       await slot.release();

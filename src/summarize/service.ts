@@ -10,6 +10,7 @@ import { Codes, GatewayError } from "../errors.ts";
 import type { WaitUntil } from "../http/context.ts";
 import { log } from "../http/log.ts";
 import { formatCny } from "../usage/cost.ts";
+import { estimateTokens } from "../usage/estimate.ts";
 import { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
 import { resolveTarget } from "./language.ts";
@@ -90,6 +91,12 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
   return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens) } };
 }
 
+/** The largest first call a summary can make: a single pass over the whole text, or the largest piece. */
+function firstCall(job: Job): { promptTokens: number; maxOutputTokens: number } {
+  const { budgets: b } = job;
+  return { promptTokens: Math.min(estimateTokens(job.text), Math.max(b.single, b.piece)), maxOutputTokens: Math.max(b.finalOut, b.mapOut) };
+}
+
 function newCalls(env: Env, ctx: WaitUntil, cred: Credential, model: ModelEntry, opts: SummarizeOptions): Calls {
   return new Calls({
     env, ctx, cred, model, requestId: opts.requestId, origin: opts.origin ?? null, acceptLanguage: opts.acceptLanguage ?? null,
@@ -128,7 +135,7 @@ export async function summarizeWithMeta(
   const calls = newCalls(env, ctx, cred, model, opts);
   const summarizer = new Summarizer(calls, job);
   try {
-    await calls.admit();
+    await calls.admit(firstCall(job));
     const summary = (await summarizer.run(quietSink)) ?? "";
     const { usage, cost_nano } = usageOf(calls);
     const result: SummarizeResult = {
@@ -161,7 +168,7 @@ export async function streamSummary(
   const { model, job } = await prepare(env, ctx, input);
   const calls = newCalls(env, ctx, cred, model, opts);
   try {
-    await calls.admit();
+    await calls.admit(firstCall(job));
   } catch (err) {
     await calls.close();
     throw err;
