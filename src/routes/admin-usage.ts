@@ -1,11 +1,12 @@
 // Admin usage: one key's report, or all keys' summed; and a key's most recent per-request records.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { adminSecurity, commonErrors, newRouter, notFound } from "../http/openapi.ts";
+import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
+import { once } from "../lazy.ts";
 import { keyStub } from "../limiter/slots.ts";
 import type { UsageReport, UsageTotals } from "../usage/ledger.ts";
-import { RangeQuery, resolveRange, UsageReportSchema } from "./usage.ts";
+import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
 
 function add(a: UsageTotals, b: UsageTotals): UsageTotals {
   return {
@@ -53,11 +54,11 @@ async function allKeyIds(env: Env): Promise<string[]> {
 export const adminUsage = newRouter();
 
 adminUsage.openapi(
-  createRoute({
-    method: "get", path: "/usage", tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys",
-    request: { query: RangeQuery.extend({ key_id: z.string().optional() }) },
-    responses: { 200: { description: "Usage report", content: { "application/json": { schema: UsageReportSchema.extend({ key_id: z.string().nullable() }) } } }, ...commonErrors },
-  }),
+  createRoute({ method: "get", path: "/usage" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys",
+    request: { query: rangeQuery().extend({ key_id: z.string().optional() }) },
+    responses: { 200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema().extend({ key_id: z.string().nullable() }) } } }, ...commonErrors() },
+  })),
   async (c) => {
     const q = c.req.valid("query");
     const range = resolveRange(q);
@@ -68,21 +69,21 @@ adminUsage.openapi(
   },
 );
 
-const RecordSchema = z.object({
+const recordSchema = once(() => z.object({
   id: z.string(), request_id: z.string(), ts: z.number(), model: z.string(), kind: z.string(), stream: z.boolean(),
   status: z.number(), ended: z.string(), prompt_tokens: z.number(), completion_tokens: z.number(),
   cached_tokens: z.number(), cost_cny: z.number(), estimated: z.boolean(),
-}).openapi("UsageRecord");
+}).openapi("UsageRecord"));
 
 adminUsage.openapi(
-  createRoute({
-    method: "get", path: "/keys/{id}/requests", tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
+  createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(RecordSchema) }) } } }, ...commonErrors, ...notFound },
-  }),
+    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(recordSchema()) }) } } }, ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const id = c.req.valid("param").id;
     if (!KEY_ID_RE.test(id)) throw new GatewayError(404, Codes.notFound, "no such key");
