@@ -6,8 +6,9 @@
 //
 //   npm run bench:startup -- [--runs 7] [--first-request] [--sessions 3] [--baseline DIR] [--write]
 //
-// --baseline DIR measures another checkout too (e.g. an older commit, extracted with `git archive` and given this
-// checkout's node_modules), alternating its runs with this one's so that both see the same load; --write puts the
+// --baseline DIR (repeatable) measures other checkouts too (e.g. an older commit, extracted with `git archive` and
+// given this checkout's node_modules), alternating their runs with this one's so that all see the same load (an
+// extracted tree's bundle is a few KiB larger: its module path comments are longer); --write puts the
 // report into BENCHMARKS.md between the "startup" markers (adding a "Startup" section if there is none), leaving
 // the rest of the file alone.
 import { spawn, spawnSync } from "node:child_process";
@@ -25,7 +26,7 @@ const { values: args } = parseArgs({
     runs: { type: "string", default: "7" },
     "first-request": { type: "boolean", default: false },
     sessions: { type: "string", default: "3" },
-    baseline: { type: "string" },
+    baseline: { type: "string", multiple: true },
     write: { type: "boolean", default: false },
   },
 });
@@ -34,7 +35,7 @@ interface Target {
   root: string;
 }
 const TARGETS: Target[] = [
-  ...(args.baseline ? [{ label: "baseline", root: resolve(args.baseline) }] : []),
+  ...(args.baseline ?? []).map((dir, i, all) => ({ label: all.length > 1 ? `baseline ${i + 1}` : "baseline", root: resolve(dir) })),
   { label: "this checkout", root: HERE },
 ];
 const RUNS = Number(args.runs);
