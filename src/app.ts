@@ -2,11 +2,11 @@
 // /api/paas/v4 (GLM's own) — so every SDK works by changing only its base URL.
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
-import { OpenAPIHono, createRoute, z } from "@hono/zod-openapi";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
-import type { AppEnv } from "./http/context.ts";
 import { log } from "./http/log.ts";
 import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
+import { createRoute, newRouter, type Router } from "./http/openapi.ts";
+import * as z from "./http/zod.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminLoad } from "./routes/admin-load.ts";
@@ -34,8 +34,8 @@ function onError(err: unknown, requestId: string): Response {
   return errorResponse(500, Codes.internal, `internal gateway error (request ${requestId})`);
 }
 
-function clientApi(): OpenAPIHono<AppEnv> {
-  const api = new OpenAPIHono<AppEnv>();
+function clientApi(): Router {
+  const api = newRouter();
   api.use("*", clientCors());
   api.route("/", models);
   api.use("/chat/*", requireJson(), clientAuth());
@@ -52,19 +52,23 @@ function clientApi(): OpenAPIHono<AppEnv> {
   return api;
 }
 
-/** Which methods the app serves on a path, so a wrong method gets 405 with Allow instead of 404. */
-function methodIndex(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
-  const routes = app.routes
+/**
+ * Which methods the app serves on a path, so a wrong method gets 405 with Allow instead of 404. The index is
+ * built on the first unmatched request, not when the isolate starts.
+ */
+function methodIndex(app: Router): (path: string) => string[] {
+  let routes: { method: string; re: RegExp }[] | undefined;
+  const build = () => app.routes
     .filter((r) => r.method !== "ALL" && r.method !== "OPTIONS")
     .map((r) => ({
       method: r.method,
       re: new RegExp("^" + r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+").replace(/\*$/, ".*") + "/?$"),
     }));
-  return (path) => [...new Set(routes.filter((r) => r.re.test(path)).map((r) => r.method))];
+  return (path) => [...new Set((routes ??= build()).filter((r) => r.re.test(path)).map((r) => r.method))];
 }
 
-export function createApp(): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>();
+export function createApp(): Router {
+  const app = newRouter();
   app.use("*", requestContext());
   app.use(
     "*",
@@ -77,14 +81,14 @@ export function createApp(): OpenAPIHono<AppEnv> {
   );
 
   app.openapi(
-    createRoute({
-      method: "get", path: "/healthz", tags: ["health"], summary: "Liveness (no auth)",
+    createRoute({ method: "get", path: "/healthz" }, () => ({
+      tags: ["health"], summary: "Liveness (no auth)",
       responses: { 200: { description: "The Worker is up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } },
-    }),
+    })),
     (c) => c.json({ ok: true as const }, 200),
   );
 
-  const admin = new OpenAPIHono<AppEnv>();
+  const admin = newRouter();
   admin.use("*", adminAuth());
   admin.use("*", async (c, next) => {
     if (c.req.method === "POST" || c.req.method === "PUT" || c.req.method === "PATCH") {
@@ -102,10 +106,10 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/v1", api);
   app.route("/api/paas/v4", api);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+  app.component("securitySchemes", "bearerAuth", {
     type: "http", scheme: "bearer", description: "A gateway key `<id>.<secret>`, a GLM JWT signed with it, or a browser token from POST /v1/tokens",
   });
-  app.openAPIRegistry.registerComponent("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
+  app.component("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 
   // After every router, so the generated document sees all their routes.
   mountDocs(app);

@@ -293,9 +293,10 @@ describe("a token counts against its key", () => {
   });
 
   it("is recorded in the key's usage and stopped by the key's daily token limit", async () => {
-    const k = await createKey({ daily_token_limit: 40 });
+    const k = await createKey({ daily_token_limit: 60 });
     const { token } = await mint(k.key);
-    const res = await chat(token, chatBody("count me [[sim: tokens=30]]"));
+    // Its worst case (prompt and max_tokens) fits the limit; the next request's (no max_tokens) does not.
+    const res = await chat(token, chatBody("count me [[sim: tokens=30]]", { max_tokens: 30 }));
     expect(res.status).toBe(200);
     await res.text();
     const report = await waitFor(

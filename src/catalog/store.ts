@@ -1,7 +1,7 @@
 // Reads the catalog through an in-isolate cache in front of KV (stale-while-revalidate in waitUntil).
 // The cache holds values only: a promise shared across requests breaks in production Workers.
 import { DEFAULT_CATALOG } from "./default.ts";
-import { CatalogSchema, type Catalog, type ModelEntry } from "./schema.ts";
+import { catalogSchema, type Catalog, type ModelEntry } from "./schema.ts";
 import { log } from "../http/log.ts";
 import type { WaitUntil } from "../http/context.ts";
 
@@ -48,7 +48,7 @@ async function loadFromKv(env: Env, ctx: WaitUntil, cacheTtl: number | null): Pr
     ctx.waitUntil(env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG)).catch(() => undefined));
     return makeView(DEFAULT_CATALOG, "default");
   }
-  const parsed = CatalogSchema.safeParse(raw);
+  const parsed = catalogSchema().safeParse(raw);
   if (!parsed.success) throw new Error(`catalog in KV is invalid: ${parsed.error.issues[0]?.message ?? "?"}`);
   return makeView(parsed.data, "kv");
 }

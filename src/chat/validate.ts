@@ -1,6 +1,6 @@
 // Turns schema failures into GLM's 400 codes (1213 missing field, 1214 illegal field), naming the field,
 // and applies the catalog's rules: the model must exist and be enabled, max_tokens within its output limit.
-import type { z } from "@hono/zod-openapi";
+import type { ZodError } from "zod";
 import type { CatalogView } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
@@ -11,7 +11,7 @@ function fieldName(path: readonly PropertyKey[]): string {
   return s || "body";
 }
 
-export function zodToGlmError(error: z.ZodError): GatewayError {
+export function zodToGlmError(error: ZodError): GatewayError {
   const issue = error.issues[0];
   if (!issue) return new GatewayError(400, Codes.badParams, "invalid request body");
   const field = fieldName(issue.path);

@@ -1,29 +1,29 @@
 // Admin API for the model catalog: read, replace (validated) and patch one model, e.g. a price change.
 // Writes go to KV; this isolate sees them at once, others within the cache refresh (see catalog/store.ts).
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { getCatalog, putCatalog } from "../catalog/store.ts";
-import { CatalogSchema, ModelPatchSchema, type Catalog, type ModelEntry } from "../catalog/schema.ts";
+import { catalogSchema, modelPatchSchema, type Catalog, type ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { adminSecurity, commonErrors, newRouter, notFound } from "../http/openapi.ts";
+import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 
 export const adminCatalog = newRouter();
 
 adminCatalog.openapi(
-  createRoute({
-    method: "get", path: "/catalog", tags: ["admin"], security: adminSecurity, summary: "The model catalog",
-    responses: { 200: json(CatalogSchema, "The catalog in effect"), ...commonErrors },
-  }),
+  createRoute({ method: "get", path: "/catalog" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "The model catalog",
+    responses: { 200: json(catalogSchema(), "The catalog in effect"), ...commonErrors() },
+  })),
   async (c) => c.json((await getCatalog(c.env, c.executionCtx)).catalog, 200),
 );
 
 adminCatalog.openapi(
-  createRoute({
-    method: "put", path: "/catalog", tags: ["admin"], security: adminSecurity, summary: "Replace the catalog",
-    request: { body: { required: true, content: { "application/json": { schema: CatalogSchema } } } },
-    responses: { 200: json(CatalogSchema, "The stored catalog"), ...commonErrors },
-  }),
+  createRoute({ method: "put", path: "/catalog" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Replace the catalog",
+    request: { body: { required: true, content: { "application/json": { schema: catalogSchema() } } } },
+    responses: { 200: json(catalogSchema(), "The stored catalog"), ...commonErrors() },
+  })),
   async (c) => {
     const body = c.req.valid("json");
     const current = (await getCatalog(c.env, c.executionCtx)).catalog;
@@ -33,14 +33,14 @@ adminCatalog.openapi(
 );
 
 adminCatalog.openapi(
-  createRoute({
-    method: "patch", path: "/catalog/models/{id}", tags: ["admin"], security: adminSecurity, summary: "Change one model (price, limits, status…)",
+  createRoute({ method: "patch", path: "/catalog/models/{id}" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Change one model (price, limits, status…)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }),
-      body: { required: true, content: { "application/json": { schema: ModelPatchSchema } } },
+      body: { required: true, content: { "application/json": { schema: modelPatchSchema() } } },
     },
-    responses: { 200: json(CatalogSchema, "The stored catalog"), ...commonErrors, ...notFound },
-  }),
+    responses: { 200: json(catalogSchema(), "The stored catalog"), ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const id = c.req.valid("param").id;
     const patch = c.req.valid("json");
@@ -54,7 +54,7 @@ adminCatalog.openapi(
       concurrency: { ...model.concurrency, ...patch.concurrency },
       capabilities: { ...model.capabilities, ...patch.capabilities },
     };
-    const next = CatalogSchema.safeParse({
+    const next = catalogSchema().safeParse({
       ...current,
       version: current.version + 1,
       updated_at: new Date().toISOString(),

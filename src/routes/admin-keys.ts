@@ -1,61 +1,75 @@
 // Admin API for gateway keys. A key's Durable Object is the source of truth (a revoked key is refused on
 // its next request); KV holds a listing index that may lag by up to a minute and is only used for lists.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { randomB64url, randomHex, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
 import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { adminSecurity, commonErrors, newRouter, notFound } from "../http/openapi.ts";
+import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
 import type { KeyRecord, PublicKey } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
+import { once } from "../lazy.ts";
 
 const INDEX_PREFIX = "key:";
 
-const Settings = {
+const settings = once(() => ({
   name: z.string().trim().min(1).max(100),
   tier: z.enum(TIERS),
   max_concurrency: z.number().int().min(1).max(100_000).nullable(),
   daily_budget_cny: z.number().finite().min(0).nullable(),
   daily_token_limit: z.number().int().min(0).nullable(),
-};
+}));
 
-const CreateKeySchema = z
-  .object({
-    name: Settings.name.openapi({ example: "my-frontend" }),
-    tier: Settings.tier.default("V0"),
-    max_concurrency: Settings.max_concurrency.optional(),
-    daily_budget_cny: Settings.daily_budget_cny.optional(),
-    daily_token_limit: Settings.daily_token_limit.optional(),
-  })
-  .strict()
-  .openapi("CreateKey");
+const createKeySchema = once(() => {
+  const s = settings();
+  return z
+    .object({
+      name: s.name.openapi({ example: "my-frontend" }),
+      tier: s.tier.default("V0"),
+      max_concurrency: s.max_concurrency.optional(),
+      daily_budget_cny: s.daily_budget_cny.optional(),
+      daily_token_limit: s.daily_token_limit.optional(),
+    })
+    .strict()
+    .openapi("CreateKey");
+});
 
-const PatchKeySchema = z.object(Settings).partial().strict().openapi("PatchKey");
+const patchKeySchema = once(() => z.object(settings()).partial().strict().openapi("PatchKey"));
 
-export const PublicKeySchema = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    tier: z.enum(TIERS),
-    max_concurrency: z.number().nullable(),
-    daily_budget_cny: z.number().nullable(),
-    daily_token_limit: z.number().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    revoked_at: z.string().nullable(),
-  })
-  .openapi("Key");
+export const publicKeySchema = once(() =>
+  z
+    .object({
+      id: z.string(),
+      name: z.string(),
+      tier: z.enum(TIERS),
+      max_concurrency: z.number().nullable(),
+      daily_budget_cny: z.number().nullable(),
+      daily_token_limit: z.number().nullable(),
+      created_at: z.string(),
+      updated_at: z.string(),
+      revoked_at: z.string().nullable(),
+    })
+    .openapi("Key"),
+);
 
-const KeyDetailSchema = PublicKeySchema.extend({
-  in_flight: z.record(z.string(), z.number()).openapi({ description: "requests in flight per model" }),
-}).openapi("KeyDetail");
+const keyDetailSchema = once(() =>
+  publicKeySchema()
+    .extend({
+      in_flight: z.record(z.string(), z.number()).openapi({ description: "requests in flight per model" }),
+    })
+    .openapi("KeyDetail"),
+);
 
-const CreatedKeySchema = PublicKeySchema.extend({
-  key: z.string().openapi({ description: "the full key <id>.<secret>, shown only once" }),
-  webhook_secret: z.string().openapi({ description: "signing secret for this key's webhooks (whsec_…)" }),
-}).openapi("CreatedKey");
+const createdKeySchema = once(() =>
+  publicKeySchema()
+    .extend({
+      key: z.string().openapi({ description: "the full key <id>.<secret>, shown only once" }),
+      webhook_secret: z.string().openapi({ description: "signing secret for this key's webhooks (whsec_…)" }),
+    })
+    .openapi("CreatedKey"),
+);
 
-const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "0123456789abcdef0123456789abcdef" }) });
+const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "0123456789abcdef0123456789abcdef" }) }));
 
 function json<T extends z.ZodType>(schema: T, description: string) {
   return { description, content: { "application/json": { schema } } };
@@ -77,11 +91,11 @@ export function newWebhookSecret(): string {
 export const adminKeys = newRouter();
 
 adminKeys.openapi(
-  createRoute({
-    method: "post", path: "/keys", tags: ["admin"], security: adminSecurity, summary: "Create a key",
-    request: { body: { required: true, content: { "application/json": { schema: CreateKeySchema } } } },
-    responses: { 201: json(CreatedKeySchema, "The new key; `key` and `webhook_secret` are shown only here"), ...commonErrors },
-  }),
+  createRoute({ method: "post", path: "/keys" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Create a key",
+    request: { body: { required: true, content: { "application/json": { schema: createKeySchema() } } } },
+    responses: { 201: json(createdKeySchema(), "The new key; `key` and `webhook_secret` are shown only here"), ...commonErrors() },
+  })),
   async (c) => {
     const body = c.req.valid("json");
     const id = randomHex(16);
@@ -111,11 +125,11 @@ adminKeys.openapi(
 );
 
 adminKeys.openapi(
-  createRoute({
-    method: "get", path: "/keys", tags: ["admin"], security: adminSecurity, summary: "List keys",
+  createRoute({ method: "get", path: "/keys" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "List keys",
     request: { query: z.object({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }) },
-    responses: { 200: json(z.object({ data: z.array(PublicKeySchema), cursor: z.string().nullable() }), "Keys, newest index entries first"), ...commonErrors },
-  }),
+    responses: { 200: json(z.object({ data: z.array(publicKeySchema()), cursor: z.string().nullable() }), "Keys, newest index entries first"), ...commonErrors() },
+  })),
   async (c) => {
     const q = c.req.valid("query");
     const page = await c.env.KV.list({ prefix: INDEX_PREFIX, limit: q.limit ?? 100, ...(q.cursor ? { cursor: q.cursor } : {}) });
@@ -125,11 +139,11 @@ adminKeys.openapi(
 );
 
 adminKeys.openapi(
-  createRoute({
-    method: "get", path: "/keys/{id}", tags: ["admin"], security: adminSecurity, summary: "A key, with its in-flight count per model",
-    request: { params: IdParam },
-    responses: { 200: json(KeyDetailSchema, "The key"), ...commonErrors, ...notFound },
-  }),
+  createRoute({ method: "get", path: "/keys/{id}" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "A key, with its in-flight count per model",
+    request: { params: idParam() },
+    responses: { 200: json(keyDetailSchema(), "The key"), ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const info = await keyStub(c.env, checkId(c.req.valid("param").id)).info();
     if (!info) throw new GatewayError(404, Codes.notFound, "no such key");
@@ -138,11 +152,11 @@ adminKeys.openapi(
 );
 
 adminKeys.openapi(
-  createRoute({
-    method: "patch", path: "/keys/{id}", tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits or budgets",
-    request: { params: IdParam, body: { required: true, content: { "application/json": { schema: PatchKeySchema } } } },
-    responses: { 200: json(PublicKeySchema, "The updated key"), ...commonErrors, ...notFound },
-  }),
+  createRoute({ method: "patch", path: "/keys/{id}" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits or budgets",
+    request: { params: idParam(), body: { required: true, content: { "application/json": { schema: patchKeySchema() } } } },
+    responses: { 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const updated = await keyStub(c.env, checkId(c.req.valid("param").id)).update(c.req.valid("json"));
     if (!updated) throw new GatewayError(404, Codes.notFound, "no such key (or it was revoked)");
@@ -152,11 +166,11 @@ adminKeys.openapi(
 );
 
 adminKeys.openapi(
-  createRoute({
-    method: "delete", path: "/keys/{id}", tags: ["admin"], security: adminSecurity, summary: "Revoke a key (refused on its next request)",
-    request: { params: IdParam },
-    responses: { 200: json(PublicKeySchema, "The revoked key"), ...commonErrors, ...notFound },
-  }),
+  createRoute({ method: "delete", path: "/keys/{id}" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Revoke a key (refused on its next request)",
+    request: { params: idParam() },
+    responses: { 200: json(publicKeySchema(), "The revoked key"), ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const revoked = await keyStub(c.env, checkId(c.req.valid("param").id)).revoke();
     if (!revoked) throw new GatewayError(404, Codes.notFound, "no such key");
@@ -166,11 +180,11 @@ adminKeys.openapi(
 );
 
 adminKeys.openapi(
-  createRoute({
-    method: "post", path: "/keys/{id}/webhook-secret", tags: ["admin"], security: adminSecurity, summary: "Rotate the key's webhook signing secret",
-    request: { params: IdParam },
-    responses: { 200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"), ...commonErrors, ...notFound },
-  }),
+  createRoute({ method: "post", path: "/keys/{id}/webhook-secret" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Rotate the key's webhook signing secret",
+    request: { params: idParam() },
+    responses: { 200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"), ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const id = checkId(c.req.valid("param").id);
     const secret = newWebhookSecret();

@@ -1,37 +1,40 @@
 // GET /admin/load: a read-only snapshot for the operator console — every key with its requests in flight
 // per model against its limit, its last use and today's spend, and the gateway's own upstream account's
 // requests in flight per model against GLM_ACCOUNT_TIER. Nothing here takes or frees a slot.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { readConfig, TIERS, type Tier } from "../config.ts";
-import { adminSecurity, commonErrors, newRouter } from "../http/openapi.ts";
+import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
+import { once } from "../lazy.ts";
 import { guardStub, keyStub } from "../limiter/slots.ts";
 import type { KeyStatus } from "../keys/types.ts";
-import { PublicKeySchema } from "./admin-keys.ts";
+import { publicKeySchema } from "./admin-keys.ts";
 import { allKeyIds } from "./admin-usage.ts";
 
-const ModelLoadSchema = z.object({
+const modelLoadSchema = once(() => z.object({
   model: z.string(),
   in_flight: z.number().int(),
   limit: z.number().int().openapi({ description: "the most requests in flight allowed for this model" }),
-});
+}));
 
-const KeyLoadSchema = PublicKeySchema.extend({
+const loadSchema = once(() => {
+  const ModelLoadSchema = modelLoadSchema();
+  const KeyLoadSchema = publicKeySchema().extend({
   last_used_at: z.string().nullable().openapi({ description: "when the key's last request reached upstream" }),
   today: z.object({ cost_cny: z.number(), tokens: z.number() }).openapi({ description: "spent since UTC midnight (what the daily budget counts)" }),
-  models: z.array(ModelLoadSchema).openapi({ description: "every model the catalog serves, and any other with requests in flight" }),
-}).openapi("KeyLoad");
+    models: z.array(ModelLoadSchema).openapi({ description: "every model the catalog serves, and any other with requests in flight" }),
+  }).openapi("KeyLoad");
+  return z
+    .object({
+      at: z.string(),
+      account: z.object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) }).openapi({ description: "the gateway's own GLM account" }),
+      keys: z.array(KeyLoadSchema),
+    })
+    .openapi("Load");
+});
 
-const LoadSchema = z
-  .object({
-    at: z.string(),
-    account: z.object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) }).openapi({ description: "the gateway's own GLM account" }),
-    keys: z.array(KeyLoadSchema),
-  })
-  .openapi("Load");
-
-type ModelLoad = z.infer<typeof ModelLoadSchema>;
+type ModelLoad = z.infer<ReturnType<typeof modelLoadSchema>>;
 
 /** One row per served model (and per model still in flight after it was removed or disabled). */
 function perModel(models: ModelEntry[], inFlight: Record<string, number>, limitOf: (m: ModelEntry | undefined) => number): ModelLoad[] {
@@ -52,11 +55,11 @@ function keyLimit(key: Pick<KeyStatus, "tier" | "max_concurrency">, m: ModelEntr
 export const adminLoad = newRouter();
 
 adminLoad.openapi(
-  createRoute({
-    method: "get", path: "/load", tags: ["admin"], security: adminSecurity,
+  createRoute({ method: "get", path: "/load" }, () => ({
+    tags: ["admin"], security: adminSecurity,
     summary: "Requests in flight per model for every key and for the upstream account, with each key's last use and today's spend",
-    responses: { 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: LoadSchema } } }, ...commonErrors },
-  }),
+    responses: { 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } }, ...commonErrors() },
+  })),
   async (c) => {
     const { models } = (await getCatalog(c.env, c.executionCtx)).catalog;
     const tier: Tier = readConfig(c.env).accountTier;

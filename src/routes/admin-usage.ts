@@ -1,13 +1,14 @@
 // Admin usage: one key's report, or all keys' summed, as JSON (with totals per day and model for charts)
 // or as CSV (one row per day, key and model); and a key's most recent per-request records.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { adminSecurity, commonErrors, newRouter, notFound } from "../http/openapi.ts";
+import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
+import { once } from "../lazy.ts";
 import { keyStub } from "../limiter/slots.ts";
 import type { PublicKey } from "../keys/types.ts";
 import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
-import { RangeQuery, resolveRange, UsageReportSchema } from "./usage.ts";
+import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
 
 const ZERO: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
 
@@ -82,13 +83,11 @@ export async function allKeyIds(env: Env): Promise<string[]> {
 
 export const adminUsage = newRouter();
 
-const Totals = UsageReportSchema.shape.totals;
-
 adminUsage.openapi(
-  createRoute({
-    method: "get", path: "/usage", tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys, as JSON or CSV",
+  createRoute({ method: "get", path: "/usage" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys, as JSON or CSV",
     request: {
-      query: RangeQuery.extend({
+      query: rangeQuery().extend({
         key_id: z.string().optional(),
         format: z.enum(["json", "csv"]).optional().openapi({ description: "csv: one row per day, key and model (a download)" }),
       }),
@@ -98,17 +97,17 @@ adminUsage.openapi(
         description: "Usage report",
         content: {
           "application/json": {
-            schema: UsageReportSchema.extend({
+            schema: usageReportSchema().extend({
               key_id: z.string().nullable(),
-              by_day_model: z.array(Totals.extend({ day: z.string(), model: z.string() })).openapi({ description: "totals per day and model, for charts stacked by model" }),
+              by_day_model: z.array(usageReportSchema().shape.totals.extend({ day: z.string(), model: z.string() })).openapi({ description: "totals per day and model, for charts stacked by model" }),
             }),
           },
           "text/csv": { schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }) },
         },
       },
-      ...commonErrors,
+      ...commonErrors(),
     },
-  }),
+  })),
   async (c) => {
     const q = c.req.valid("query");
     const range = resolveRange(q);
@@ -126,21 +125,21 @@ adminUsage.openapi(
   },
 );
 
-const RecordSchema = z.object({
+const recordSchema = once(() => z.object({
   id: z.string(), request_id: z.string(), ts: z.number(), model: z.string(), kind: z.string(), stream: z.boolean(),
   status: z.number(), ended: z.string(), prompt_tokens: z.number(), completion_tokens: z.number(),
   cached_tokens: z.number(), cost_cny: z.number(), estimated: z.boolean(),
-}).openapi("UsageRecord");
+}).openapi("UsageRecord"));
 
 adminUsage.openapi(
-  createRoute({
-    method: "get", path: "/keys/{id}/requests", tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
+  createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
+    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(RecordSchema) }) } } }, ...commonErrors, ...notFound },
-  }),
+    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(recordSchema()) }) } } }, ...commonErrors(), ...notFound() },
+  })),
   async (c) => {
     const id = c.req.valid("param").id;
     if (!KEY_ID_RE.test(id)) throw new GatewayError(404, Codes.notFound, "no such key");

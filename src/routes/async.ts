@@ -1,24 +1,25 @@
 // Async jobs in GLM's shape: POST /async/chat/completions (and /async/summarize) answers at once with a
 // task id and PROCESSING; the work runs on the job queue; GET /async-result/{id} polls it, and a signed
 // webhook to `callback_url` announces the end. Mounted at /v1 and /api/paas/v4 like the rest of the API.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
-import { ChatRequestSchema, UsageSchema } from "../chat/schema.ts";
+import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
 import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
-import { bearerSecurity, commonErrors, ErrorSchema, newRouter, notFound } from "../http/openapi.ts";
+import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
 import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH } from "../jobs/ssrf.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
 import type { JobKind } from "../jobs/types.ts";
+import { once } from "../lazy.ts";
 import { defaultModel } from "../summarize/planner.ts";
-import { MAX_TEXT_CHARS, SummarizeRequestSchema } from "../summarize/schema.ts";
+import { MAX_TEXT_CHARS, summarizeRequestSchema } from "../summarize/schema.ts";
 import type { SummarizeInput } from "../summarize/service.ts";
 
-const asyncFields = {
+const asyncFields = once(() => ({
   callback_url: z.string().max(MAX_CALLBACK_URL_LENGTH).optional().openapi({
     description: "https URL that receives the result as a signed POST (Standard Webhooks) when the job ends",
     example: "https://example.com/hooks/glm",
@@ -27,82 +28,85 @@ const asyncFields = {
     description: `Your own data, echoed in the result and the webhook (at most ${MAX_METADATA_BYTES} bytes of JSON)`,
     example: { ticket: "T-1042" },
   }),
-};
+}));
 
-const noStream = z.boolean().optional().openapi({ description: "false or absent: async jobs do not stream" });
+const noStream = once(() => z.boolean().optional().openapi({ description: "false or absent: async jobs do not stream" }));
 
 // Built from the sync schemas' fields (not extended from them) so the documents say exactly what is
 // accepted: the summarize body stays strict, and `stream` is documented as refused.
-const AsyncChatRequestSchema = z
-  .looseObject({ ...ChatRequestSchema.shape, stream: noStream, ...asyncFields })
-  .openapi("AsyncChatCompletionRequest");
-const AsyncSummarizeRequestSchema = z
-  .strictObject({ ...SummarizeRequestSchema.shape, stream: noStream, ...asyncFields })
-  .openapi("AsyncSummarizeRequest");
+const asyncChatRequestSchema = once(() =>
+  z.looseObject({ ...chatRequestSchema().shape, stream: noStream(), ...asyncFields() }).openapi("AsyncChatCompletionRequest"),
+);
+const asyncSummarizeRequestSchema = once(() =>
+  z.strictObject({ ...summarizeRequestSchema().shape, stream: noStream(), ...asyncFields() }).openapi("AsyncSummarizeRequest"),
+);
 
-const AsyncTaskSchema = z
-  .object({
-    id: z.string().openapi({ example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }),
-    request_id: z.string(),
-    model: z.string(),
-    task_status: z.literal("PROCESSING"),
-  })
-  .openapi("AsyncTask");
+const asyncTaskSchema = once(() =>
+  z
+    .object({
+      id: z.string().openapi({ example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }),
+      request_id: z.string(),
+      model: z.string(),
+      task_status: z.literal("PROCESSING"),
+    })
+    .openapi("AsyncTask"),
+);
 
-const DeliverySchema = z.object({
-  attempt: z.number().int(),
-  at: z.string().openapi({ description: "ISO 8601 time of the attempt" }),
-  status: z.number().int().nullable().openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
-  error: z.string().nullable(),
-  duration_ms: z.number(),
+const webhookSchema = once(() => {
+  const delivery = z.object({
+    attempt: z.number().int(),
+    at: z.string().openapi({ description: "ISO 8601 time of the attempt" }),
+    status: z.number().int().nullable().openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
+    error: z.string().nullable(),
+    duration_ms: z.number(),
+  });
+  return z
+    .object({
+      url: z.string(),
+      webhook_id: z.string().openapi({ description: "the webhook-id header, the same on every attempt" }),
+      state: z.enum(["not_started", "pending", "delivered", "failed"]),
+      deliveries: z.array(delivery),
+      next_attempt_at: z.string().nullable(),
+      gave_up: z.string().nullable().openapi({ description: "why delivery stopped without a 2xx" }),
+    })
+    .openapi("WebhookDeliveries");
 });
 
-const WebhookSchema = z
-  .object({
-    url: z.string(),
-    webhook_id: z.string().openapi({ description: "the webhook-id header, the same on every attempt" }),
-    state: z.enum(["not_started", "pending", "delivered", "failed"]),
-    deliveries: z.array(DeliverySchema),
-    next_attempt_at: z.string().nullable(),
-    gave_up: z.string().nullable().openapi({ description: "why delivery stopped without a 2xx" }),
-  })
-  .openapi("WebhookDeliveries");
+const asyncResultSchema = once(() =>
+  z
+    .looseObject({
+      id: z.string(),
+      request_id: z.string(),
+      model: z.string(),
+      task_status: z.enum(["PROCESSING", "SUCCESS", "FAIL"]),
+      kind: z.enum(["chat", "summarize"]),
+      created: z.number().int().openapi({ description: "submission time, Unix seconds" }),
+      choices: z.array(z.looseObject({})).optional().openapi({ description: "chat SUCCESS: GLM's choices" }),
+      usage: usageSchema().optional(),
+      cost_cny: z.number().optional(),
+      summary: z.string().optional().openapi({ description: "summarize SUCCESS: the summary" }),
+      chunks: z.number().int().optional(),
+      error: errorSchema().shape.error.optional().openapi({ description: "FAIL: the cause, GLM-style" }),
+      last_error: errorSchema().shape.error.optional().openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
+      attempts: z.number().int(),
+      finished_at: z.string().nullable(),
+      metadata: z.record(z.string(), z.unknown()).nullable(),
+      webhook: webhookSchema().optional(),
+    })
+    .openapi("AsyncResult"),
+);
 
-const AsyncResultSchema = z
-  .looseObject({
-    id: z.string(),
-    request_id: z.string(),
-    model: z.string(),
-    task_status: z.enum(["PROCESSING", "SUCCESS", "FAIL"]),
-    kind: z.enum(["chat", "summarize"]),
-    created: z.number().int().openapi({ description: "submission time, Unix seconds" }),
-    choices: z.array(z.looseObject({})).optional().openapi({ description: "chat SUCCESS: GLM's choices" }),
-    usage: UsageSchema.optional(),
-    cost_cny: z.number().optional(),
-    summary: z.string().optional().openapi({ description: "summarize SUCCESS: the summary" }),
-    chunks: z.number().int().optional(),
-    error: ErrorSchema.shape.error.optional().openapi({ description: "FAIL: the cause, GLM-style" }),
-    last_error: ErrorSchema.shape.error.optional().openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
-    attempts: z.number().int(),
-    finished_at: z.string().nullable(),
-    metadata: z.record(z.string(), z.unknown()).nullable(),
-    webhook: WebhookSchema.optional(),
-  })
-  .openapi("AsyncResult");
+const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) }));
 
-const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) });
-
-const queueDown = {
-  description: "Gateway misconfigured, limiter or job queue unavailable",
-  content: { "application/json": { schema: ErrorSchema } },
-};
-
-const submitResponses = {
-  200: { description: "Accepted: poll GET /async-result/{id} or wait for the webhook", content: { "application/json": { schema: AsyncTaskSchema } } },
-  ...commonErrors,
-  403: { description: "A browser token that may not use this model", content: { "application/json": { schema: ErrorSchema } } },
-  503: queueDown,
-};
+const submitResponses = once(() => ({
+  200: { description: "Accepted: poll GET /async-result/{id} or wait for the webhook", content: { "application/json": { schema: asyncTaskSchema() } } },
+  ...commonErrors(),
+  403: { description: "A browser token that may not use this model", content: { "application/json": { schema: errorSchema() } } },
+  503: {
+    description: "Gateway misconfigured, limiter or job queue unavailable",
+    content: { "application/json": { schema: errorSchema() } },
+  },
+}));
 
 function illegal(field: string, why: string): GatewayError {
   return new GatewayError(400, Codes.illegalField, `invalid field ${field}: ${why}`);
@@ -170,14 +174,14 @@ async function submit(c: Context<AppEnv>, s: Submission) {
 export const asyncJobs = newRouter();
 
 asyncJobs.openapi(
-  createRoute({
-    method: "post", path: "/async/chat/completions", tags: ["async"], security: bearerSecurity,
+  createRoute({ method: "post", path: "/async/chat/completions" }, () => ({
+    tags: ["async"], security: bearerSecurity,
     summary: "Submit a chat completion as an async job",
     description:
       "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none is free, and retries transient upstream failures.",
-    request: { body: { required: true, content: { "application/json": { schema: AsyncChatRequestSchema } } } },
-    responses: submitResponses,
-  }),
+    request: { body: { required: true, content: { "application/json": { schema: asyncChatRequestSchema() } } } },
+    responses: submitResponses(),
+  })),
   async (c) => {
     const body = c.req.valid("json");
     const model = resolveModel(await getCatalog(c.env, c.executionCtx), body.model);
@@ -195,17 +199,17 @@ asyncJobs.openapi(
 );
 
 asyncJobs.openapi(
-  createRoute({
-    method: "get", path: "/async-result/{id}", tags: ["async"], security: bearerSecurity,
+  createRoute({ method: "get", path: "/async-result/{id}" }, () => ({
+    tags: ["async"], security: bearerSecurity,
     summary: "An async job's status and result, with its webhook deliveries",
     description: "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
-    request: { params: IdParam },
+    request: { params: idParam() },
     responses: {
-      200: { description: "The job", content: { "application/json": { schema: AsyncResultSchema } } },
-      ...commonErrors,
-      ...notFound,
+      200: { description: "The job", content: { "application/json": { schema: asyncResultSchema() } } },
+      ...commonErrors(),
+      ...notFound(),
     },
-  }),
+  })),
   async (c) => {
     const id = c.req.valid("param").id;
     const cred = c.get("cred");
@@ -213,19 +217,19 @@ asyncJobs.openapi(
     if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
     const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
-    return c.json(view as z.infer<typeof AsyncResultSchema>, 200);
+    return c.json(view as z.infer<ReturnType<typeof asyncResultSchema>>, 200);
   },
 );
 
 asyncJobs.openapi(
-  createRoute({
-    method: "post", path: "/async/summarize", tags: ["async"], security: bearerSecurity,
+  createRoute({ method: "post", path: "/async/summarize" }, () => ({
+    tags: ["async"], security: bearerSecurity,
     summary: "Submit a summary as an async job",
     description:
       "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
-    request: { body: { required: true, content: { "application/json": { schema: AsyncSummarizeRequestSchema } } } },
-    responses: submitResponses,
-  }),
+    request: { body: { required: true, content: { "application/json": { schema: asyncSummarizeRequestSchema() } } } },
+    responses: submitResponses(),
+  })),
   async (c) => {
     const body = c.req.valid("json");
     // The checks summarizeText makes, made now so that a bad request fails at submission, not later.

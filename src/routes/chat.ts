@@ -1,14 +1,14 @@
 // POST /v1/chat/completions (and /api/paas/v4/chat/completions): validate by GLM's rules, then hand over
 // to the chat service, which streams GLM's answer straight through.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
-import { ChatRequestSchema, ChatResponseSchema } from "../chat/schema.ts";
+import { chatRequestSchema, chatResponseSchema } from "../chat/schema.ts";
 import { runChat, withRequestId } from "../chat/service.ts";
 import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { outcomeFields } from "../pipeline/index.ts";
 import { formatCny } from "../usage/cost.ts";
-import { bearerSecurity, commonErrors, limitErrors, newRouter } from "../http/openapi.ts";
+import { bearerSecurity, commonErrors, createRoute, limitErrors, newRouter } from "../http/openapi.ts";
 import type { Context } from "hono";
 import type { AppEnv } from "../http/context.ts";
 
@@ -21,9 +21,7 @@ export function queueTimeout(c: Context<AppEnv>): number {
   return Number(raw.trim());
 }
 
-const route = createRoute({
-  method: "post",
-  path: "/chat/completions",
+const route = createRoute({ method: "post", path: "/chat/completions" }, () => ({
   tags: ["chat"],
   security: bearerSecurity,
   summary: "Chat completion (GLM-4), plain or streamed (SSE)",
@@ -34,7 +32,7 @@ const route = createRoute({
       "x-queue-timeout-ms": z.string().optional().openapi({ description: "wait up to this long for a slot (max 60000)" }),
       "x-request-id": z.string().optional(),
     }),
-    body: { required: true, content: { "application/json": { schema: ChatRequestSchema } } },
+    body: { required: true, content: { "application/json": { schema: chatRequestSchema() } } },
   },
   responses: {
     200: {
@@ -46,14 +44,14 @@ const route = createRoute({
         "x-cost-cny": z.string().optional().openapi({ description: "non-streaming only" }),
       }),
       content: {
-        "application/json": { schema: ChatResponseSchema },
+        "application/json": { schema: chatResponseSchema() },
         "text/event-stream": { schema: z.string().openapi({ description: "GLM SSE chunks, then data: [DONE]" }) },
       },
     },
-    ...commonErrors,
-    ...limitErrors,
+    ...commonErrors(),
+    ...limitErrors(),
   },
-});
+}));
 
 export const chat = newRouter();
 

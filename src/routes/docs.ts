@@ -1,12 +1,13 @@
 // GET /openapi.json: the OpenAPI 3.1 document, generated from the same zod schemas that validate requests
 // (one source of truth), plus what middleware adds to every route (x-request-id, a browser token's 403).
+// Generated on its first request, once per isolate: an isolate that never serves it never pays for it.
 // GET /docs: an interactive reference rendered from it by Scalar's bundle, served from our own assets.
-import type { OpenAPIHono } from "@hono/zod-openapi";
-import pkg from "../../package.json" with { type: "json" };
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
+import { version } from "../../package.json";
 import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
-import type { AppEnv } from "../http/context.ts";
+import type { DocEntry, Router } from "../http/openapi.ts";
 
-type Doc = ReturnType<OpenAPIHono<AppEnv>["getOpenAPI31Document"]>;
+type Doc = ReturnType<OpenApiGeneratorV31["generateDocument"]>;
 type Json = Record<string, unknown>;
 
 const GLM_PREFIX = "/api/paas/v4/";
@@ -83,17 +84,24 @@ function decorate(doc: Doc): Doc {
   return { ...doc, tags: [...TAGS.slice(0, -1), ...others, TAGS.at(-1)!] };
 }
 
+/** The document for these routes and components, as @hono/zod-openapi's OpenAPIHono generated it. */
+function generate(entries: readonly DocEntry[]): Doc {
+  const registry = new OpenAPIRegistry();
+  for (const entry of entries) {
+    if (entry.type === "route") registry.registerPath({ ...entry.route(), path: entry.path });
+    else registry.registerComponent(...entry.args);
+  }
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: "3.1.0",
+    info: { title: "glm-edge", version, description: DESCRIPTION },
+  });
+}
+
 /** Mounts both routes; call after every router is mounted, on the top-level app, so the document sees them all. */
-export function mountDocs(app: OpenAPIHono<AppEnv>): void {
+export function mountDocs(app: Router): void {
   // Generated once per isolate (the routes are fixed once the app is built); only `servers` varies per request.
   let cached: Doc | undefined;
-  const document = (): Doc =>
-    (cached ??= decorate(
-      app.getOpenAPI31Document({
-        openapi: "3.1.0",
-        info: { title: "glm-edge", version: pkg.version, description: DESCRIPTION },
-      }),
-    ));
+  const document = (): Doc => (cached ??= decorate(generate(app.docEntries)));
 
   app.get("/openapi.json", (c) => {
     c.header("access-control-allow-origin", "*");

@@ -1,36 +1,39 @@
 // GET /v1/models and /v1/models/{id}: the catalog in OpenAI's list shape, with GLM's context, output
 // limit, prices and per-tier concurrency. Public (model metadata is not secret), served from the
 // isolate's catalog cache with an ETag, so it costs no KV round trip on the hot path.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import type { Context } from "hono";
 import { getCatalog, type CatalogView } from "../catalog/store.ts";
-import { CapabilitiesSchema, ConcurrencySchema, type ModelEntry } from "../catalog/schema.ts";
+import { capabilitiesSchema, concurrencySchema, type ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { newRouter, notFound } from "../http/openapi.ts";
+import { createRoute, newRouter, notFound } from "../http/openapi.ts";
 import type { AppEnv } from "../http/context.ts";
+import { once } from "../lazy.ts";
 
-export const ModelSchema = z
-  .object({
-    id: z.string(),
-    object: z.literal("model"),
-    created: z.number(),
-    owned_by: z.string(),
-    context_window: z.number(),
-    max_output_tokens: z.number(),
-    pricing: z.object({
-      currency: z.literal("CNY"),
-      unit: z.literal("1M tokens"),
-      input: z.number(),
-      output: z.number(),
-      cached_input: z.number().nullable(),
-    }),
-    concurrency: ConcurrencySchema,
-    capabilities: CapabilitiesSchema,
-    status: z.string(),
-  })
-  .openapi("Model");
+export const modelSchema = once(() =>
+  z
+    .object({
+      id: z.string(),
+      object: z.literal("model"),
+      created: z.number(),
+      owned_by: z.string(),
+      context_window: z.number(),
+      max_output_tokens: z.number(),
+      pricing: z.object({
+        currency: z.literal("CNY"),
+        unit: z.literal("1M tokens"),
+        input: z.number(),
+        output: z.number(),
+        cached_input: z.number().nullable(),
+      }),
+      concurrency: concurrencySchema(),
+      capabilities: capabilitiesSchema(),
+      status: z.string(),
+    })
+    .openapi("Model"),
+);
 
-export function toApiModel(m: ModelEntry): z.infer<typeof ModelSchema> {
+export function toApiModel(m: ModelEntry): z.infer<ReturnType<typeof modelSchema>> {
   return {
     id: m.id,
     object: "model",
@@ -59,13 +62,13 @@ function notModified(c: Context<AppEnv>, view: CatalogView, suffix = ""): Respon
 export const models = newRouter();
 
 models.openapi(
-  createRoute({
-    method: "get", path: "/models", tags: ["models"], summary: "List models with limits and prices",
+  createRoute({ method: "get", path: "/models" }, () => ({
+    tags: ["models"], summary: "List models with limits and prices",
     responses: {
-      200: { description: "The catalog", content: { "application/json": { schema: z.object({ object: z.literal("list"), data: z.array(ModelSchema) }) } } },
+      200: { description: "The catalog", content: { "application/json": { schema: z.object({ object: z.literal("list"), data: z.array(modelSchema()) }) } } },
       304: { description: "Not modified (If-None-Match)" },
     },
-  }),
+  })),
   async (c) => {
     const view = await getCatalog(c.env, c.executionCtx);
     const nm = notModified(c, view);
@@ -76,15 +79,15 @@ models.openapi(
 );
 
 models.openapi(
-  createRoute({
-    method: "get", path: "/models/{id}", tags: ["models"], summary: "One model",
+  createRoute({ method: "get", path: "/models/{id}" }, () => ({
+    tags: ["models"], summary: "One model",
     request: { params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }) },
     responses: {
-      200: { description: "The model", content: { "application/json": { schema: ModelSchema } } },
+      200: { description: "The model", content: { "application/json": { schema: modelSchema() } } },
       304: { description: "Not modified (If-None-Match)" },
-      ...notFound,
+      ...notFound(),
     },
-  }),
+  })),
   async (c) => {
     const view = await getCatalog(c.env, c.executionCtx);
     const m = view.byId.get(c.req.valid("param").id);

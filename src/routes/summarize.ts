@@ -1,11 +1,11 @@
 // POST /v1/summarize (and /api/paas/v4/summarize): a JSON body, or raw text (text/plain or text/markdown)
 // with the options as query parameters. Checks the content type and hands over to the summarize service.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import type { MiddlewareHandler } from "hono";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
-import { bearerSecurity, commonErrors, ErrorSchema, limitErrors, newRouter } from "../http/openapi.ts";
-import { MAX_TEXT_CHARS, SummarizeQuerySchema, SummarizeRequestSchema, SummarySchema, type SummarizeRequest } from "../summarize/schema.ts";
+import { bearerSecurity, commonErrors, createRoute, errorSchema, limitErrors, newRouter } from "../http/openapi.ts";
+import { MAX_TEXT_CHARS, summarizeQuerySchema, summarizeRequestSchema, summarySchema, type SummarizeRequest } from "../summarize/schema.ts";
 import { streamSummary, summarizeWithMeta, type SummarizeInput } from "../summarize/service.ts";
 import { formatCny } from "../usage/cost.ts";
 import { queueTimeout } from "./chat.ts";
@@ -44,12 +44,9 @@ const STREAM_DOC = [
   "A failure after the stream started ends it with `data: {\"error\":{\"code\",\"message\"}}` and no [DONE]: a partial summary is never presented as complete.",
 ].join("\n");
 
-const route = createRoute({
-  method: "post",
-  path: "/summarize",
+const route = createRoute({ method: "post", path: "/summarize", middleware: [contentType] as const }, () => ({
   tags: ["summarize"],
   security: bearerSecurity,
-  middleware: [contentType] as const,
   summary: "Summarize a text of any length (up to 2,000,000 characters), plain or streamed",
   description: [
     `Summarizes up to ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (UTF-16 code units; a CJK character counts 1) in Chinese, English or the language asked for.`,
@@ -65,11 +62,11 @@ const route = createRoute({
       "x-queue-timeout-ms": z.string().optional().openapi({ description: "wait up to this long for the first slot (max 60000)" }),
       "x-request-id": z.string().optional(),
     }),
-    query: SummarizeQuerySchema,
+    query: summarizeQuerySchema(),
     body: {
       required: false,
       content: {
-        "application/json": { schema: SummarizeRequestSchema },
+        "application/json": { schema: summarizeRequestSchema() },
         "text/plain": { schema: z.string().openapi({ description: "The raw text; options as query parameters" }) },
         "text/markdown": { schema: z.string().openapi({ description: "As text/plain" }) },
       },
@@ -86,16 +83,16 @@ const route = createRoute({
         "x-cost-cny": z.string().optional().openapi({ description: "non-streaming only" }),
       }),
       content: {
-        "application/json": { schema: SummarySchema },
+        "application/json": { schema: summarySchema() },
         "text/event-stream": { schema: z.string().openapi({ description: "progress chunks, the summary's chunks, a closing usage chunk, data: [DONE]" }) },
       },
     },
-    ...commonErrors,
-    413: { description: `Text longer than ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (1261), or body over 8 MiB`, content: { "application/json": { schema: ErrorSchema } } },
-    415: { description: "Body is neither JSON nor UTF-8 text/plain or text/markdown", content: { "application/json": { schema: ErrorSchema } } },
-    ...limitErrors,
+    ...commonErrors(),
+    413: { description: `Text longer than ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (1261), or body over 8 MiB`, content: { "application/json": { schema: errorSchema() } } },
+    415: { description: "Body is neither JSON nor UTF-8 text/plain or text/markdown", content: { "application/json": { schema: errorSchema() } } },
+    ...limitErrors(),
   },
-});
+}));
 
 export const summarize = newRouter();
 

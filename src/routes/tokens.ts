@@ -1,7 +1,7 @@
 // POST /v1/tokens: a back end holding a gateway key mints a short-lived browser token, optionally limited
 // to some models and to one web origin. The key's Durable Object signs it with the key's secret, so the
 // token dies at its expiry and with the key; a browser uses it like a key on the client API only.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import type { MiddlewareHandler } from "hono";
 import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
 import { getCatalog } from "../catalog/store.ts";
@@ -10,44 +10,49 @@ import { readConfig } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { requireJson } from "../http/middleware.ts";
-import { bearerSecurity, commonErrors, ErrorSchema, newRouter } from "../http/openapi.ts";
+import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter } from "../http/openapi.ts";
 import { log } from "../http/log.ts";
+import { once } from "../lazy.ts";
 import { keyStub } from "../limiter/slots.ts";
 
 const MAX_MODELS = 64;
 
-const TokenRequestSchema = z
-  .object({
-    ttl_seconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(TOKEN_TTL_MAX_S)
-      .optional()
-      .openapi({ description: `Lifetime in seconds; default ${TOKEN_TTL_DEFAULT_S} (10 minutes), at most ${TOKEN_TTL_MAX_S} (24 hours)`, example: 600 }),
-    models: z
-      .array(z.string().min(1).max(128))
-      .min(1)
-      .max(MAX_MODELS)
-      .optional()
-      .openapi({ description: "Only these catalog models may be used with the token (403 otherwise); omitted: every model", example: ["glm-4-flash-250414"] }),
-    origin: z
-      .string()
-      .max(2048)
-      .optional()
-      .openapi({ description: "The only web origin allowed to use the token (its Origin header must match, 403 otherwise)", example: "https://app.example.com" }),
-  })
-  .strict()
-  .openapi("TokenRequest");
+const tokenRequestSchema = once(() =>
+  z
+    .object({
+      ttl_seconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(TOKEN_TTL_MAX_S)
+        .optional()
+        .openapi({ description: `Lifetime in seconds; default ${TOKEN_TTL_DEFAULT_S} (10 minutes), at most ${TOKEN_TTL_MAX_S} (24 hours)`, example: 600 }),
+      models: z
+        .array(z.string().min(1).max(128))
+        .min(1)
+        .max(MAX_MODELS)
+        .optional()
+        .openapi({ description: "Only these catalog models may be used with the token (403 otherwise); omitted: every model", example: ["glm-4-flash-250414"] }),
+      origin: z
+        .string()
+        .max(2048)
+        .optional()
+        .openapi({ description: "The only web origin allowed to use the token (its Origin header must match, 403 otherwise)", example: "https://app.example.com" }),
+    })
+    .strict()
+    .openapi("TokenRequest"),
+);
 
-const TokenSchema = z
-  .object({
-    token: z.string().openapi({ description: "Send as `Authorization: Bearer <token>` from the browser" }),
-    expires_at: z.string().openapi({ description: "ISO 8601 time after which the token is refused (401, code 1003)", example: "2026-11-25T12:10:00.000Z" }),
-    models: z.array(z.string()).nullable().openapi({ description: "Models the token may use; null: all" }),
-    origin: z.string().nullable().openapi({ description: "Origin the token is bound to; null: any" }),
-  })
-  .openapi("BrowserToken");
+const tokenSchema = once(() =>
+  z
+    .object({
+      token: z.string().openapi({ description: "Send as `Authorization: Bearer <token>` from the browser" }),
+      expires_at: z.string().openapi({ description: "ISO 8601 time after which the token is refused (401, code 1003)", example: "2026-11-25T12:10:00.000Z" }),
+      models: z.array(z.string()).nullable().openapi({ description: "Models the token may use; null: all" }),
+      origin: z.string().nullable().openapi({ description: "Origin the token is bound to; null: any" }),
+    })
+    .openapi("BrowserToken"),
+);
 
 /** Accepts only a full http(s) origin ("https://app.example.com[:port]") and returns it normalised. */
 export function parseOrigin(raw: string): string {
@@ -74,9 +79,7 @@ function jsonIfBody(): MiddlewareHandler<AppEnv> {
   };
 }
 
-const route = createRoute({
-  method: "post",
-  path: "/tokens",
+const route = createRoute({ method: "post", path: "/tokens", middleware: [jsonIfBody()] }, () => ({
   tags: ["tokens"],
   security: bearerSecurity,
   summary: "Mint a short-lived browser token",
@@ -84,18 +87,17 @@ const route = createRoute({
     "Call this from your back end with a gateway key (never from a browser). The token works like the key on " +
     "`/chat/completions`, `/summarize`, `/usage` and `/models`, counts against the key's concurrency, budget and usage, " +
     "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens or use `/admin`.",
-  middleware: [jsonIfBody()],
-  request: { body: { required: false, content: { "application/json": { schema: TokenRequestSchema } } } },
+  request: { body: { required: false, content: { "application/json": { schema: tokenRequestSchema() } } } },
   responses: {
     201: {
       description: "The token; not cacheable",
       headers: z.object({ "cache-control": z.string().openapi({ example: "no-store" }) }),
-      content: { "application/json": { schema: TokenSchema } },
+      content: { "application/json": { schema: tokenSchema() } },
     },
-    ...commonErrors,
-    403: { description: "The caller is itself a browser token (1000)", content: { "application/json": { schema: ErrorSchema } } },
+    ...commonErrors(),
+    403: { description: "The caller is itself a browser token (1000)", content: { "application/json": { schema: errorSchema() } } },
   },
-});
+}));
 
 export const tokens = newRouter();
 

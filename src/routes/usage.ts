@@ -1,35 +1,42 @@
 // GET /v1/usage: the caller's own usage and cost per day and model, from its key's Durable Object.
-import { createRoute, z } from "@hono/zod-openapi";
+import * as z from "../http/zod.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { bearerSecurity, commonErrors, newRouter } from "../http/openapi.ts";
+import { bearerSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
+import { once } from "../lazy.ts";
 import { keyStub } from "../limiter/slots.ts";
 import { utcDay } from "../usage/ledger.ts";
 
-const Totals = z.object({
-  requests: z.number(),
-  prompt_tokens: z.number(),
-  completion_tokens: z.number(),
-  cached_tokens: z.number(),
-  cost_cny: z.number(),
-  estimated: z.number().openapi({ description: "records whose tokens were estimated (usage missing upstream)" }),
-  errors: z.number(),
-  incomplete: z.number(),
-});
+const totals = once(() =>
+  z.object({
+    requests: z.number(),
+    prompt_tokens: z.number(),
+    completion_tokens: z.number(),
+    cached_tokens: z.number(),
+    cost_cny: z.number(),
+    estimated: z.number().openapi({ description: "records whose tokens were estimated (usage missing upstream)" }),
+    errors: z.number(),
+    incomplete: z.number(),
+  }),
+);
 
-export const UsageReportSchema = z
-  .object({
-    from: z.string(),
-    to: z.string(),
-    totals: Totals,
-    by_day: z.array(Totals.extend({ day: z.string() })),
-    by_model: z.array(Totals.extend({ model: z.string() })),
-  })
-  .openapi("UsageReport");
+export const usageReportSchema = once(() =>
+  z
+    .object({
+      from: z.string(),
+      to: z.string(),
+      totals: totals(),
+      by_day: z.array(totals().extend({ day: z.string() })),
+      by_model: z.array(totals().extend({ model: z.string() })),
+    })
+    .openapi("UsageReport"),
+);
 
-const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "expected YYYY-MM-DD");
-export const RangeQuery = z.object({
-  from: day.optional().openapi({ example: "2026-11-01" }),
-  to: day.optional().openapi({ example: "2026-11-30" }),
+export const rangeQuery = once(() => {
+  const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "expected YYYY-MM-DD");
+  return z.object({
+    from: day.optional().openapi({ example: "2026-11-01" }),
+    to: day.optional().openapi({ example: "2026-11-30" }),
+  });
 });
 
 const MAX_RANGE_DAYS = 400;
@@ -48,11 +55,11 @@ export function resolveRange(q: { from?: string | undefined; to?: string | undef
 export const usage = newRouter();
 
 usage.openapi(
-  createRoute({
-    method: "get", path: "/usage", tags: ["usage"], security: bearerSecurity, summary: "Your key's usage and cost",
-    request: { query: RangeQuery },
-    responses: { 200: { description: "Usage report", content: { "application/json": { schema: UsageReportSchema } } }, ...commonErrors },
-  }),
+  createRoute({ method: "get", path: "/usage" }, () => ({
+    tags: ["usage"], security: bearerSecurity, summary: "Your key's usage and cost",
+    request: { query: rangeQuery() },
+    responses: { 200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema() } } }, ...commonErrors() },
+  })),
   async (c) => {
     const range = resolveRange(c.req.valid("query"));
     const cred = c.get("cred");

@@ -1,7 +1,6 @@
 // The summarize service: checks the input against the catalog, admits the request (its first slot, so a
 // full limit is a plain 429), runs the orchestrator, and shapes the answer — a SummarizeResult, or a
 // streamed Response. Also the entry point for work the gateway runs itself (async jobs: cred "internal").
-import { z } from "@hono/zod-openapi";
 import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
@@ -16,7 +15,7 @@ import { TooLong } from "./failures.ts";
 import { resolveTarget } from "./language.ts";
 import { Summarizer, type Job } from "./orchestrator.ts";
 import { budgets, defaultModel } from "./planner.ts";
-import { MAX_TEXT_CHARS, SummarizeRequestSchema } from "./schema.ts";
+import { MAX_TEXT_CHARS, summarizeInputSchema } from "./schema.ts";
 import { quietSink, SseSink, unusableFinish } from "./stream.ts";
 
 export interface SummarizeInput {
@@ -63,9 +62,6 @@ export interface StreamedSummary extends SummaryMeta {
   facts: Promise<SummaryFacts>;
 }
 
-// Not strict here: a caller inside the gateway (async jobs) may hand over a wider object.
-const InputSchema = z.object(SummarizeRequestSchema.shape).omit({ stream: true });
-
 function newId(): string {
   return `sum_${crypto.randomUUID().replaceAll("-", "")}`;
 }
@@ -79,7 +75,7 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
       `text is ${input.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
     );
   }
-  const parsed = InputSchema.safeParse(input);
+  const parsed = summarizeInputSchema().safeParse(input);
   if (!parsed.success) throw zodToGlmError(parsed.error);
   const body = parsed.data;
   const text = body.text.replace(/\r\n?/g, "\n");
