@@ -1,0 +1,33 @@
+// Self-authenticating key ids (src/auth/key-id.ts): a new id verifies, any change to it does not, and the
+// tag depends on the server's secret.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { hasValidTag, mayBeKey, newKeyId } from "../src/auth/key-id.ts";
+
+describe("key ids", () => {
+  it("are 32 hex characters whose tag verifies under the server secret", async () => {
+    const id = await newKeyId(env);
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect(await hasValidTag(env, id)).toBe(true);
+  });
+
+  it("refuse any other id: a flipped character, a made-up id, another secret's id", async () => {
+    const id = await newKeyId(env);
+    for (const i of [0, 15, 16, 31]) {
+      const flipped = id.slice(0, i) + (id[i] === "0" ? "1" : "0") + id.slice(i + 1);
+      expect(await hasValidTag(env, flipped), `position ${i}`).toBe(false);
+    }
+    expect(await hasValidTag(env, "0123456789abcdef0123456789abcdef")).toBe(false);
+    const other = await newKeyId({ ...env, KEY_ENCRYPTION_SECRET: "another-deployment" } as Env);
+    expect(await hasValidTag(env, other)).toBe(false);
+  });
+
+  it("let a key from before tags through only when the key index lists it", async () => {
+    const legacy = "0123456789abcdef0123456789abcdef";
+    expect(await mayBeKey(env, legacy, async () => true)).toBe(true);
+    expect(await mayBeKey(env, legacy, async () => false)).toBe(false);
+    let asked = 0;
+    expect(await mayBeKey(env, await newKeyId(env), async () => (asked++, false))).toBe(true);
+    expect(asked).toBe(0);
+  });
+});
