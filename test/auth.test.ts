@@ -82,6 +82,17 @@ describe("client key forms", () => {
     expect(await res2.json()).toMatchObject({ error: { code: "1004" } });
   });
 
+  it("refuses a JWT whose exp is more than 24 h ahead (1002), in milliseconds or seconds", async () => {
+    const day = 24 * 3_600_000;
+    for (const exp of [Date.now() + day + 120_000, Math.floor((Date.now() + 30 * day) / 1000)]) {
+      const res = await withAuth(await glmJwt(k.id, secret, exp));
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ error: { code: "1002", message: expect.stringContaining("24 hours") } });
+    }
+    // Just inside the horizon is fine.
+    expect((await withAuth(await glmJwt(k.id, secret, Date.now() + day - 60_000))).status).toBe(200);
+  });
+
   it("never returns the secret or its hash anywhere", async () => {
     const res = await admin("GET", `/keys/${k.id}`);
     const text = await res.text();
