@@ -6,6 +6,7 @@ import { OpenAPIHono, createRoute, z } from "@hono/zod-openapi";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
 import type { AppEnv } from "./http/context.ts";
 import { log } from "./http/log.ts";
+import { uniqueJsonKeys } from "./http/json-keys.ts";
 import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
@@ -38,14 +39,14 @@ function clientApi(): OpenAPIHono<AppEnv> {
   const api = new OpenAPIHono<AppEnv>();
   api.use("*", clientCors());
   api.route("/", models);
-  api.use("/chat/*", requireJson(), clientAuth());
+  api.use("/chat/*", requireJson(), clientAuth(), uniqueJsonKeys());
   api.use("/usage", clientAuth());
-  api.use("/tokens", clientAuth());
+  api.use("/tokens", clientAuth(), uniqueJsonKeys());
   api.route("/", chat);
   api.route("/", usage);
-  api.use("/summarize", clientAuth());
+  api.use("/summarize", clientAuth(), uniqueJsonKeys());
   api.route("/", summarize);
-  api.use("/async/*", requireJson(), clientAuth());
+  api.use("/async/*", requireJson(), clientAuth(), uniqueJsonKeys());
   api.use("/async-result/*", clientAuth());
   api.route("/", asyncJobs);
   api.route("/", tokens);
@@ -92,6 +93,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
     }
     await next();
   });
+  admin.use("*", uniqueJsonKeys());
   admin.route("/", adminKeys);
   admin.route("/", adminCatalog);
   admin.route("/", adminUsage);
