@@ -40,14 +40,17 @@ function clientApi(): OpenAPIHono<AppEnv> {
   api.use("*", clientCors());
   api.route("/", models);
   api.use("/chat/*", requireJson(), clientAuth(), uniqueJsonKeys());
-  api.use("/usage", clientAuth());
-  api.use("/tokens", clientAuth(), uniqueJsonKeys());
+  // Browser tokens are for chat and summarize from a page: whatever acts with the key's full authority or
+  // shows the whole key's data is refused to them (403), so only the key's holder can, for example, have a
+  // webhook signed with the key's secret.
+  api.use("/usage", clientAuth({ refuseBrowserTokens: "read the key's usage" }));
+  api.use("/tokens", clientAuth({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
   api.route("/", chat);
   api.route("/", usage);
   api.use("/summarize", clientAuth(), uniqueJsonKeys());
   api.route("/", summarize);
-  api.use("/async/*", requireJson(), clientAuth(), uniqueJsonKeys());
-  api.use("/async-result/*", clientAuth());
+  api.use("/async/*", requireJson(), clientAuth({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
+  api.use("/async-result/*", clientAuth({ refuseBrowserTokens: "read async job results" }));
   api.route("/", asyncJobs);
   api.route("/", tokens);
   return api;

@@ -6,6 +6,7 @@ import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
 import { ChatRequestSchema, UsageSchema } from "../chat/schema.ts";
 import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { refusal } from "../auth/refusal.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, ErrorSchema, newRouter, notFound } from "../http/openapi.ts";
@@ -130,7 +131,7 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
 async function authorize(c: Context<AppEnv>, model: string): Promise<string> {
   const cred = c.get("cred");
   const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-  if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+  if (!auth.ok) throw refusal(cred, auth);
   if (auth.caller.token?.models && !auth.caller.token.models.includes(model)) {
     throw new GatewayError(403, Codes.illegalField, `this token may not use model ${model}`);
   }
@@ -210,7 +211,7 @@ asyncJobs.openapi(
     const id = c.req.valid("param").id;
     const cred = c.get("cred");
     const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+    if (!auth.ok) throw refusal(cred, auth);
     const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
     return c.json(view as z.infer<typeof AsyncResultSchema>, 200);
