@@ -15,6 +15,51 @@ async function simCalls(requestId: string): Promise<Record<string, unknown>[]> {
   return (await simRequests(1000)).filter((r) => r["request_id"] === requestId);
 }
 
+describe("async chat streams from GLM internally", () => {
+  it("completes an answer that takes longer than the upstream timeout, in one attempt", async () => {
+    // UPSTREAM_TIMEOUT_MS is 3 s in the tests; this answer takes about 4 s, a token every 100 ms.
+    const task = await submitOk(k.key, chatBody("a long answer [[sim: tokens=40 delay=100]]"));
+    const done = await settled(k.key, task.id, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ task_status: "SUCCESS", attempts: 1, usage: { completion_tokens: 40 } });
+    const calls = await simCalls(task.request_id);
+    expect(calls.map((c) => c["stream"])).toEqual([true]);
+    const choices = done["choices"] as { finish_reason: string; message: { role: string; content: string } }[];
+    expect(choices).toHaveLength(1);
+    expect(choices[0]).toMatchObject({ finish_reason: "stop", message: { role: "assistant" } });
+    expect(choices[0]!.message.content.length).toBeGreaterThan(40);
+  });
+
+  it("builds the non-streaming result from the stream: tool calls, finish_reason, usage and web_search", async () => {
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } },
+      { type: "web_search", web_search: { enable: true } },
+    ];
+    const body = chatBody("weather in Hangzhou? [[sim:tool]]", { tools });
+    const task = await submitOk(k.key, body);
+    const done = await settled(k.key, task.id);
+    const sync = (await (await chat(k.key, body)).json()) as { choices: unknown; usage: unknown; web_search: unknown };
+    expect(done).toMatchObject({ task_status: "SUCCESS", choices: [{ finish_reason: "tool_calls" }] });
+    // The simulator derives tool call ids from the request id, which differs between the two calls.
+    const sameIds = (v: unknown) => JSON.parse(JSON.stringify(v).replace(/call_\d+/g, "call_x")) as unknown;
+    expect(sameIds(done["choices"])).toEqual(sameIds(sync.choices));
+    expect(done["usage"]).toEqual(sync.usage);
+    expect(done["web_search"]).toEqual(sync.web_search);
+  });
+
+  it("does not retry a stream that went silent after GLM started answering: one attempt, one charge", async () => {
+    const key = await createKey();
+    const task = await submitOk(key.key, chatBody("stalls [[sim: tokens=10 hang_after=3]]"));
+    const done = await settled(key.key, task.id, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ task_status: "FAIL", attempts: 1, error: { code: "1234", message: expect.stringContaining("not retried") } });
+    expect((await simCalls(task.request_id)).length).toBe(1);
+    const usage = await waitFor(
+      async () => ((await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as { totals: { requests: number } }).totals,
+      (t) => t.requests === 1,
+    );
+    expect(usage.requests).toBe(1);
+  });
+});
+
 describe("submit and poll", () => {
   it("answers PROCESSING at once, then SUCCESS with GLM's choices and usage", async () => {
     const body = chatBody("async hello [[sim: tokens=6]]", { metadata: { ticket: "T-1" } });
