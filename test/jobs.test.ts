@@ -1,7 +1,11 @@
 // Async chat jobs through the API, run by the real local queue and consumer against the simulator:
 // submit → PROCESSING at once → poll → SUCCESS or FAIL with a cause; validation; isolation between keys;
 // slot waits that do not fail; transient upstream failures retried and then dead-lettered.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/app.ts";
+import { jobIndexStub } from "../src/jobs/job-index.ts";
 import { JOB_MAX_ATTEMPTS } from "../src/jobs/config.ts";
 import { admin, chat, chatBody, createKey, gw, simRequests, waitFor, type CreatedKey } from "./helpers.ts";
 import { inspect, result, settled, submit, submitOk, view } from "./jobs-helpers.ts";
@@ -57,6 +61,59 @@ describe("async chat streams from GLM internally", () => {
       (t) => t.requests === 1,
     );
     expect(usage.requests).toBe(1);
+  });
+});
+
+describe("bounded submission", () => {
+  it("the same request_id from the same key returns the existing job and runs once", async () => {
+    const key = await createKey();
+    const body = chatBody("only once [[sim: tokens=3]]", { request_id: `idem-${crypto.randomUUID()}` });
+    const first = await submit(key.key, body);
+    const firstTask = (await first.json()) as { id: string; request_id: string };
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    const again = await submit(key.key, body);
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await again.json()).toEqual(firstTask);
+    await settled(key.key, firstTask.id);
+    // Still the same job once it has finished, and the upstream ran it once.
+    expect(((await (await submit(key.key, body)).json()) as { id: string }).id).toBe(firstTask.id);
+    expect((await simCalls(firstTask.request_id)).length).toBe(1);
+    // The same id with a different request is refused; another key's same request_id is its own job.
+    const changed = await submit(key.key, { ...body, temperature: 0.1 });
+    expect(changed.status).toBe(400);
+    expect(await changed.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("request_id") } });
+    const other = await createKey();
+    expect(((await (await submit(other.key, body)).json()) as { id: string }).id).not.toBe(firstTask.id);
+  });
+
+  it("a key may have at most ASYNC_MAX_ACTIVE_JOBS jobs queued or running (429 1302 beyond)", async () => {
+    const key = await createKey();
+    const submitCapped = async (content: string) => {
+      const ctx = createExecutionContext();
+      const res = await createApp().fetch(
+        new Request("http://gw/v1/async/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+          body: JSON.stringify(chatBody(content)),
+        }),
+        { ...env, ASYNC_MAX_ACTIVE_JOBS: "2" },
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    const a = (await (await submitCapped("slow a [[sim: tokens=20 delay=100]]")).json()) as { id: string };
+    const b = (await (await submitCapped("slow b [[sim: tokens=20 delay=100]]")).json()) as { id: string };
+    const over = await submitCapped("one too many [[sim: tokens=1]]");
+    expect(over.status).toBe(429);
+    expect(await over.json()).toMatchObject({ error: { code: "1302", message: expect.stringContaining("2 async jobs queued or running") } });
+    expect(over.headers.get("retry-after")).toBe("5");
+    await settled(key.key, a.id, { timeoutMs: 20_000 });
+    await settled(key.key, b.id, { timeoutMs: 20_000 });
+    // Finished jobs no longer count.
+    await waitFor(() => jobIndexStub(env, key.id).activeCount(), (n) => n === 0);
+    expect((await submitCapped("room again [[sim: tokens=1]]")).status).toBe(200);
   });
 });
 
@@ -179,12 +236,18 @@ describe("failures", () => {
     expect((await simCalls(task.request_id)).length).toBe(1);
   });
 
-  it("fails with 1308 when the key's daily budget is used up, without calling upstream", async () => {
-    const key = await createKey({ daily_token_limit: 0 });
-    const task = await submitOk(key.key, chatBody("budget [[sim: tokens=2]]"));
-    const done = await settled(key.key, task.id);
-    expect(done).toMatchObject({ task_status: "FAIL", error: { code: "1308" } });
-    expect((await simCalls(task.request_id)).length).toBe(0);
+  it("refuses a submission with 1308 when the key's daily budget is used up: no job, no upstream call", async () => {
+    const key = await createKey({ daily_token_limit: 20 });
+    // Within the limit: accepted and run. It spends more than the limit.
+    await settled(key.key, (await submitOk(key.key, chatBody("spend [[sim: tokens=30]]"))).id);
+    const before = (await simRequests(1000)).length;
+    for (const path of ["/v1/async/chat/completions", "/v1/async/summarize"]) {
+      const res = await submit(key.key, path.endsWith("summarize") ? { text: "Some text." } : chatBody("budget [[sim: tokens=2]]"), path);
+      expect(res.status, path).toBe(429);
+      expect(await res.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("token limit") } });
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    }
+    expect((await simRequests(1000)).length).toBe(before);
   });
 
   it(
