@@ -99,7 +99,7 @@ async function runSummarizeJob(rc: RunContext, spec: RunSpec, cred: Credential):
   try {
     const { result: r, facts } = await summarizeWithMeta(rc.env, rc.ctx, cred, input, { requestId: spec.request_id, signal: rc.signal });
     log({ ...line, ...facts, total_ms: Date.now() - startedAt });
-    return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks } };
+    return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks, truncated: r.truncated } };
   } catch (err) {
     log({ ...line, level: "warn", status: err instanceof GatewayError ? err.status : 500, total_ms: Date.now() - startedAt });
     throw err;
