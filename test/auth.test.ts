@@ -138,6 +138,19 @@ describe("admin vs client", () => {
     expect(res.status).toBe(401);
   });
 
+  it("the preflight allows the openai SDK's x-stainless-* headers, and nothing else unknown", async () => {
+    const pre = await gw("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example.com", "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type,x-stainless-os,X-Stainless-Retry-Count,x-stainless-timeout,x-evil",
+      },
+    });
+    const allowed = (pre.headers.get("access-control-allow-headers") ?? "").split(",");
+    expect(allowed).toEqual(expect.arrayContaining(["authorization", "content-type", "x-stainless-os", "x-stainless-retry-count", "x-stainless-timeout"]));
+    expect(allowed).not.toContain("x-evil");
+  });
+
   it("admin routes have no CORS; client routes do", async () => {
     const pre = await gw("/admin/keys", { method: "OPTIONS", headers: { origin: "https://x.example", "access-control-request-method": "GET" } });
     expect(pre.headers.get("access-control-allow-origin")).toBeNull();

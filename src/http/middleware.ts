@@ -47,6 +47,20 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** Request headers any browser page may send to the client API. */
+const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"];
+/**
+ * The `openai` SDK's own headers (x-stainless-os, -lang, -arch, -runtime, -retry-count, -timeout, …). Their
+ * set changes between SDK versions, so the family is allowed: they carry client facts, never authority.
+ */
+const SDK_HEADER = /^x-stainless-[a-z0-9-]{1,64}$/;
+
+/** The Access-Control-Allow-Headers answer to a preflight: the fixed list plus the SDK headers it asks for. */
+export function allowedRequestHeaders(requested: string | undefined): string {
+  const sdk = new Set((requested ?? "").split(",").map((h) => h.trim().toLowerCase()).filter((h) => SDK_HEADER.test(h)));
+  return [...ALLOWED_HEADERS, ...sdk].join(",");
+}
+
 const EXPOSED = ["x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks"];
 
 /** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
@@ -62,13 +76,20 @@ export function clientCors(): MiddlewareHandler<AppEnv> {
         handler: cors({
           origin: corsOrigins === "*" ? "*" : (origin) => (corsOrigins.includes(origin) ? origin : null),
           allowMethods: ["GET", "POST", "OPTIONS"],
-          allowHeaders: ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"],
+          allowHeaders: ALLOWED_HEADERS,
           exposeHeaders: EXPOSED,
           maxAge: 600,
         }),
       };
     }
-    return built.handler(c, next);
+    const res = await built.handler(c, next);
+    if (res instanceof Response && c.req.method === "OPTIONS") {
+      // Both: Hono copies the context's headers onto the preflight response it is handed.
+      const allow = allowedRequestHeaders(c.req.header("access-control-request-headers"));
+      res.headers.set("access-control-allow-headers", allow);
+      c.res.headers.set("access-control-allow-headers", allow);
+    }
+    return res;
   };
 }
 
