@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
 import { log } from "./http/log.ts";
+import { uniqueJsonKeys } from "./http/json-keys.ts";
 import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
 import { createRoute, newRouter, type Router } from "./http/openapi.ts";
 import * as z from "./http/zod.ts";
@@ -38,15 +39,18 @@ function clientApi(): Router {
   const api = newRouter();
   api.use("*", clientCors());
   api.route("/", models);
-  api.use("/chat/*", requireJson(), clientAuth());
-  api.use("/usage", clientAuth());
-  api.use("/tokens", clientAuth());
+  api.use("/chat/*", requireJson(), clientAuth(), uniqueJsonKeys());
+  // Browser tokens are for chat and summarize from a page: whatever acts with the key's full authority or
+  // shows the whole key's data is refused to them (403), so only the key's holder can, for example, have a
+  // webhook signed with the key's secret.
+  api.use("/usage", clientAuth({ refuseBrowserTokens: "read the key's usage" }));
+  api.use("/tokens", clientAuth({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
   api.route("/", chat);
   api.route("/", usage);
-  api.use("/summarize", clientAuth());
+  api.use("/summarize", clientAuth(), uniqueJsonKeys());
   api.route("/", summarize);
-  api.use("/async/*", requireJson(), clientAuth());
-  api.use("/async-result/*", clientAuth());
+  api.use("/async/*", requireJson(), clientAuth({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
+  api.use("/async-result/*", clientAuth({ refuseBrowserTokens: "read async job results" }));
   api.route("/", asyncJobs);
   api.route("/", tokens);
   return api;
@@ -96,6 +100,7 @@ export function createApp(): Router {
     }
     await next();
   });
+  admin.use("*", uniqueJsonKeys());
   admin.route("/", adminKeys);
   admin.route("/", adminCatalog);
   admin.route("/", adminUsage);

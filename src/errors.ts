@@ -49,6 +49,8 @@ export const Codes = {
   illegalField: "1214",
   promptTooLong: "1261",
   concurrency: "1302",
+  /** The gateway's own (GLM has none): too many failed authentications from a client IP or for a key id. */
+  authRateLimited: "429",
   overloaded: "1305",
   usageCap: "1308",
   internal: "500",

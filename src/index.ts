@@ -5,6 +5,7 @@ import { handleQueue } from "./jobs/consumer.ts";
 export { KeyObject } from "./keys/key-object.ts";
 export { UpstreamGuard } from "./limiter/guard.ts";
 export { JobObject } from "./jobs/job-object.ts";
+export { JobIndex } from "./jobs/job-index.ts";
 
 const app = createApp();
 

@@ -382,6 +382,30 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     }
   });
 
+  it("the openai SDK streams a chat from another origin's page: the preflight allows its x-stainless-* headers", async () => {
+    const app = await startFrontendApp(e2e.url, key);
+    try {
+      // No request routing here: with routing on, Playwright answers CORS preflights itself (allowing every
+      // header), which would hide the gateway's answer. The page loads only from loopback anyway.
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      const errors = pageErrors(page);
+      const preflights: string[] = [];
+      page.on("request", (r) => {
+        if (r.url().endsWith("/v1/chat/completions")) preflights.push(Object.keys(r.headers()).filter((h) => h.startsWith("x-stainless")).join(","));
+      });
+      await page.goto(`${app.url}/sdk.html?q=${encodeURIComponent("Hello from the SDK [[sim: tokens=12 delay=20]]")}`);
+      await page.waitForFunction(() => document.getElementById("status")?.textContent !== "…", undefined, { timeout: 20_000 });
+      expect(await page.locator("#status").textContent(), JSON.stringify(errors)).toBe("done");
+      expect(((await page.locator("#answer").textContent()) ?? "").length).toBeGreaterThan(12);
+      // The SDK did send its own headers, cross-origin.
+      expect(preflights.some((h) => h.includes("x-stainless-lang"))).toBe(true);
+      await context.close();
+    } finally {
+      await app.close();
+    }
+  });
+
   it("the README's example page shows the gateway's refusal of a token bound to another origin", async () => {
     const app = await startFrontendApp(e2e.url, key, () => ({ origin: "https://elsewhere.example.com" }));
     try {

@@ -2,10 +2,36 @@
 // back end, mints browser tokens from the gateway with a key the browser never sees (POST /api/glm-token).
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { resolve } from "node:path";
+import { resolve, sep } from "node:path";
 
 const PAGE = resolve(import.meta.dirname, "fixtures", "frontend-example.html");
 const EXAMPLE_GATEWAY = "https://glm-edge.example.workers.dev";
+/** The `openai` package's ES modules, served to the page at /openai/ so the SDK itself runs in the browser. */
+const OPENAI_DIR = resolve(import.meta.dirname, "..", "node_modules", "openai");
+
+/**
+ * A page that streams a chat with the `openai` SDK (as the README says a browser may), with a token from
+ * this app's back end; it shows the answer in #answer and "done" or the error in #status.
+ */
+function sdkPage(gateway: string): string {
+  return `<!doctype html><meta charset="utf-8"><p id="answer"></p><p id="status">…</p>
+<script type="module">
+import OpenAI from "/openai/index.mjs";
+const status = document.getElementById("status");
+try {
+  const { token } = await (await fetch("/api/glm-token", { method: "POST" })).json();
+  const client = new OpenAI({ baseURL: ${JSON.stringify(gateway + "/v1")}, apiKey: token, dangerouslyAllowBrowser: true, maxRetries: 0 });
+  const stream = await client.chat.completions.create({
+    model: "glm-4-flash-250414", stream: true,
+    messages: [{ role: "user", content: new URLSearchParams(location.search).get("q") ?? "Hello" }],
+  });
+  for await (const chunk of stream) document.getElementById("answer").textContent += chunk.choices[0]?.delta?.content ?? "";
+  status.textContent = "done";
+} catch (err) {
+  status.textContent = "error: " + err.message;
+}
+</script>`;
+}
 
 export interface FrontendApp {
   /** This app's origin, e.g. http://127.0.0.1:PORT (a different origin from the gateway's). */
@@ -27,6 +53,19 @@ export async function startFrontendApp(gateway: string, key: string, mint?: (ori
   let last: Record<string, unknown> | undefined;
   const server: Server = createServer((req, res) => {
     void (async () => {
+      const path = (req.url ?? "/").split("?")[0]!;
+      if (req.method === "GET" && path === "/sdk.html") {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+        res.end(sdkPage(gateway));
+        return;
+      }
+      if (req.method === "GET" && path.startsWith("/openai/") && path.endsWith(".mjs")) {
+        const file = resolve(OPENAI_DIR, "." + decodeURIComponent(path.slice("/openai".length)));
+        if (!file.startsWith(OPENAI_DIR + sep)) return void res.writeHead(404).end();
+        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" });
+        res.end(readFileSync(file));
+        return;
+      }
       if (req.method === "GET" && (req.url === "/" || req.url === "/index.html")) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
         res.end(html.replace(EXAMPLE_GATEWAY, gateway));

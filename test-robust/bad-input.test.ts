@@ -34,6 +34,10 @@ beforeAll(async () => {
     clientKey: key.key, keyId: key.id, keySecret: key.key.split(".")[1]!, adminToken: ADMIN_TOKEN,
     modelId: "glm-4-flash-250414", catalog: JSON.parse(catalog.body.toString()),
   };
+  // The key's owner used it before the storm: a credential the gateway has seen succeed keeps working
+  // while the storm's failures from this address are rate limited (src/auth/failure-limit.ts).
+  const used = await rawRequest({ url: `${e.url}/v1/usage`, method: "GET", headers: { authorization: `Bearer ${key.key}` }, timeoutMs: CLIENT_TIMEOUT_MS });
+  expect(used.status).toBe(200);
   e.sim.sim.reset();
 });
 

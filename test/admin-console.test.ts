@@ -89,6 +89,14 @@ describe("GET /admin/usage by day and model", () => {
     expect(((await bad.json()) as { error: { message: string } }).error.message).toContain("format");
     expect((await gw("/admin/usage?format=csv")).status).toBe(401);
   });
+
+  it("answers 404 for a key_id with no key behind it, as JSON and as CSV", async () => {
+    for (const format of ["json", "csv"]) {
+      const res = await admin("GET", `/usage?key_id=${"ab".repeat(16)}&format=${format}`);
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "404", message: "no such key" } });
+    }
+  });
 });
 
 describe("GET /admin/load", () => {

@@ -82,6 +82,17 @@ describe("client key forms", () => {
     expect(await res2.json()).toMatchObject({ error: { code: "1004" } });
   });
 
+  it("refuses a JWT whose exp is more than 24 h ahead (1002), in milliseconds or seconds", async () => {
+    const day = 24 * 3_600_000;
+    for (const exp of [Date.now() + day + 120_000, Math.floor((Date.now() + 30 * day) / 1000)]) {
+      const res = await withAuth(await glmJwt(k.id, secret, exp));
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ error: { code: "1002", message: expect.stringContaining("24 hours") } });
+    }
+    // Just inside the horizon is fine.
+    expect((await withAuth(await glmJwt(k.id, secret, Date.now() + day - 60_000))).status).toBe(200);
+  });
+
   it("never returns the secret or its hash anywhere", async () => {
     const res = await admin("GET", `/keys/${k.id}`);
     const text = await res.text();
@@ -125,6 +136,19 @@ describe("admin vs client", () => {
   it("the admin token is not a client key", async () => {
     const res = await withAuth(`Bearer ${ADMIN}`);
     expect(res.status).toBe(401);
+  });
+
+  it("the preflight allows the openai SDK's x-stainless-* headers, and nothing else unknown", async () => {
+    const pre = await gw("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example.com", "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type,x-stainless-os,X-Stainless-Retry-Count,x-stainless-timeout,x-evil",
+      },
+    });
+    const allowed = (pre.headers.get("access-control-allow-headers") ?? "").split(",");
+    expect(allowed).toEqual(expect.arrayContaining(["authorization", "content-type", "x-stainless-os", "x-stainless-retry-count", "x-stainless-timeout"]));
+    expect(allowed).not.toContain("x-evil");
   });
 
   it("admin routes have no CORS; client routes do", async () => {

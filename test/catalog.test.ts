@@ -68,12 +68,9 @@ describe("catalog cache", () => {
     expect(c.gets()).toBe(2);
   });
 
-  it("KV failure: falls back to the last good copy, else the bundled default, and logs it", async () => {
+  it("KV failure: falls back to the last good copy, and logs it", async () => {
     const { ctx, settle } = ctxCollector();
     const down = countingEnv(true);
-    const cold = await cache.get(down.env, ctx);
-    expect(cold.source).toBe("default");
-    cache = new CatalogCache(null);
     const custom: Catalog = { ...DEFAULT_CATALOG, version: 7 };
     await env.KV.put(CATALOG_KV_KEY, JSON.stringify(custom));
     const now = Date.now();
@@ -84,6 +81,45 @@ describe("catalog cache", () => {
     const after = await cache.get(down.env, ctx, Date.now());
     expect(after.catalog.version).toBe(7);
     expect(after.source).toBe("last-good");
+  });
+
+  it("KV failure with no copy in memory: 503, never the bundled default over an admin's edits", async () => {
+    const edited: Catalog = { ...DEFAULT_CATALOG, version: 8, models: DEFAULT_CATALOG.models.map((m) => (m.id === "glm-4-plus" ? { ...m, status: "disabled" as const } : m)) };
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(edited));
+    const { ctx } = ctxCollector();
+    const err = await cache.get(countingEnv(true).env, ctx).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 503, code: "503" });
+    // Nothing was cached or written: once KV answers again, the admin's catalog is what is served.
+    const view = await cache.get(env, ctx);
+    expect(view.catalog.version).toBe(8);
+    expect(view.byId.get("glm-4-plus")?.status).toBe("disabled");
+    expect(await env.KV.get(CATALOG_KV_KEY, "json")).toEqual(edited);
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG));
+  });
+
+  it("an invalid stored catalog is not replaced by the default either", async () => {
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify({ version: "broken" }));
+    const { ctx, settle } = ctxCollector();
+    await expect(cache.get(env, ctx)).rejects.toMatchObject({ status: 503 });
+    await settle();
+    expect(await env.KV.get(CATALOG_KV_KEY, "json")).toEqual({ version: "broken" });
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG));
+  });
+
+  it("an edge-cached 'no catalog' is confirmed by an uncached read before the default is written", async () => {
+    const edited: Catalog = { ...DEFAULT_CATALOG, version: 9 };
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(edited));
+    // KV's edge cache still remembers "no catalog" from before the admin's first write.
+    const staleEdge = {
+      get: (key: string, opts: { cacheTtl?: number }) => (opts.cacheTtl !== undefined ? Promise.resolve(null) : env.KV.get(key, "json")),
+      put: env.KV.put.bind(env.KV),
+    };
+    const { ctx, settle } = ctxCollector();
+    const view = await new CatalogCache(30).get({ ...env, KV: staleEdge as unknown as KVNamespace }, ctx);
+    await settle();
+    expect(view.catalog.version).toBe(9);
+    expect(await env.KV.get(CATALOG_KV_KEY, "json")).toEqual(edited);
+    await env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG));
   });
 });
 

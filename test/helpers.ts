@@ -9,8 +9,14 @@ import type { SimStats } from "../sim/simulator.ts";
 export const ADMIN = "test-admin-token";
 export const SIM = inject("simUrl");
 
+/**
+ * A request to the Worker. Each comes from its own client address (unless the test names one), as from
+ * many clients: the failed-authentication limit per IP then trips only in the tests that aim at it.
+ */
 export function gw(path: string, init: RequestInit = {}): Promise<Response> {
-  return exports.default.fetch(new Request(`http://gateway.test${path}`, init));
+  const req = new Request(`http://gateway.test${path}`, init);
+  if (!req.headers.has("cf-connecting-ip")) req.headers.set("cf-connecting-ip", `2001:db8::${crypto.randomUUID().slice(0, 13).replace("-", ":")}`);
+  return exports.default.fetch(req);
 }
 
 export async function admin(method: string, path: string, body?: unknown): Promise<Response> {

@@ -141,6 +141,13 @@ describe("one delivery attempt", () => {
     expect((await hooks(name)).length).toBe(1);
   });
 
+  it("records a receiver that cannot be reached without echoing the runtime's network error", async () => {
+    const k = await createKey();
+    // Nothing listens on port 1: the connection is refused.
+    const out = await attemptDelivery(env, { url: "http://127.0.0.1:1/hook", webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 });
+    expect(out).toMatchObject({ result: "retry", attempt: { status: null, error: "could not connect to the receiver" } });
+  });
+
   it("gives up when the URL is no longer allowed by the policy", async () => {
     const k = await createKey();
     const name = uniqueName("policy");

@@ -1,7 +1,11 @@
 // Async chat jobs through the API, run by the real local queue and consumer against the simulator:
 // submit → PROCESSING at once → poll → SUCCESS or FAIL with a cause; validation; isolation between keys;
 // slot waits that do not fail; transient upstream failures retried and then dead-lettered.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/app.ts";
+import { jobIndexStub } from "../src/jobs/job-index.ts";
 import { JOB_MAX_ATTEMPTS } from "../src/jobs/config.ts";
 import { admin, chat, chatBody, createKey, gw, simRequests, waitFor, type CreatedKey } from "./helpers.ts";
 import { inspect, result, settled, submit, submitOk, view } from "./jobs-helpers.ts";
@@ -14,6 +18,104 @@ beforeAll(async () => {
 async function simCalls(requestId: string): Promise<Record<string, unknown>[]> {
   return (await simRequests(1000)).filter((r) => r["request_id"] === requestId);
 }
+
+describe("async chat streams from GLM internally", () => {
+  it("completes an answer that takes longer than the upstream timeout, in one attempt", async () => {
+    // UPSTREAM_TIMEOUT_MS is 3 s in the tests; this answer takes about 4 s, a token every 100 ms.
+    const task = await submitOk(k.key, chatBody("a long answer [[sim: tokens=40 delay=100]]"));
+    const done = await settled(k.key, task.id, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ task_status: "SUCCESS", attempts: 1, usage: { completion_tokens: 40 } });
+    const calls = await simCalls(task.request_id);
+    expect(calls.map((c) => c["stream"])).toEqual([true]);
+    const choices = done["choices"] as { finish_reason: string; message: { role: string; content: string } }[];
+    expect(choices).toHaveLength(1);
+    expect(choices[0]).toMatchObject({ finish_reason: "stop", message: { role: "assistant" } });
+    expect(choices[0]!.message.content.length).toBeGreaterThan(40);
+  });
+
+  it("builds the non-streaming result from the stream: tool calls, finish_reason, usage and web_search", async () => {
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } },
+      { type: "web_search", web_search: { enable: true } },
+    ];
+    const body = chatBody("weather in Hangzhou? [[sim:tool]]", { tools });
+    const task = await submitOk(k.key, body);
+    const done = await settled(k.key, task.id);
+    const sync = (await (await chat(k.key, body)).json()) as { choices: unknown; usage: unknown; web_search: unknown };
+    expect(done).toMatchObject({ task_status: "SUCCESS", choices: [{ finish_reason: "tool_calls" }] });
+    // The simulator derives tool call ids from the request id, which differs between the two calls.
+    const sameIds = (v: unknown) => JSON.parse(JSON.stringify(v).replace(/call_\d+/g, "call_x")) as unknown;
+    expect(sameIds(done["choices"])).toEqual(sameIds(sync.choices));
+    expect(done["usage"]).toEqual(sync.usage);
+    expect(done["web_search"]).toEqual(sync.web_search);
+  });
+
+  it("does not retry a stream that went silent after GLM started answering: one attempt, one charge", async () => {
+    const key = await createKey();
+    const task = await submitOk(key.key, chatBody("stalls [[sim: tokens=10 hang_after=3]]"));
+    const done = await settled(key.key, task.id, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ task_status: "FAIL", attempts: 1, error: { code: "1234", message: expect.stringContaining("not retried") } });
+    expect((await simCalls(task.request_id)).length).toBe(1);
+    const usage = await waitFor(
+      async () => ((await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as { totals: { requests: number } }).totals,
+      (t) => t.requests === 1,
+    );
+    expect(usage.requests).toBe(1);
+  });
+});
+
+describe("bounded submission", () => {
+  it("the same request_id from the same key returns the existing job and runs once", async () => {
+    const key = await createKey();
+    const body = chatBody("only once [[sim: tokens=3]]", { request_id: `idem-${crypto.randomUUID()}` });
+    const first = await submit(key.key, body);
+    const firstTask = (await first.json()) as { id: string; request_id: string };
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    const again = await submit(key.key, body);
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await again.json()).toEqual(firstTask);
+    await settled(key.key, firstTask.id);
+    // Still the same job once it has finished, and the upstream ran it once.
+    expect(((await (await submit(key.key, body)).json()) as { id: string }).id).toBe(firstTask.id);
+    expect((await simCalls(firstTask.request_id)).length).toBe(1);
+    // The same id with a different request is refused; another key's same request_id is its own job.
+    const changed = await submit(key.key, { ...body, temperature: 0.1 });
+    expect(changed.status).toBe(400);
+    expect(await changed.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("request_id") } });
+    const other = await createKey();
+    expect(((await (await submit(other.key, body)).json()) as { id: string }).id).not.toBe(firstTask.id);
+  });
+
+  it("a key may have at most ASYNC_MAX_ACTIVE_JOBS jobs queued or running (429 1302 beyond)", async () => {
+    const key = await createKey();
+    const submitCapped = async (content: string) => {
+      const ctx = createExecutionContext();
+      const res = await createApp().fetch(
+        new Request("http://gw/v1/async/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+          body: JSON.stringify(chatBody(content)),
+        }),
+        { ...env, ASYNC_MAX_ACTIVE_JOBS: "2" },
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    const a = (await (await submitCapped("slow a [[sim: tokens=20 delay=100]]")).json()) as { id: string };
+    const b = (await (await submitCapped("slow b [[sim: tokens=20 delay=100]]")).json()) as { id: string };
+    const over = await submitCapped("one too many [[sim: tokens=1]]");
+    expect(over.status).toBe(429);
+    expect(await over.json()).toMatchObject({ error: { code: "1302", message: expect.stringContaining("2 async jobs queued or running") } });
+    expect(over.headers.get("retry-after")).toBe("5");
+    await settled(key.key, a.id, { timeoutMs: 20_000 });
+    await settled(key.key, b.id, { timeoutMs: 20_000 });
+    // Finished jobs no longer count.
+    await waitFor(() => jobIndexStub(env, key.id).activeCount(), (n) => n === 0);
+    expect((await submitCapped("room again [[sim: tokens=1]]")).status).toBe(200);
+  });
+});
 
 describe("submit and poll", () => {
   it("answers PROCESSING at once, then SUCCESS with GLM's choices and usage", async () => {
@@ -134,12 +236,18 @@ describe("failures", () => {
     expect((await simCalls(task.request_id)).length).toBe(1);
   });
 
-  it("fails with 1308 when the key's daily budget is used up, without calling upstream", async () => {
-    const key = await createKey({ daily_token_limit: 0 });
-    const task = await submitOk(key.key, chatBody("budget [[sim: tokens=2]]"));
-    const done = await settled(key.key, task.id);
-    expect(done).toMatchObject({ task_status: "FAIL", error: { code: "1308" } });
-    expect((await simCalls(task.request_id)).length).toBe(0);
+  it("refuses a submission with 1308 when the key's daily budget is used up: no job, no upstream call", async () => {
+    const key = await createKey({ daily_token_limit: 20 });
+    // Within the limit: accepted and run. It spends more than the limit.
+    await settled(key.key, (await submitOk(key.key, chatBody("spend [[sim: tokens=30]]"))).id);
+    const before = (await simRequests(1000)).length;
+    for (const path of ["/v1/async/chat/completions", "/v1/async/summarize"]) {
+      const res = await submit(key.key, path.endsWith("summarize") ? { text: "Some text." } : chatBody("budget [[sim: tokens=2]]"), path);
+      expect(res.status, path).toBe(429);
+      expect(await res.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("token limit") } });
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    }
+    expect((await simRequests(1000)).length).toBe(before);
   });
 
   it(

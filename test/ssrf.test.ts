@@ -88,6 +88,11 @@ const REFUSED: [string, string][] = [
   ["https://[2001:db8::1]/", "documentation"],
   ["https://a..b/", "not a valid host name"],
   [`https://example.com/${"a".repeat(2100)}`, "longer than"],
+  ["https://example.com:22/hook", "port 22 is not allowed"],
+  ["https://example.com:6379/", "port 6379 is not allowed"],
+  ["http://example.com:8080/", "scheme http"],
+  ["https://8.8.8.8:25/", "port 25 is not allowed"],
+  ["https://[2606:4700:4700::1111]:9200/", "port 9200 is not allowed"],
 ];
 
 const ACCEPTED: [string, string][] = [
@@ -103,6 +108,8 @@ const ACCEPTED: [string, string][] = [
   ["https://example.com/path@with-at", "https://example.com/path@with-at"],
   ["https://example.com/#frag@x", "https://example.com/#frag@x"],
   ["https://metadata.example.com/", "https://metadata.example.com/"],
+  ["https://example.com:443/hook", "https://example.com/hook"],
+  ["https://example.com:80/hook", "https://example.com:80/hook"],
 ];
 
 describe("checkCallbackUrl", () => {

@@ -6,6 +6,7 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { Stream } from "openai/streaming";
 import { APIError } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createApp } from "../src/app.ts";
 import { DEFAULT_CATALOG } from "../src/catalog/default.ts";
 import type { ModelEntry } from "../src/catalog/schema.ts";
 import { resolveTarget } from "../src/summarize/language.ts";
@@ -360,6 +361,54 @@ describe("failures", () => {
   });
 });
 
+
+describe("limits said up front", () => {
+  it("refuses with 413, naming the numbers, a plan that needs more upstream calls than one request may make", async () => {
+    const text = english(300);
+    const pieces = plannedPieces(text, model(SPLIT_MODEL, 3_000)).length;
+    expect(pieces).toBeGreaterThan(2);
+    const before = (await simStats()).total;
+    const ask = async (vars: Partial<Env>, stream: boolean) => {
+      const ctx = createExecutionContext();
+      const res = await createApp().fetch(
+        new Request("http://gw/v1/summarize", {
+          method: "POST",
+          headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+          body: JSON.stringify({ text, model: SPLIT_MODEL, stream }),
+        }),
+        { ...env, ...vars },
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    for (const stream of [false, true]) {
+      const res = await ask({ SUMMARIZE_MAX_UPSTREAM_CALLS: String(pieces) }, stream);
+      expect(res.status).toBe(413);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe("1261");
+      expect(error.message).toMatch(new RegExp(`needs about \\d+ upstream calls \\(${pieces} pieces and \\d+ merges?\\).*more than the ${pieces} one request may make`));
+    }
+    // Nothing was sent upstream, and the admission slot was given back.
+    expect((await simStats()).total).toBe(before);
+    expect(Object.values(await inFlight(k.id)).every((n) => n === 0)).toBe(true);
+    // With room for the plan it runs.
+    expect((await ask({ SUMMARIZE_MAX_UPSTREAM_CALLS: String(pieces + 5) }, false)).status).toBe(200);
+  });
+
+  it("says when max_tokens cut the summary: truncated in the result and in the closing chunk", async () => {
+    const text = english(40);
+    const whole = (await (await summarize(k.key, { text })).json()) as Summary & { truncated: boolean };
+    expect(whole.truncated).toBe(false);
+    const cut = (await (await summarize(k.key, { text, max_tokens: 2 })).json()) as Summary & { truncated: boolean };
+    expect(cut.truncated).toBe(true);
+    const streamed = sseData(await (await summarize(k.key, { text, max_tokens: 2, stream: true })).text());
+    expect(streamed.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(streamed.at(-2)!)).toMatchObject({ truncated: true, progress: { stage: "done" } });
+    const full = sseData(await (await summarize(k.key, { text, stream: true })).text());
+    expect(JSON.parse(full.at(-2)!)).toMatchObject({ truncated: false });
+  });
+});
 
 describe("streaming", () => {
   it("streams a single pass as chat chunks that the openai SDK parser reads, closing with the totals", async () => {

@@ -71,6 +71,13 @@ export async function parseCredential(header: string | undefined | null): Promis
 }
 
 /**
+ * The furthest ahead a GLM JWT's exp may lie. GLM's SDKs mint tokens valid for minutes (3 min in
+ * zhipuai-sdk-nodejs-v4); a token valid for weeks is a bearer credential nobody can revoke short of
+ * revoking the key, so it is refused (the same 24 h cap as browser tokens).
+ */
+export const JWT_MAX_AHEAD_MS = 24 * 3_600_000;
+
+/**
  * Verifies a GLM JWT (HS256, payload {api_key, exp, timestamp} with times in MILLISECONDS) against the
  * key's secret. Returns undefined when valid, else the GLM error to send.
  */
@@ -91,5 +98,8 @@ export async function verifyGlmJwt(
   // Accept seconds as well as GLM's milliseconds: anything below 1e12 cannot be a millisecond date after 2001.
   const expMs = exp < 1e12 ? exp * 1000 : exp;
   if (expMs <= now) return { code: Codes.tokenExpired, message: "token expired" };
+  if (expMs > now + JWT_MAX_AHEAD_MS) {
+    return { code: Codes.invalidToken, message: "invalid token: exp is more than 24 hours ahead; mint short-lived tokens" };
+  }
   return undefined;
 }

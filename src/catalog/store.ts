@@ -2,6 +2,7 @@
 // The cache holds values only: a promise shared across requests breaks in production Workers.
 import { DEFAULT_CATALOG } from "./default.ts";
 import { catalogSchema, type Catalog, type ModelEntry } from "./schema.ts";
+import { Codes, GatewayError } from "../errors.ts";
 import { log } from "../http/log.ts";
 import type { WaitUntil } from "../http/context.ts";
 
@@ -41,9 +42,14 @@ export function makeView(catalog: Catalog, source: CatalogView["source"]): Catal
   };
 }
 
-/** Loads from KV; seeds KV with the bundled default when it is empty. Throws only on KV failure. */
+/**
+ * Loads from KV. The bundled default is served (and written to KV) only when KV holds no catalog at all:
+ * a null from KV's edge cache may predate an admin's first write, so it is confirmed by an uncached read
+ * before anything is written. Throws on KV failure or an invalid stored catalog.
+ */
 async function loadFromKv(env: Env, ctx: WaitUntil, cacheTtl: number | null): Promise<CatalogView> {
-  const raw = await env.KV.get(CATALOG_KV_KEY, cacheTtl === null ? { type: "json" } : { type: "json", cacheTtl });
+  let raw = await env.KV.get(CATALOG_KV_KEY, cacheTtl === null ? { type: "json" } : { type: "json", cacheTtl });
+  if (raw === null && cacheTtl !== null) raw = await env.KV.get(CATALOG_KV_KEY, { type: "json" });
   if (raw === null) {
     ctx.waitUntil(env.KV.put(CATALOG_KV_KEY, JSON.stringify(DEFAULT_CATALOG)).catch(() => undefined));
     return makeView(DEFAULT_CATALOG, "default");
@@ -60,10 +66,18 @@ export class CatalogCache {
   /** kvCacheTtlS: KV's own edge cache for reads (null: none, for tests that change KV under the cache). */
   constructor(private readonly kvCacheTtlS: number | null = KV_CACHE_TTL_S) {}
 
+  /**
+   * KV failed: the last good copy, else nothing. Never the bundled default: KV may hold an admin's edits
+   * (a disabled model, a changed price) that the default would silently undo, so without a copy in memory
+   * the request fails (503) instead.
+   */
   private fallback(err: unknown): CatalogView {
     const last = this.slot?.view;
-    log({ level: "warn", msg: "catalog: KV read failed, serving " + (last ? "last good copy" : "bundled default"), error: String(err) });
-    return last ? { ...last, source: "last-good" } : makeView(DEFAULT_CATALOG, "default");
+    log({ level: last ? "warn" : "error", msg: "catalog: KV read failed, " + (last ? "serving the last good copy" : "no copy to serve"), error: String(err) });
+    if (!last) {
+      throw new GatewayError(503, Codes.unavailable, "the model catalog is unavailable (its store could not be read); retry in a few seconds", { "retry-after": "2" });
+    }
+    return { ...last, source: "last-good" };
   }
 
   /** The catalog for this request: from memory when fresh, refreshed in the background when stale. */

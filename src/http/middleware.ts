@@ -2,8 +2,9 @@
 // content-type checks for JSON routes, and the two kinds of authentication (client keys, admin token).
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
-import { parseCredential, bearerValue } from "../auth/credentials.ts";
-import { constantTimeEqual } from "../auth/crypto.ts";
+import { parseCredential, type Credential } from "../auth/credentials.ts";
+import { blockedFor, clientIp, isKnownGood, recordFailure, rememberGood } from "../auth/failure-limit.ts";
+import { CredentialRefused, refusal } from "../auth/refusal.ts";
 import { readConfig, requireSecret } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { REQUEST_ID_RE } from "../request-id.ts";
@@ -46,6 +47,20 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** Request headers any browser page may send to the client API. */
+const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"];
+/**
+ * The `openai` SDK's own headers (x-stainless-os, -lang, -arch, -runtime, -retry-count, -timeout, …). Their
+ * set changes between SDK versions, so the family is allowed: they carry client facts, never authority.
+ */
+const SDK_HEADER = /^x-stainless-[a-z0-9-]{1,64}$/;
+
+/** The Access-Control-Allow-Headers answer to a preflight: the fixed list plus the SDK headers it asks for. */
+export function allowedRequestHeaders(requested: string | undefined): string {
+  const sdk = new Set((requested ?? "").split(",").map((h) => h.trim().toLowerCase()).filter((h) => SDK_HEADER.test(h)));
+  return [...ALLOWED_HEADERS, ...sdk].join(",");
+}
+
 const EXPOSED = ["x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks"];
 
 /** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
@@ -61,13 +76,20 @@ export function clientCors(): MiddlewareHandler<AppEnv> {
         handler: cors({
           origin: corsOrigins === "*" ? "*" : (origin) => (corsOrigins.includes(origin) ? origin : null),
           allowMethods: ["GET", "POST", "OPTIONS"],
-          allowHeaders: ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"],
+          allowHeaders: ALLOWED_HEADERS,
           exposeHeaders: EXPOSED,
           maxAge: 600,
         }),
       };
     }
-    return built.handler(c, next);
+    const res = await built.handler(c, next);
+    if (res instanceof Response && c.req.method === "OPTIONS") {
+      // Both: Hono copies the context's headers onto the preflight response it is handed.
+      const allow = allowedRequestHeaders(c.req.header("access-control-request-headers"));
+      res.headers.set("access-control-allow-headers", allow);
+      c.res.headers.set("access-control-allow-headers", allow);
+    }
+    return res;
   };
 }
 
@@ -83,25 +105,133 @@ export function requireJson(): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** Client routes: a gateway key (or GLM JWT, or browser token). The admin token is not a client key. */
-export function clientAuth(): MiddlewareHandler<AppEnv> {
+/**
+ * A body larger than this is not read until the caller's key's object has accepted the credential: parsing
+ * and validating up to 8 MiB for anyone who sends a header costs far more than one object call. Smaller
+ * bodies are parsed first and authenticated by admission (the same object call, so nothing extra); 64 KiB
+ * holds any ordinary chat request and parses in well under a millisecond.
+ */
+export const AUTH_FIRST_BODY_BYTES = 64 * 1024;
+
+function bodyNeedsAuthFirst(req: Request): boolean {
+  if (req.body === null) return false;
+  const length = req.headers.get("content-length");
+  // No length (chunked): the size is unknown until it is read, so authenticate first.
+  return length === null || !/^\d+$/.test(length) || Number(length) > AUTH_FIRST_BODY_BYTES;
+}
+
+/** What identifies a credential in the isolate's memory of good ones (never the secret itself). */
+function fingerprint(cred: Credential): string {
+  return cred.kind === "key" ? `${cred.keyId}.${cred.secretHash}` : cred.kind === "internal" ? cred.keyId : cred.token;
+}
+
+export interface ClientAuthOptions {
+  /**
+   * Set on routes that act with the key's full authority or show the whole key's data (async jobs, usage,
+   * minting tokens): a browser token gets 403 there, before anything else. Says what the token may not do.
+   */
+  refuseBrowserTokens?: string;
+}
+
+/**
+ * Client routes: a gateway key (or GLM JWT, or browser token). The admin token is not a client key.
+ * Failed authentication is limited per client IP and key id (auth/failure-limit.ts): a blocked source is
+ * answered 429 before its credential reaches any object, and every refused credential is counted.
+ */
+export function clientAuth(opts: ClientAuthOptions = {}): MiddlewareHandler<AppEnv> {
   return async function clientAuth(c, next) {
     if (c.req.method === "OPTIONS") return next();
-    const cred = await parseCredential(c.req.header("authorization"));
+    const ip = clientIp(c.req.raw.headers);
+    const line = c.get("logLine");
+    const onLimiterError = (err: unknown) => log({ level: "warn", msg: "auth failure limiter unavailable", request_id: c.get("requestId"), error: String(err) });
+    const header = c.req.header("authorization");
+    let cred: Credential;
+    try {
+      cred = await parseCredential(header);
+    } catch (err) {
+      // A malformed credential counts against its IP (there is no key id to count); a missing one does not.
+      if (header !== undefined && header.trim() !== "" && err instanceof GatewayError && err.status === 401) {
+        const wait = blockedFor(ip, null) || (await recordFailure(c.env, ip, null, onLimiterError));
+        if (wait > 0) throw tooManyFailures(wait);
+      }
+      throw err;
+    }
     c.set("cred", cred);
-    c.get("logLine")["key_id"] = cred.keyId;
+    line["key_id"] = cred.keyId;
+    if (cred.kind === "token" && opts.refuseBrowserTokens) {
+      throw new GatewayError(403, Codes.authFailed, `a browser token cannot ${opts.refuseBrowserTokens}: call it from your back end with the key`);
+    }
+    const known = isKnownGood(fingerprint(cred));
+    if (!known) {
+      const wait = blockedFor(ip, cred.keyId);
+      if (wait > 0) {
+        line["auth_blocked"] = true;
+        throw tooManyFailures(wait);
+      }
+    }
+
+    let refused: CredentialRefused | undefined;
+    try {
+      if (bodyNeedsAuthFirst(c.req.raw)) await authenticateFirst(c.env, cred, c.req.header("origin") ?? null);
+      await next();
+    } catch (err) {
+      if (!(err instanceof CredentialRefused)) throw err;
+      refused = err;
+    }
+    refused ??= c.error instanceof CredentialRefused ? c.error : undefined;
+    if (refused) {
+      line["auth_refused"] = refused.detail ?? refused.message;
+      const wait = await recordFailure(c.env, ip, cred.keyId, onLimiterError);
+      if (wait > 0) throw tooManyFailures(wait);
+      if (c.error !== refused) throw refused;
+      return;
+    }
+    // Every 2xx on a client route comes after the key's object accepted the credential.
+    if (!known && c.res.status >= 200 && c.res.status < 300) rememberGood(fingerprint(cred));
+  };
+}
+
+/** One authenticate call on the key's object, for a request whose body is too large to read unauthenticated. */
+async function authenticateFirst(env: Env, cred: Credential, origin: string | null): Promise<void> {
+  let auth;
+  try {
+    auth = await env.KEYS.get(env.KEYS.idFromName(cred.keyId)).authenticate(cred, origin);
+  } catch (err) {
+    log({ level: "error", msg: "key object unreachable for authentication", error: String(err) });
+    throw new GatewayError(503, Codes.unavailable, "could not reach the key's state to authenticate; retry in a few seconds", { "retry-after": "2" });
+  }
+  if (!auth.ok) throw refusal(cred, auth);
+}
+
+function tooManyFailures(retryAfter: number): GatewayError {
+  return new GatewayError(
+    429,
+    Codes.authRateLimited,
+    `too many failed authentication attempts from this client or for this key; retry after ${retryAfter} s`,
+    { "retry-after": String(retryAfter) },
+  );
+}
+
+const enc = new TextEncoder();
+
+/**
+ * Admin routes: exactly `Authorization: Bearer <ADMIN_TOKEN>`. Both sides are hashed before a constant-time
+ * compare, so neither the time taken nor an early length mismatch tells anything about the token.
+ */
+export function adminAuth(): MiddlewareHandler<AppEnv> {
+  return async function adminAuth(c, next) {
+    const token = requireSecret(c.env, "ADMIN_TOKEN");
+    const header = c.req.header("authorization")?.trim();
+    if (!header) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: admin routes need 'Bearer <ADMIN_TOKEN>'");
+    const given = /^Bearer +(\S+)$/i.exec(header)?.[1];
+    if (given === undefined) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need 'Authorization: Bearer <ADMIN_TOKEN>'");
+    const [a, b] = await Promise.all([sha256(given), sha256(token)]);
+    if (!crypto.subtle.timingSafeEqual(a, b)) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need the admin token");
+    c.get("logLine")["admin"] = true;
     await next();
   };
 }
 
-/** Admin routes: exactly `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. */
-export function adminAuth(): MiddlewareHandler<AppEnv> {
-  return async function adminAuth(c, next) {
-    const token = requireSecret(c.env, "ADMIN_TOKEN");
-    const given = bearerValue(c.req.header("authorization"));
-    if (!given) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: admin routes need 'Bearer <ADMIN_TOKEN>'");
-    if (!constantTimeEqual(given, token)) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need the admin token");
-    c.get("logLine")["admin"] = true;
-    await next();
-  };
+async function sha256(text: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", enc.encode(text));
 }

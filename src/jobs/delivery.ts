@@ -54,8 +54,10 @@ export async function attemptDelivery(
   try {
     secret = await currentSecret(env, req.keyId);
   } catch (err) {
-    // The key's object or the sealing secret is unavailable: a gateway-side problem worth retrying.
-    return { result: "retry", attempt: attempt(null, `could not load the signing secret: ${String(err)}`) };
+    // The key's object or the sealing secret is unavailable: a gateway-side problem worth retrying. The
+    // delivery log is shown to the client: the cause goes to the gateway's log only.
+    log({ level: "error", msg: "webhook signing secret unavailable", job_id: req.jobId, key_id: req.keyId, error: String(err) });
+    return { result: "retry", attempt: attempt(null, "the gateway could not load the signing secret; it will retry") };
   }
   if (secret === null) {
     const reason = "the key was revoked, so its webhooks are no longer sent";
@@ -78,8 +80,10 @@ export async function attemptDelivery(
     log({ level: ok ? "info" : "warn", msg: "webhook attempt", job_id: req.jobId, key_id: req.keyId, attempt: req.attempt, status: res.status });
     return { result: ok ? "delivered" : "retry", attempt: attempt(res.status, error) };
   } catch (err) {
-    const error = controller.signal.aborted ? `no answer within ${timeoutMs} ms` : `request failed: ${err instanceof Error ? err.message : String(err)}`;
-    log({ level: "warn", msg: "webhook attempt", job_id: req.jobId, key_id: req.keyId, attempt: req.attempt, error });
+    // The runtime's error text (resolver and connection details of the network the gateway runs in) stays
+    // in the gateway's log; the client's delivery log says only that the receiver could not be reached.
+    const error = controller.signal.aborted ? `no answer within ${timeoutMs} ms` : "could not connect to the receiver";
+    log({ level: "warn", msg: "webhook attempt", job_id: req.jobId, key_id: req.keyId, attempt: req.attempt, error, cause: err instanceof Error ? err.message : String(err) });
     return { result: "retry", attempt: attempt(null, error) };
   } finally {
     clearTimeout(timer);

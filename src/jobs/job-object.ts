@@ -10,6 +10,7 @@ import { DurableObject } from "cloudflare:workers";
 import { log } from "../http/log.ts";
 import { JOB_LEASE_MS, JOB_MAX_AGE_MS, JOB_MAX_ATTEMPTS, JOB_RETENTION_MS, jobConfig } from "./config.ts";
 import { attemptDelivery } from "./delivery.ts";
+import { jobIndexStub } from "./job-index.ts";
 import { nextWebhookAttempt, slotWaitDelayS, upstreamRetryDelayS } from "./schedule.ts";
 import type { BeginResult, GlmError, JobRecord, JobResult, MessageAction, RunOutcome } from "./types.ts";
 import { jobView } from "./view.ts";
@@ -239,6 +240,16 @@ export class JobObject extends DurableObject<Env> {
       r.delivery = { webhook_id: r.id, state: "pending", attempts: [], next_attempt_at: now, first_attempt_at: null, gave_up: null };
     }
     this.save(r);
+    // The job no longer counts against its key's cap on active jobs. Two tries; should both fail, the
+    // index stops counting it once it is past the 24 h watchdog.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await jobIndexStub(this.env, r.key_id).release(r.id);
+        break;
+      } catch (err) {
+        log({ level: "warn", msg: "job index release failed", job_id: r.id, attempt, error: String(err) });
+      }
+    }
     log({ level: error ? "warn" : "info", msg: "job finished", job_id: r.id, key_id: r.key_id, kind: r.kind, status: r.state, attempts: r.attempts, code: error?.code });
     await this.schedule();
   }

@@ -1,7 +1,8 @@
 // Runs one job attempt on behalf of its key and sorts the ending into success, a failure for good, a
-// transient failure (retried with backoff) or "no free slot" (the job waits). Both kinds run the same
-// code as a synchronous request — runChat (slot, upstream, usage record) and summarizeText — with the
-// internal credential of the key that submitted the job.
+// transient failure (retried with backoff: only when GLM refused the call or could not be reached, so it
+// billed nothing) or "no free slot" (the job waits). Both kinds run the same code as a synchronous request
+// — runChat (slot, upstream, usage record) and summarizeText — with the internal credential of the key
+// that submitted the job.
 import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import { runChat } from "../chat/service.ts";
@@ -12,6 +13,7 @@ import { log, type LogFields } from "../http/log.ts";
 import { codeRule } from "../pipeline/glm-codes.ts";
 import { outcomeFields } from "../pipeline/index.ts";
 import { summarizeWithMeta, type SummarizeInput } from "../summarize/service.ts";
+import { collectChat } from "./chat-result.ts";
 import type { GlmError, JobResult, RunOutcome, RunSpec } from "./types.ts";
 
 /** Sorts a failed attempt by GLM's code table: no slot → wait, transient → retry, anything else → fail. */
@@ -34,33 +36,58 @@ function asGlmError(body: unknown, status: number): GlmError {
   return { code: String(status), message: `upstream answered ${status}` };
 }
 
+/**
+ * A failure after which GLM may have generated (and billed) the answer: a header timeout (GLM had the
+ * request for the whole timeout), or a stream that opened and then broke off, went silent or ended with an
+ * in-band error. Such a run is not retried: a retry could bill the whole answer again, up to once per
+ * attempt. The job fails with the cause; a client that wants another try submits a new request_id.
+ */
+function billedFailure(error: GlmError): RunOutcome {
+  return { kind: "fail", error: { code: error.code, message: `${error.message} (not retried: the upstream may already have billed this attempt)` } };
+}
+
+/**
+ * Runs a chat job streamed from GLM (whatever the client asked for, jobs never stream to it): the upstream
+ * timeout then bounds the wait for the first token and each silence, never the answer's length, so a long
+ * answer completes. The result is built from the stream in the non-streaming shape.
+ */
 async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Promise<RunOutcome> {
-  const parsed = JSON.parse(spec.body) as { messages?: unknown; max_tokens?: unknown };
+  const parsed = JSON.parse(spec.body) as Record<string, unknown>;
   const model = resolveModel(await getCatalog(rc.env, rc.ctx), spec.model);
   const startedAt = Date.now();
   const { sent } = await runChat({
-    env: rc.env, ctx: rc.ctx, cred, model, body: spec.body, messages: parsed.messages, stream: false,
-    maxTokens: typeof parsed.max_tokens === "number" ? parsed.max_tokens : undefined,
+    env: rc.env, ctx: rc.ctx, cred, model, body: JSON.stringify({ ...parsed, stream: true }), messages: parsed["messages"], stream: true,
+    maxTokens: typeof parsed["max_tokens"] === "number" ? parsed["max_tokens"] : undefined,
     requestId: spec.request_id, queueTimeoutMs: 0, origin: null, acceptLanguage: null, signal: rc.signal, startedAt, kind: "job",
   });
-  if (sent.kind !== "answer") throw new Error("a plain call answered with a stream");
-  const o = sent.outcome;
-  log({ msg: "job run", job_id: spec.id, attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id, ...outcomeFields(o), total_ms: Date.now() - startedAt });
-  let body: unknown;
-  try {
-    body = JSON.parse(sent.body);
-  } catch {
-    return { kind: "transient", error: { code: Codes.network, message: `upstream answered ${sent.status} with a body that is not JSON` } };
+  const line = { msg: "job run", job_id: spec.id, attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id };
+  if (sent.kind === "answer") {
+    // Refused or failed before the stream opened: GLM's error, or the gateway's when GLM never answered.
+    log({ ...line, ...outcomeFields(sent.outcome), total_ms: Date.now() - startedAt });
+    let body: unknown;
+    try {
+      body = JSON.parse(sent.body);
+    } catch {
+      return { kind: "transient", error: { code: Codes.network, message: `upstream answered ${sent.status} with a body that is not JSON` } };
+    }
+    const error = asGlmError(body, sent.status);
+    return sent.outcome.ended === "timeout" ? billedFailure(error) : classify(sent.status, error);
   }
-  if (sent.status !== 200) return classify(sent.status, asGlmError(body, sent.status));
-  const answer = body as { choices?: unknown; usage?: unknown; web_search?: unknown };
-  if (!Array.isArray(answer.choices)) {
-    return { kind: "transient", error: { code: Codes.network, message: "upstream answer has no choices" } };
+  const got = await collectChat(sent.body);
+  const o = await sent.outcome;
+  log({ ...line, ...outcomeFields(o), total_ms: Date.now() - startedAt });
+  if (o.ended === "client_abort") {
+    // The run lost its lease or hit its deadline: the job's object decides what happens next.
+    return { kind: "transient", error: { code: Codes.network, message: "the run was stopped before the answer was complete" } };
   }
+  if (o.ended !== "completed" || got.error) {
+    return billedFailure(got.error ?? { code: Codes.network, message: `the upstream stream ended early (${o.ended})` });
+  }
+  if (got.choices.length === 0) return billedFailure({ code: Codes.network, message: "upstream answer has no choices" });
   const result: JobResult = {
-    choices: answer.choices,
-    usage: answer.usage,
-    ...(answer.web_search !== undefined ? { web_search: answer.web_search } : {}),
+    choices: got.choices,
+    usage: got.usage,
+    ...(got.webSearch !== undefined ? { web_search: got.webSearch } : {}),
     cost_cny: o.record.cost_nano / 1e9,
   };
   return { kind: "success", result };
@@ -73,7 +100,7 @@ async function runSummarizeJob(rc: RunContext, spec: RunSpec, cred: Credential):
   try {
     const { result: r, facts } = await summarizeWithMeta(rc.env, rc.ctx, cred, input, { requestId: spec.request_id, signal: rc.signal });
     log({ ...line, ...facts, total_ms: Date.now() - startedAt });
-    return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks } };
+    return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks, truncated: r.truncated } };
   } catch (err) {
     log({ ...line, level: "warn", status: err instanceof GatewayError ? err.status : 500, total_ms: Date.now() - startedAt });
     throw err;

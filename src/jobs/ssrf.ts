@@ -23,6 +23,13 @@ export interface CallbackPolicy {
 
 export const MAX_CALLBACK_URL_LENGTH = 2048;
 
+/**
+ * The only ports a webhook may target (the scheme's default counts as 80 or 443). Other ports reach
+ * services a web receiver never runs on (mail, databases, admin consoles); 8443 is the usual alternate
+ * HTTPS port. WEBHOOK_ALLOW_PRIVATE=true allows any port, for local receivers.
+ */
+export const WEBHOOK_PORTS: readonly string[] = ["80", "443", "8443"];
+
 /** Names that always point inside a network (RFC 6761/6762, cloud-internal zones). */
 const INTERNAL_SUFFIXES = [".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan", ".intranet", ".corp"];
 /** Public wildcard-DNS services whose names map to any embedded IP (e.g. 127.0.0.1.nip.io) or to loopback. */
@@ -167,19 +174,24 @@ export function checkCallbackUrl(raw: string, policy: CallbackPolicy): CallbackC
   if (url.username !== "" || url.password !== "" || /^[a-z][a-z0-9+.-]*:\/*[^/?#]*@/i.test(raw.trim())) {
     return refuse("it contains userinfo (user:password@); put credentials in the path or query instead");
   }
-  let host = url.hostname;
-  if (host.startsWith("[")) {
-    const groups = parseV6(host.slice(1, -1));
-    if (!groups) return refuse(`${host} is not a valid IPv6 address`);
-    const problem = v6Problem(groups, policy.allowPrivate);
-    return problem ? refuse(`${host} is ${problem}`) : { ok: true, url: url.href };
+  const problem = hostProblem(url.hostname, policy.allowPrivate);
+  if (problem) return refuse(problem);
+  // url.port is "" for the scheme's default port (the parser drops an explicit :443 on https).
+  if (url.port !== "" && !policy.allowPrivate && !WEBHOOK_PORTS.includes(url.port)) {
+    return refuse(`port ${url.port} is not allowed (use ${WEBHOOK_PORTS.join(", ")})`);
   }
-  host = host.replace(/\.$/, "");
+  return { ok: true, url: url.href };
+}
+
+/** Why the URL's host (as the parser normalised it) is refused, or null. */
+function hostProblem(hostname: string, allowPrivate: boolean): string | null {
+  if (hostname.startsWith("[")) {
+    const groups = parseV6(hostname.slice(1, -1));
+    if (!groups) return `${hostname} is not a valid IPv6 address`;
+    const problem = v6Problem(groups, allowPrivate);
+    return problem ? `${hostname} is ${problem}` : null;
+  }
+  const host = hostname.replace(/\.$/, "");
   const v4 = parseDottedQuad(host);
-  if (v4 !== null) {
-    const problem = v4Problem(v4, policy.allowPrivate);
-    return problem ? refuse(problem) : { ok: true, url: url.href };
-  }
-  const problem = nameProblem(host, policy.allowPrivate);
-  return problem ? refuse(problem) : { ok: true, url: url.href };
+  return v4 !== null ? v4Problem(v4, allowPrivate) : nameProblem(host, allowPrivate);
 }

@@ -6,6 +6,7 @@
 //   settle  one usage record and the release, exactly once, on every path (settle.ts).
 // Callers get a typed Outcome; none of them reads another's HTTP response or headers to learn what happened.
 import type { Credential } from "../auth/credentials.ts";
+import { refusal } from "../auth/refusal.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { readConfig, requireSecret } from "../config.ts";
 import { Codes, errorBody, GatewayError } from "../errors.ts";
@@ -44,15 +45,23 @@ function reservation(model: ModelEntry, worst: NonNullable<AdmitRequest["worstCa
 
 /** Admission: throws a GatewayError (401/403/429/503/408) or returns the slot the call must settle. */
 export async function admit(req: AdmitRequest): Promise<Slot> {
-  const slot = await acquireSlot(req.env, {
-    cred: req.cred,
-    model: req.model,
-    accountTier: readConfig(req.env).accountTier,
-    queueTimeoutMs: req.queueTimeoutMs,
-    origin: req.origin,
-    signal: req.signal,
-    ...(req.worstCase ? { reserve: reservation(req.model, req.worstCase) } : {}),
-  });
+  let slot: Slot;
+  try {
+    slot = await acquireSlot(req.env, {
+      cred: req.cred,
+      model: req.model,
+      accountTier: readConfig(req.env).accountTier,
+      queueTimeoutMs: req.queueTimeoutMs,
+      origin: req.origin,
+      signal: req.signal,
+      ...(req.worstCase ? { reserve: reservation(req.model, req.worstCase) } : {}),
+    });
+  } catch (err) {
+    // The key's object refused the credential: one answer whatever the reason (auth/refusal.ts), and a
+    // CredentialRefused, which the failed-authentication limit counts.
+    if (err instanceof GatewayError && err.status === 401) throw refusal(req.cred, err);
+    throw err;
+  }
   if (req.signal?.aborted) {
     // The caller left while it waited in line: it is not admitted, and nothing is recorded for it.
     await slot.release();

@@ -106,6 +106,7 @@ adminUsage.openapi(
         },
       },
       ...commonErrors(),
+      ...notFound(),
     },
   })),
   async (c) => {
@@ -113,6 +114,11 @@ adminUsage.openapi(
     const range = resolveRange(q);
     if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id)) throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
     const ids = q.key_id ? [q.key_id] : await allKeyIds(c.env);
+    if (q.key_id) {
+      // An id with no key behind it is a 404, as on every other key route: an empty report would read as
+      // "this key spent nothing", a wrong answer for a mistyped id.
+      if (!(await keyStub(c.env, q.key_id).info())) throw new GatewayError(404, Codes.notFound, "no such key");
+    }
     const perKey = await Promise.all(ids.map((id) => keyStub(c.env, id).usageRows(range.from, range.to)));
     if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(perKey.flat()) }, 200);
     const names = await Promise.all(ids.map(async (id) => (await c.env.KV.get<PublicKey>(`key:${id}`, "json"))?.name ?? ""));

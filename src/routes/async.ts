@@ -6,12 +6,17 @@ import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
 import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
 import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { sha256Hex } from "../auth/crypto.ts";
+import { refusal } from "../auth/refusal.ts";
+import type { Caller } from "../keys/types.ts";
+import { utcDay } from "../usage/ledger.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
 import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH } from "../jobs/ssrf.ts";
+import { jobIndexStub } from "../jobs/job-index.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
 import type { JobKind } from "../jobs/types.ts";
 import { once } from "../lazy.ts";
@@ -98,14 +103,21 @@ const asyncResultSchema = once(() =>
 
 const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) }));
 
+const queueDown = once(() => ({
+  description: "Gateway misconfigured, limiter or job queue unavailable",
+  content: { "application/json": { schema: errorSchema() } },
+}));
+
 const submitResponses = once(() => ({
   200: { description: "Accepted: poll GET /async-result/{id} or wait for the webhook", content: { "application/json": { schema: asyncTaskSchema() } } },
   ...commonErrors(),
-  403: { description: "A browser token that may not use this model", content: { "application/json": { schema: errorSchema() } } },
-  503: {
-    description: "Gateway misconfigured, limiter or job queue unavailable",
+  403: { description: "A browser token (they may not submit jobs)", content: { "application/json": { schema: errorSchema() } } },
+  429: {
+    description: "The key's daily budget is used up (1308), or it has ASYNC_MAX_ACTIVE_JOBS jobs queued or running (1302); see Retry-After. A request_id already used by this key within 24 h answers 200 with that job (header idempotent-replayed: true).",
+    headers: z.object({ "retry-after": z.string().openapi({ example: "5" }) }),
     content: { "application/json": { schema: errorSchema() } },
   },
+  503: queueDown(),
 }));
 
 function illegal(field: string, why: string): GatewayError {
@@ -131,14 +143,34 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
 }
 
 /** Authenticates the caller now: the job later runs with the internal credential of this key. */
-async function authorize(c: Context<AppEnv>, model: string): Promise<string> {
+async function authorize(c: Context<AppEnv>, model: string): Promise<Caller> {
   const cred = c.get("cred");
   const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-  if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+  if (!auth.ok) throw refusal(cred, auth);
   if (auth.caller.token?.models && !auth.caller.token.models.includes(model)) {
     throw new GatewayError(403, Codes.illegalField, `this token may not use model ${model}`);
   }
-  return auth.caller.id;
+  return auth.caller;
+}
+
+/**
+ * The key's daily budget, checked at submission as admission checks it (spent today ≥ budget): a job that
+ * could not run today is refused now with 1308, not accepted and failed later.
+ */
+async function checkBudget(env: Env, caller: Caller, now = Date.now()): Promise<void> {
+  if (caller.daily_budget_cny === null && caller.daily_token_limit === null) return;
+  const today = utcDay(now);
+  const { totals } = await keyStub(env, caller.id).usage(today, today);
+  const overBudget = caller.daily_budget_cny !== null && Math.round(totals.cost_cny * 1e9) >= Math.round(caller.daily_budget_cny * 1e9);
+  const overTokens = caller.daily_token_limit !== null && totals.prompt_tokens + totals.completion_tokens >= caller.daily_token_limit;
+  if (!overBudget && !overTokens) return;
+  const midnight = Date.parse(`${today}T00:00:00Z`) + 86_400_000;
+  throw new GatewayError(
+    429,
+    Codes.usageCap,
+    `daily ${overBudget ? "budget" : "token limit"} of this key is used up; it resets at ${new Date(midnight).toISOString().slice(0, 10)}T00:00:00Z`,
+    { "retry-after": String(Math.max(1, Math.ceil((midnight - now) / 1000))) },
+  );
 }
 
 interface Submission {
@@ -151,24 +183,55 @@ interface Submission {
 }
 
 async function submit(c: Context<AppEnv>, s: Submission) {
-  const keyId = await authorize(c, s.model);
+  const caller = await authorize(c, s.model);
+  const keyId = caller.id;
+  await checkBudget(c.env, caller);
   const id = newJobId();
+  const answer = { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
+  const index = jobIndexStub(c.env, keyId);
+  const fingerprint = await sha256Hex(JSON.stringify([s.kind, s.model, s.body, s.callbackUrl, s.metadata]));
+  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: jobConfig(c.env).maxActiveJobs });
+  if (!reserved.ok && "existing" in reserved) {
+    const prior = reserved.existing;
+    if (!prior.sameRequest) {
+      throw new GatewayError(400, Codes.illegalField, `invalid field request_id: it names job ${prior.id}, submitted within 24 hours with a different request; use a new request_id`);
+    }
+    // A retried submission: the job it started, never a second run (as Stripe's idempotent requests).
+    Object.assign(c.get("logLine"), { job_id: prior.id, job_kind: s.kind, model: prior.model, idempotent_replay: true });
+    c.header("idempotent-replayed", "true");
+    return { ...answer, id: prior.id, model: prior.model };
+  }
+  if (!reserved.ok) {
+    throw new GatewayError(
+      429,
+      Codes.concurrency,
+      `this key has ${reserved.active} async jobs queued or running, its limit (ASYNC_MAX_ACTIVE_JOBS); submit more when one has finished`,
+      { "retry-after": "5" },
+    );
+  }
   const job = jobStub(c.env, id);
-  const created = await job.create({
-    record: { id, key_id: keyId, kind: s.kind, model: s.model, request_id: s.requestId, callback_url: s.callbackUrl, metadata: s.metadata, created_at: Date.now() },
-    body: s.body,
-  });
-  // 128 random bits do not collide; if they ever did, refusing beats answering with someone else's job.
-  if (!created) throw new GatewayError(500, Codes.internal, "could not allocate a job id; retry");
+  let accepted = false;
   try {
-    await c.env.JOB_QUEUE.send({ job: id });
-  } catch (err) {
-    await job.discard().catch(() => undefined);
-    c.get("logLine")["error"] = String(err);
-    throw new GatewayError(503, Codes.unavailable, "the job queue is unavailable, so the job was not accepted; retry in a few seconds", { "retry-after": "2" });
+    const created = await job.create({
+      record: { id, key_id: keyId, kind: s.kind, model: s.model, request_id: s.requestId, callback_url: s.callbackUrl, metadata: s.metadata, created_at: Date.now() },
+      body: s.body,
+    });
+    // 128 random bits do not collide; if they ever did, refusing beats answering with someone else's job.
+    if (!created) throw new GatewayError(500, Codes.internal, "could not allocate a job id; retry");
+    try {
+      await c.env.JOB_QUEUE.send({ job: id });
+    } catch (err) {
+      await job.discard().catch(() => undefined);
+      c.get("logLine")["error"] = String(err);
+      throw new GatewayError(503, Codes.unavailable, "the job queue is unavailable, so the job was not accepted; retry in a few seconds", { "retry-after": "2" });
+    }
+    accepted = true;
+  } finally {
+    // Not accepted: the request_id and the slot under the cap are free again.
+    if (!accepted) await index.forget(id).catch(() => undefined);
   }
   Object.assign(c.get("logLine"), { job_id: id, job_kind: s.kind, model: s.model });
-  return { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
+  return answer;
 }
 
 export const asyncJobs = newRouter();
@@ -214,7 +277,7 @@ asyncJobs.openapi(
     const id = c.req.valid("param").id;
     const cred = c.get("cred");
     const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+    if (!auth.ok) throw refusal(cred, auth);
     const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
     return c.json(view as z.infer<ReturnType<typeof asyncResultSchema>>, 200);

@@ -7,6 +7,7 @@ import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
 import { getCatalog } from "../catalog/store.ts";
 import { resolveModel } from "../chat/validate.ts";
 import { readConfig } from "../config.ts";
+import { refusal } from "../auth/refusal.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { requireJson } from "../http/middleware.ts";
@@ -85,8 +86,8 @@ const route = createRoute({ method: "post", path: "/tokens", middleware: [jsonIf
   summary: "Mint a short-lived browser token",
   description:
     "Call this from your back end with a gateway key (never from a browser). The token works like the key on " +
-    "`/chat/completions`, `/summarize`, `/usage` and `/models`, counts against the key's concurrency, budget and usage, " +
-    "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens or use `/admin`.",
+    "`/chat/completions`, `/summarize` and `/models`, counts against the key's concurrency, budget and usage, " +
+    "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens, read `/usage`, submit or read async jobs (403), or use `/admin`.",
   request: { body: { required: false, content: { "application/json": { schema: tokenRequestSchema() } } } },
   responses: {
     201: {
@@ -129,7 +130,7 @@ tokens.openapi(route, async (c) => {
     log({ level: "error", msg: "token mint failed: key object unreachable", request_id: c.get("requestId"), error: String(err) });
     throw new GatewayError(503, Codes.unavailable, "could not reach the key's state to mint a token; retry in a few seconds", { "retry-after": "2" });
   }
-  if (!minted.ok) throw new GatewayError(minted.status, minted.code, minted.message);
+  if (!minted.ok) throw refusal(cred, minted);
 
   Object.assign(c.get("logLine"), { token_ttl_s: ttlSeconds, token_models: models?.length ?? null, token_origin: origin });
   c.header("cache-control", "no-store");

@@ -1,5 +1,6 @@
 // GET /v1/usage: the caller's own usage and cost per day and model, from its key's Durable Object.
 import * as z from "../http/zod.ts";
+import { refusal } from "../auth/refusal.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { bearerSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
@@ -65,7 +66,7 @@ usage.openapi(
     const cred = c.get("cred");
     const stub = keyStub(c.env, cred.keyId);
     const auth = await stub.authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw new GatewayError(auth.status, auth.code, auth.message);
+    if (!auth.ok) throw refusal(cred, auth);
     const report = await stub.usage(range.from, range.to);
     return c.json({ ...range, ...report }, 200);
   },

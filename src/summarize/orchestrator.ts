@@ -5,7 +5,7 @@
 import { Codes, GatewayError } from "../errors.ts";
 import type { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
-import { groupPartials, MAX_COMBINE_LEVELS, partialTokens, pieceCount, type Budgets } from "./planner.ts";
+import { groupPartials, MAX_COMBINE_LEVELS, partialTokens, pieceCount, plannedMerges, type Budgets } from "./planner.ts";
 import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type Partial, type PromptOptions } from "./prompts.ts";
 import { packSegments, piecesOf, segmentText, splitAgain, totalTokens, type Piece } from "./splitter.ts";
 import { quietSink, type Sink } from "./stream.ts";
@@ -15,6 +15,8 @@ export interface Job {
   text: string;
   prompt: PromptOptions;
   budgets: Budgets;
+  /** Upstream calls the summary may plan (SUMMARIZE_MAX_UPSTREAM_CALLS): more is refused before the first. */
+  maxCalls: number;
 }
 
 /** Waits for every task; on the first failure aborts the rest, waits for them to settle, and throws it. */
@@ -40,6 +42,8 @@ async function allOrAbort<T>(tasks: Promise<T>[], abort: (reason: unknown) => vo
 export class Summarizer {
   /** Pieces the text was summarized in (1 = single pass); grows when a piece is split again. */
   chunks = 0;
+  /** The summary was cut by its max_tokens (the final step ended with finish_reason "length"). */
+  truncated = false;
   private mapDone = 0;
   private combineDone = 0;
   private combineTotal = 0;
@@ -69,12 +73,29 @@ export class Summarizer {
     } else {
       pieces = piecesOf(text, segs, packSegments(segs, budgets.piece, pieceCount(total, budgets.piece, this.calls.parallel)));
     }
+    this.checkPlan(pieces.length);
     this.chunks = pieces.length;
     this.sink.progress({ stage: "map", done: 0, total: this.chunks });
     const partials = (await allOrAbort(pieces.map((p, i) => this.mapPiece(p, i + 1, pieces.length)), (e) => this.calls.abort(e))).flat();
     // Renumber: pieces split again became several consecutive parts.
     const numbered = partials.map((text, i) => ({ text, from: i + 1, to: i + 1 }));
     return this.reduce(numbered);
+  }
+
+  /**
+   * Refuses, before any call, a plan that needs more upstream calls than one invocation may make: failing
+   * half way would waste what the first calls cost and still return nothing.
+   */
+  private checkPlan(pieces: number): void {
+    const merges = plannedMerges(pieces, this.job.budgets);
+    const planned = pieces + merges;
+    if (planned > this.job.maxCalls) {
+      throw new GatewayError(
+        413,
+        Codes.promptTooLong,
+        `this text needs about ${planned} upstream calls (${pieces} pieces and ${merges} merges) with ${this.calls.modelId}, more than the ${this.job.maxCalls} one request may make; send a shorter text or choose a model with a larger context`,
+      );
+    }
   }
 
   /** One piece's partial summaries, in order (more than one if it had to be split again). */
@@ -152,10 +173,15 @@ export class Summarizer {
   /** The step whose answer is the summary: streamed to the client when it streams. */
   private async finalStep(messages: ChatMessage[], what: string): Promise<string | undefined> {
     const maxTokens = this.job.budgets.finalOut;
-    if (!this.sink.streaming) return (await this.calls.complete(messages, maxTokens, what)).content;
+    if (!this.sink.streaming) {
+      const answer = await this.calls.complete(messages, maxTokens, what);
+      this.truncated = answer.finishReason === "length";
+      return answer.content;
+    }
     const open = await this.calls.openStream(messages, maxTokens, what);
     if (this.chunks > 1) this.sink.progress({ stage: "final", done: 0, total: 1 });
-    await this.sink.final(open);
+    const outcome = await this.sink.final(open);
+    this.truncated = outcome.finishReason === "length";
     return undefined;
   }
 }

@@ -24,6 +24,38 @@ const STYLE_OUTPUT_TOKENS: Record<Style, number> = { paragraph: 1_024, bullets: 
 const MIN_DEFAULT_CONTEXT = 16_000;
 /** Deepest chain of merges before giving up (each level divides the partials by at least 2). */
 export const MAX_COMBINE_LEVELS = 8;
+/**
+ * Upstream calls one summary may plan when SUMMARIZE_MAX_UPSTREAM_CALLS is not set. A Worker invocation may
+ * make 1000 subrequests on the paid plan (50 on the free plan), and each upstream call also costs Durable
+ * Object calls around it (admission, release, lease renewals), so about five subrequests per call; a
+ * transient failure may be retried once. 150 calls stay well inside 1000; on the free plan set 8.
+ */
+export const DEFAULT_MAX_UPSTREAM_CALLS = 150;
+
+/** SUMMARIZE_MAX_UPSTREAM_CALLS, else the default. */
+export function maxUpstreamCalls(env: Env): number {
+  const n = Number(env.SUMMARIZE_MAX_UPSTREAM_CALLS);
+  return env.SUMMARIZE_MAX_UPSTREAM_CALLS && Number.isInteger(n) && n > 0 ? n : DEFAULT_MAX_UPSTREAM_CALLS;
+}
+
+/**
+ * The merge calls a summary of `pieces` partial summaries will make, planned as the orchestrator merges:
+ * each partial counted at its largest (mapOut tokens, with the estimator's margin), grouped to fit an
+ * intermediate merge until everything fits the final one.
+ */
+export function plannedMerges(pieces: number, b: Budgets): number {
+  const size = Math.ceil(b.mapOut * 1.25) + 8;
+  let n = pieces;
+  let merges = 0;
+  for (let depth = 0; depth <= MAX_COMBINE_LEVELS; depth++) {
+    if (n * size <= b.combineFinal) return merges + 1;
+    const groups = Math.max(2, Math.ceil((n * size) / b.combineMid));
+    if (groups >= n) return merges + 1; // cannot shrink: the run itself will say so, after no more calls
+    merges += groups;
+    n = groups;
+  }
+  return merges + 1;
+}
 
 /**
  * The default model: among active models with streaming and a context of at least 16K tokens, the cheapest

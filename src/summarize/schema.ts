@@ -90,6 +90,7 @@ export const summarySchema = once(() =>
         .openapi({ description: "Summed over every upstream call the summary took" }),
       cost_cny: z.number().openapi({ description: "Cost of all upstream calls in CNY, at the prices when the request started" }),
       chunks: z.number().int().openapi({ description: "Pieces the text was summarized in (1 = a single pass)" }),
+      truncated: z.boolean().openapi({ description: "true when the summary was cut by max_tokens (it ends where the limit was reached)" }),
     })
     .openapi("Summary"),
 );

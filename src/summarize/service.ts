@@ -14,7 +14,7 @@ import { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
 import { resolveTarget } from "./language.ts";
 import { Summarizer, type Job } from "./orchestrator.ts";
-import { budgets, defaultModel } from "./planner.ts";
+import { budgets, defaultModel, maxUpstreamCalls } from "./planner.ts";
 import { MAX_TEXT_CHARS, summarizeInputSchema } from "./schema.ts";
 import { quietSink, SseSink, unusableFinish } from "./stream.ts";
 
@@ -35,6 +35,8 @@ export interface SummarizeResult {
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   cost_cny: number;
   chunks: number;
+  /** The summary was cut by max_tokens (it ends where the limit was reached). */
+  truncated: boolean;
 }
 
 export interface SummarizeOptions {
@@ -84,7 +86,7 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
   const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
   checkMaxTokens(model, body.max_tokens);
   const prompt = { target: resolveTarget(body.language, text), style: body.style ?? "paragraph", instructions: body.instructions?.trim() || undefined };
-  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens) } };
+  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: maxUpstreamCalls(env) } };
 }
 
 /** The largest first call a summary can make: a single pass over the whole text, or the largest piece. */
@@ -136,6 +138,7 @@ export async function summarizeWithMeta(
     const { usage, cost_nano } = usageOf(calls);
     const result: SummarizeResult = {
       id: newId(), object: "summary", model: model.id, summary: summary.trim(), usage, cost_cny: cost_nano / 1e9, chunks: summarizer.chunks,
+      truncated: summarizer.truncated,
     };
     return { result, meta: { limit: calls.limit, inFlight: calls.inFlight }, facts: { status: 200, ...summaryFields(calls, model, summarizer.chunks) } };
   } catch (err) {
@@ -179,7 +182,9 @@ export async function streamSummary(
       if (bad) return { error: bad };
       const { usage, cost_nano } = usageOf(calls);
       const n = summarizer.chunks;
-      return { fields: { usage, cost_cny: cost_nano / 1e9, chunks: n, progress: { stage: "done", done: n, total: n } } };
+      // The final stream's outcome is settled here, before the orchestrator hears of it: read it directly.
+      const truncated = outcome.finishReason === "length";
+      return { fields: { usage, cost_cny: cost_nano / 1e9, chunks: n, truncated, progress: { stage: "done", done: n, total: n } } };
     },
   });
   let factsReady!: (f: Promise<SummaryFacts>) => void;
