@@ -237,9 +237,10 @@ describe("failures", () => {
   });
 
   it("refuses a submission with 1308 when the key's daily budget is used up: no job, no upstream call", async () => {
-    const key = await createKey({ daily_token_limit: 20 });
-    // Within the limit: accepted and run. It spends more than the limit.
+    const key = await createKey();
+    // A job spends; then the key's limit is set below what it spent.
     await settled(key.key, (await submitOk(key.key, chatBody("spend [[sim: tokens=30]]"))).id);
+    await admin("PATCH", `/keys/${key.id}`, { daily_token_limit: 20 });
     const before = (await simRequests(1000)).length;
     for (const path of ["/v1/async/chat/completions", "/v1/async/summarize"]) {
       const res = await submit(key.key, path.endsWith("summarize") ? { text: "Some text." } : chatBody("budget [[sim: tokens=2]]"), path);
