@@ -31,3 +31,44 @@ describe("key ids", () => {
     expect(asked).toBe(0);
   });
 });
+
+describe("a made-up key id", () => {
+  it("is refused like a wrong secret, without any Durable Object call, and leaves no object behind", async () => {
+    const { createExecutionContext, waitOnExecutionContext } = await import("cloudflare:test");
+    const { createApp } = await import("../src/app.ts");
+    const { createKey } = await import("./helpers.ts");
+    const real = await createKey();
+    let objectCalls = 0;
+    const counting = {
+      idFromName: env.KEYS.idFromName.bind(env.KEYS),
+      get: (id: DurableObjectId) => {
+        objectCalls++;
+        return env.KEYS.get(id);
+      },
+    } as unknown as typeof env.KEYS;
+    const send = async (authorization: string) => {
+      const ctx = createExecutionContext();
+      const res = await createApp().fetch(
+        new Request("http://gateway.test/v1/chat/completions", {
+          method: "POST",
+          headers: { authorization, "content-type": "application/json", "content-length": "80" },
+          body: JSON.stringify({ model: "glm-4-flash-250414", messages: [{ role: "user", content: "hi" }] }).padEnd(80),
+        }),
+        { ...env, KEYS: counting },
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    const forged = real.id.slice(0, 16) + "0".repeat(16);
+    const wrongSecret = await send(`Bearer ${real.id}.wrongwrongwrongwrongwrong`);
+    const callsForWrongSecret = objectCalls;
+    expect(callsForWrongSecret).toBeGreaterThan(0);
+    objectCalls = 0;
+    const made = await send(`Bearer ${forged}.AAAAAAAAAAAAAAAAAAAAAAAA`);
+    expect(objectCalls).toBe(0);
+    expect(made.status).toBe(401);
+    // The same answer as a real key with a wrong secret: a made-up id tells nothing.
+    expect(await made.json()).toEqual(await wrongSecret.json());
+  });
+});

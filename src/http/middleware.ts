@@ -1,5 +1,7 @@
 // Cross-cutting middleware: request ids and the one-line request log, CORS for the client API,
 // content-type checks for JSON routes, and the two kinds of authentication (client keys, admin token).
+import { mayBeKey } from "../auth/key-id.ts";
+import { isIndexed } from "../keys/key-index.ts";
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { parseCredential, type Credential } from "../auth/credentials.ts";
@@ -172,6 +174,11 @@ export function clientAuth(opts: ClientAuthOptions = {}): MiddlewareHandler<AppE
 
     let refused: CredentialRefused | undefined;
     try {
+      // A key id must carry its tag (or be an indexed key from before tags): a made-up id is refused like
+      // a wrong secret, and costs no object call.
+      if (!(await mayBeKey(c.env, cred.keyId, (id) => isIndexed(c.env, id)))) {
+        throw refusal(cred, { status: 401, code: Codes.authFailed, message: "unknown API key (its id's tag does not verify)" });
+      }
       if (bodyNeedsAuthFirst(c.req.raw)) await authenticateFirst(c.env, cred, c.req.header("origin") ?? null);
       await next();
     } catch (err) {

@@ -1,7 +1,9 @@
 // Admin API for gateway keys. A key's Durable Object is the source of truth (a revoked key is refused on
 // its next request); KV holds a listing index that may lag by up to a minute and is only used for lists.
+import { newKeyId } from "../auth/key-id.ts";
+import { KEY_INDEX_PREFIX } from "../keys/key-index.ts";
 import * as z from "../http/zod.ts";
-import { randomB64url, randomHex, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
+import { randomB64url, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
 import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
@@ -10,7 +12,6 @@ import type { KeyRecord, PublicKey } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
 
-const INDEX_PREFIX = "key:";
 
 const settings = once(() => ({
   name: z.string().trim().min(1).max(100),
@@ -81,7 +82,7 @@ function checkId(id: string): string {
 }
 
 async function writeIndex(env: Env, key: PublicKey): Promise<void> {
-  await env.KV.put(INDEX_PREFIX + key.id, JSON.stringify(key));
+  await env.KV.put(KEY_INDEX_PREFIX + key.id, JSON.stringify(key));
 }
 
 export function newWebhookSecret(): string {
@@ -98,7 +99,8 @@ adminKeys.openapi(
   })),
   async (c) => {
     const body = c.req.valid("json");
-    const id = randomHex(16);
+    // The id carries its own tag, so the Worker can refuse a made-up id without calling any object.
+    const id = await newKeyId(c.env);
     const secret = randomB64url(24);
     const webhookSecret = newWebhookSecret();
     const material = keySealingSecret(c.env);
@@ -132,7 +134,7 @@ adminKeys.openapi(
   })),
   async (c) => {
     const q = c.req.valid("query");
-    const page = await c.env.KV.list({ prefix: INDEX_PREFIX, limit: q.limit ?? 100, ...(q.cursor ? { cursor: q.cursor } : {}) });
+    const page = await c.env.KV.list({ prefix: KEY_INDEX_PREFIX, limit: q.limit ?? 100, ...(q.cursor ? { cursor: q.cursor } : {}) });
     const data = (await Promise.all(page.keys.map((k) => c.env.KV.get<PublicKey>(k.name, "json")))).filter((k) => k !== null);
     return c.json({ data, cursor: page.list_complete ? null : page.cursor }, 200);
   },
