@@ -1,6 +1,9 @@
 // Admin API for gateway keys. A key's Durable Object is the source of truth (a revoked key is refused on
 // its next request); KV holds a listing index that may lag by up to a minute and is only used for lists.
 import { createRoute, z } from "@hono/zod-openapi";
+import { getCatalog } from "../catalog/store.ts";
+import { resolveModel } from "../chat/validate.ts";
+import type { WaitUntil } from "../http/context.ts";
 import { randomB64url, randomHex, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
 import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
@@ -17,7 +20,19 @@ const Settings = {
   max_concurrency: z.number().int().min(1).max(100_000).nullable(),
   daily_budget_cny: z.number().finite().min(0).nullable(),
   daily_token_limit: z.number().int().min(0).nullable(),
+  fallback_models: z
+    .array(z.string().min(1).max(64))
+    .max(5)
+    .nullable()
+    .openapi({ description: "models tried in order when the requested one fails for good before its first byte (x-fallback-models overrides)" }),
 };
+
+/** Fallback models must be in the catalog when they are set (a model removed later is skipped at request time). */
+async function checkFallbacks(c: { env: Env; executionCtx: WaitUntil }, models: string[] | null | undefined): Promise<void> {
+  if (!models?.length) return;
+  const view = await getCatalog(c.env, c.executionCtx);
+  for (const id of models) resolveModel(view, id);
+}
 
 const CreateKeySchema = z
   .object({
@@ -26,6 +41,7 @@ const CreateKeySchema = z
     max_concurrency: Settings.max_concurrency.optional(),
     daily_budget_cny: Settings.daily_budget_cny.optional(),
     daily_token_limit: Settings.daily_token_limit.optional(),
+    fallback_models: Settings.fallback_models.optional(),
   })
   .strict()
   .openapi("CreateKey");
@@ -40,6 +56,7 @@ export const PublicKeySchema = z
     max_concurrency: z.number().nullable(),
     daily_budget_cny: z.number().nullable(),
     daily_token_limit: z.number().nullable(),
+    fallback_models: z.array(z.string()).nullable(),
     created_at: z.string(),
     updated_at: z.string(),
     revoked_at: z.string().nullable(),
@@ -84,6 +101,7 @@ adminKeys.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
+    await checkFallbacks(c, body.fallback_models);
     const id = randomHex(16);
     const secret = randomB64url(24);
     const webhookSecret = newWebhookSecret();
@@ -96,6 +114,7 @@ adminKeys.openapi(
       max_concurrency: body.max_concurrency ?? null,
       daily_budget_cny: body.daily_budget_cny ?? null,
       daily_token_limit: body.daily_token_limit ?? null,
+      fallback_models: body.fallback_models ?? null,
       created_at: now,
       updated_at: now,
       revoked_at: null,
@@ -144,6 +163,7 @@ adminKeys.openapi(
     responses: { 200: json(PublicKeySchema, "The updated key"), ...commonErrors, ...notFound },
   }),
   async (c) => {
+    await checkFallbacks(c, c.req.valid("json").fallback_models);
     const updated = await keyStub(c.env, checkId(c.req.valid("param").id)).update(c.req.valid("json"));
     if (!updated) throw new GatewayError(404, Codes.notFound, "no such key (or it was revoked)");
     await writeIndex(c.env, updated);
