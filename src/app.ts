@@ -10,6 +10,7 @@ import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminLoad } from "./routes/admin-load.ts";
+import { adminUpstreams } from "./routes/admin-upstreams.ts";
 import { adminUsage } from "./routes/admin-usage.ts";
 import { asyncJobs } from "./routes/async.ts";
 import { chat } from "./routes/chat.ts";
@@ -96,6 +97,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   admin.route("/", adminCatalog);
   admin.route("/", adminUsage);
   admin.route("/", adminLoad);
+  admin.route("/", adminUpstreams);
   app.route("/admin", admin);
 
   const api = clientApi();
