@@ -20,6 +20,9 @@ export default defineConfig({
                 ADMIN_TOKEN: "test-admin-token",
                 KEY_ENCRYPTION_SECRET: "test-key-encryption-secret",
                 UPSTREAM_TIMEOUT_MS: "3000",
+                // Many tests make the one upstream account fail on purpose: its circuit must not open for the
+                // others. The circuit's own tests configure accounts of their own with a low threshold.
+                UPSTREAM_CIRCUIT_FAILURES: "1000000",
                 // Async jobs: webhooks to the loopback receiver, and retry schedules in seconds, not minutes.
                 WEBHOOK_ALLOW_PRIVATE: "true",
                 WEBHOOK_RETRY_BASE_SECONDS: "1",

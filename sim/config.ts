@@ -22,6 +22,11 @@ export type SimConfig = {
   defaultTokens: number;
   apiKey?: string; // when set, only "Bearer <apiKey>" is accepted
   chaos?: ChaosConfig;
+  /**
+   * Controls (the x-sim syntax, e.g. "error=1305") applied to every request without a fault of its own, or
+   * only to those for `models`: one simulator playing a failing account (or a failing model) among several.
+   */
+  fault?: { controls: string; models?: string[] };
 };
 
 export type SimOptions = Partial<SimConfig>;
@@ -64,6 +69,7 @@ const VALID: Record<keyof SimConfig, (v: unknown) => boolean> = {
   defaultTokens: isCount,
   apiKey: (v) => typeof v === 'string' && v !== '',
   chaos: (v) => typeof v === 'object' && !Array.isArray(v),
+  fault: (v) => typeof v === 'object' && v !== null && typeof (v as { controls?: unknown }).controls === 'string',
 };
 
 /**

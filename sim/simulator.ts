@@ -97,6 +97,9 @@ export function createSimulator(options: SimOptions = {}): Simulator {
     ticket.setModel(body.model);
 
     let c: Controls = parseControls(lastUser, req.headers.get('x-sim'));
+    if (!hasFault(c) && config.fault && (!config.fault.models || config.fault.models.includes(body.model))) {
+      c = { ...parseControls('', config.fault.controls), ...c };
+    }
     if (!hasFault(c)) c = { ...chaosControls(config.chaos, record.seq, c.tokens ?? config.defaultTokens), ...c };
     const plan = buildPlan(body, c, record.seq, config.defaultTokens);
     Object.assign(record, { request_id: plan.request_id, prompt_tokens: plan.usage.prompt_tokens });

@@ -11,6 +11,7 @@ import * as z from "./http/zod.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminLoad } from "./routes/admin-load.ts";
+import { adminUpstreams } from "./routes/admin-upstreams.ts";
 import { adminUsage } from "./routes/admin-usage.ts";
 import { asyncJobs } from "./routes/async.ts";
 import { chat } from "./routes/chat.ts";
@@ -105,6 +106,7 @@ export function createApp(): Router {
   admin.route("/", adminCatalog);
   admin.route("/", adminUsage);
   admin.route("/", adminLoad);
+  admin.route("/", adminUpstreams);
   app.route("/admin", admin);
 
   const api = clientApi();

@@ -9,16 +9,21 @@ declare module "vitest" {
   export interface ProvidedContext {
     simUrl: string;
     hookUrl: string;
+    /** Three more simulators, each playing one upstream account of a pool (test/pool.test.ts). */
+    poolSimUrls: string[];
   }
 }
 
 export default async function setup(project: TestProject) {
   const sim = await startSimulator({ port: 0 });
   project.provide("simUrl", sim.url);
+  const accounts = await Promise.all([0, 1, 2].map(() => startSimulator({ port: 0 })));
+  project.provide("poolSimUrls", accounts.map((a) => a.url));
   const hooks = await startHookReceiver();
   project.provide("hookUrl", hooks.url);
   return async () => {
     await hooks.close();
     await sim.close();
+    await Promise.all(accounts.map((a) => a.close()));
   };
 }

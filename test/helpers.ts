@@ -4,6 +4,8 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { exports } from "cloudflare:workers";
 import { inject } from "vitest";
 import { createApp } from "../src/app.ts";
+import type { ModelEntry } from "../src/catalog/schema.ts";
+import { poolsFor, type CircuitConfig, type Pool } from "../src/limiter/pools.ts";
 import type { SimStats } from "../sim/simulator.ts";
 
 export const ADMIN = "test-admin-token";
@@ -103,3 +105,10 @@ export async function chatWithEnv(key: string, overrides: Partial<Env>, body: un
   await waitOnExecutionContext(ctx);
   return res;
 }
+
+/** The test environment's one upstream account (GLM_API_KEY, tier V0 unless given): its pools for a model. */
+export function defaultPools(model: ModelEntry, tier: "V0" | "V1" | "V2" | "V3" = "V0"): Pool[] {
+  return poolsFor([{ id: "default", key: "unused", tier, baseUrl: "", weight: 1 }], model, 500);
+}
+
+export const CIRCUIT: CircuitConfig = { failures: 3, cooldownMs: 30_000 };

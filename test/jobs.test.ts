@@ -259,7 +259,8 @@ describe("failures", () => {
       expect(first).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1305" } });
       const done = await settled(k.key, task.id, { timeoutMs: 40_000 });
       expect(done).toMatchObject({ task_status: "FAIL", attempts: JOB_MAX_ATTEMPTS, error: { code: "1305", message: expect.stringContaining(`gave up after ${JOB_MAX_ATTEMPTS} attempts`) } });
-      expect((await simCalls(task.request_id)).length).toBe(JOB_MAX_ATTEMPTS);
+      // Each run is one pipeline call, which makes UPSTREAM_MAX_ATTEMPTS (3) attempts before the job retries later.
+      expect((await simCalls(task.request_id)).length).toBe(JOB_MAX_ATTEMPTS * 3);
       const record = await waitFor(() => inspect(task.id), (r) => r?.dead_lettered_at !== null, 10_000);
       expect(record?.dead_lettered_at).toEqual(expect.any(Number));
     },

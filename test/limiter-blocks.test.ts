@@ -13,7 +13,7 @@ import type { KeyObject } from "../src/keys/key-object.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import type { UpstreamGuard } from "../src/limiter/guard.ts";
 import { acquireSlot } from "../src/limiter/slots.ts";
-import { createKey, waitFor } from "./helpers.ts";
+import { CIRCUIT, createKey, defaultPools, waitFor } from "./helpers.ts";
 
 /** A model of its own per test, so each test has its own guard; `account` is its limit at account tier V0. */
 function model(id: string, account: number, perKey = 1000): ModelEntry {
@@ -27,9 +27,11 @@ async function keyFor(settings: Record<string, unknown> = {}): Promise<{ id: str
 }
 
 const keyObject = (id: string) => env.KEYS.get(env.KEYS.idFromName(id)) as DurableObjectStub<KeyObject>;
-const guard = (m: string) => env.GUARD.get(env.GUARD.idFromName(m)) as DurableObjectStub<UpstreamGuard>;
+/** The single account's pool for a model (no GLM_UPSTREAMS in the test environment: the account "default"). */
+const pool = (m: string) => `default:${m}`;
+const guard = (m: string) => env.GUARD.get(env.GUARD.idFromName(pool(m))) as DurableObjectStub<UpstreamGuard>;
 const guardCalls = (m: string) => runInDurableObject(guard(m), (g: UpstreamGuard) => g.calls);
-const guardLeased = async (m: string) => (await guard(m).inFlight())[m] ?? 0;
+const guardLeased = async (m: string) => (await guard(m).inFlight())[pool(m)] ?? 0;
 const keyInFlight = async (id: string, m: string) => (await keyObject(id).info())!.in_flight[m] ?? 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,7 +58,7 @@ function countingEnv(): { env: Env; calls: Record<string, number> } {
 }
 
 const take = (e: Env, cred: Credential, m: ModelEntry, queueTimeoutMs = 0, signal?: AbortSignal) =>
-  acquireSlot(e, { cred, model: m, accountTier: "V0", queueTimeoutMs, signal });
+  acquireSlot(e, { cred, model: m, pools: defaultPools(m), circuit: CIRCUIT, queueTimeoutMs, signal });
 
 describe("one round trip per request", () => {
   it("admits and releases with one call to the key's object each, and the guard is not asked per request", async () => {
@@ -84,9 +86,9 @@ describe("one round trip per request", () => {
     const slots = await Promise.all(Array.from({ length: 3 }, () => take(env, k.cred, m)));
     expect(await keyInFlight(k.id, m.id)).toBe(3);
     const blocks = await keyObject(k.id).upstreamBlocks();
-    expect(blocks[m.id]!.used).toBe(3);
-    expect(blocks[m.id]!.size).toBeGreaterThan(3); // the headroom
-    expect(await guardLeased(m.id)).toBe(blocks[m.id]!.size);
+    expect(blocks[pool(m.id)]!.used).toBe(3);
+    expect(blocks[pool(m.id)]!.size).toBeGreaterThan(3); // the headroom
+    expect(await guardLeased(m.id)).toBe(blocks[pool(m.id)]!.size);
     await Promise.all(slots.map((s) => s.release()));
     expect(await keyInFlight(k.id, m.id)).toBe(0);
   });
@@ -151,7 +153,7 @@ describe("waiting for the account's capacity", () => {
     const k = await keyFor();
     // Leases live 1.5 s at this key; the request waits 4.5 s, three lifetimes (as 60 s would be two at 30 s).
     await runInDurableObject(keyObject(k.id), (o: KeyObject) => void (o.ttlMs = 1_500));
-    const holder = await guard(m.id).acquire(m.id, 1);
+    const holder = await guard(m.id).acquire(pool(m.id), 1);
     expect(holder.granted).toBe(true);
     const pending = take(env, k.cred, m, 20_000);
     const seen: number[] = [];
@@ -170,7 +172,7 @@ describe("waiting for the account's capacity", () => {
   it("a client that leaves while queued for upstream capacity is never admitted and holds nothing", async () => {
     const m = model("blocks-abort", 1);
     const k = await keyFor();
-    const holder = await guard(m.id).acquire(m.id, 1);
+    const holder = await guard(m.id).acquire(pool(m.id), 1);
     const ac = new AbortController();
     const pending = take(env, k.cred, m, 20_000, ac.signal);
     await sleep(300);
@@ -246,7 +248,7 @@ describe("renewal", () => {
     expect(await keyInFlight(k.id, m.id)).toBe(0);
     expect(await slot.renew()).toBe(true);
     expect(await keyInFlight(k.id, m.id)).toBe(1);
-    expect((await keyObject(k.id).upstreamBlocks())[m.id]!.used).toBe(1);
+    expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]!.used).toBe(1);
 
     // Lost again, and meanwhile another request took the key's only slot: the request must end.
     await lapse();
@@ -269,14 +271,14 @@ describe("renewal", () => {
     // The guard lost the block (its slots expired there), and the key's block is due for renewal.
     const lapseAtGuard = async () => {
       await runInDurableObject(guard(m.id), (_g, state) => void state.storage.sql.exec("DELETE FROM leases"));
-      await runInDurableObject(keyObject(k.id), (_o, state) => void state.storage.sql.exec("UPDATE upstream_slots SET expires_at = ?", Date.now() + 2_000));
+      await runInDurableObject(keyObject(k.id), (_o, state) => void state.storage.sql.exec("UPDATE pool_slots SET expires_at = ?", Date.now() + 2_000));
     };
     await lapseAtGuard();
     expect(await guardLeased(m.id)).toBe(0);
     expect(await slot.renew()).toBe(true);
     expect(await guardLeased(m.id)).toBe(1); // counted again at the guard
     await lapseAtGuard();
-    const intruder = await guard(m.id).acquire(m.id, 1); // someone else takes the account's only slot
+    const intruder = await guard(m.id).acquire(pool(m.id), 1); // someone else takes the account's only slot
     expect(intruder.granted).toBe(true);
     expect(await slot.renew()).toBe(false);
     expect(await keyInFlight(k.id, m.id)).toBe(0);
@@ -294,7 +296,7 @@ describe("idle keys", () => {
     await slot.release();
     expect(await guardLeased(m.id)).toBeGreaterThan(0); // kept briefly for the next request
     expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
-    expect((await keyObject(k.id).upstreamBlocks())[m.id]).toBeUndefined();
+    expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]).toBeUndefined();
   });
 });
 

@@ -4,7 +4,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { LeaseTable } from "../src/limiter/leases.ts";
-import { admin, chat, chatBody, chatWithEnv, createKey, simRequests, simStats, waitFor } from "./helpers.ts";
+import { admin, chat, chatBody, chatWithEnv, CIRCUIT, createKey, defaultPools, simRequests, simStats, waitFor } from "./helpers.ts";
 
 async function inFlight(id: string): Promise<number> {
   const info = (await (await admin("GET", `/keys/${id}`)).json()) as { in_flight: Record<string, number> };
@@ -220,7 +220,7 @@ describe("keep-alive while the gateway waits on GLM", () => {
     const { sha256Hex } = await import("../src/auth/crypto.ts");
     const slot = await acquireSlot(env, {
       cred: { kind: "key", keyId: keyPart!, secretHash: await sha256Hex(secret!) },
-      model, accountTier: "V0", queueTimeoutMs: 0,
+      model, pools: defaultPools(model), circuit: CIRCUIT, queueTimeoutMs: 0,
     });
     const expiry = () =>
       runInDurableObject(env.KEYS.get(env.KEYS.idFromName(k.id)), (_o, state) =>

@@ -25,7 +25,7 @@ function upstream(chunks: string[]): { open: OpenStream; outcome: Promise<Outcom
     { response: new Response(body), abort: () => undefined, abortReason: () => undefined },
     {
       idleTimeoutMs: 5_000, stallMs: 30_000, renewEveryMs: 10_000, renew: async () => true,
-      onEnd: (o) => finished({ status: 200, ended: o.ended, record: {} as Outcome["record"], ...(o.finishReason ? { finishReason: o.finishReason } : {}) }),
+      onEnd: (o) => finished({ status: 200, ended: o.ended, record: {} as Outcome["record"], attempts: 1, account: "default", ...(o.finishReason ? { finishReason: o.finishReason } : {}) }),
     },
   );
   return { outcome, open: { body: relayed, outcome } };

@@ -317,14 +317,15 @@ describe("failures", () => {
     expect(calls.map((c) => c["ended"])).toEqual(["error", "completed"]);
   });
 
-  it("fails clearly after a second transient error, naming the step", async () => {
+  it("fails clearly once the pipeline's attempts are spent, naming the step, without a second layer of retries", async () => {
     const rid = `fail-${crypto.randomUUID()}`;
     const res = await summarize(k.key, { text: `${english(20)} [[sim: error=1305]]` }, { "x-request-id": rid });
     expect(res.status).toBe(429);
     const err = ((await res.json()) as { error: { code: string; message: string } }).error;
     expect(err.code).toBe("1305");
-    expect(err.message).toMatch(/summarizing the text failed twice/);
-    expect(await callsOf(rid, 2)).toHaveLength(2);
+    expect(err.message).toMatch(/summarizing the text failed after 3 attempts/);
+    // UPSTREAM_MAX_ATTEMPTS (3) in the pipeline, and no retry of the summary's own on top.
+    expect(await callsOf(rid, 3)).toHaveLength(3);
   });
 
   it("fails the whole summary when one piece fails twice, and frees every slot", async () => {
@@ -334,7 +335,7 @@ describe("failures", () => {
     expect(res.status).toBe(502);
     const err = ((await res.json()) as { error: { code: string; message: string } }).error;
     expect(err.code).toBe("500");
-    expect(err.message).toMatch(/^summarizing piece \d+ of \d+ failed twice/);
+    expect(err.message).toMatch(/^summarizing piece \d+ of \d+ failed after 3 attempts/);
     const sim = await simStats();
     expect(sim.by_model[SPLIT_MODEL]!.total).toBeGreaterThanOrEqual(2);
     await waitFor(() => inFlight(key.id), (f) => Object.values(f).every((n) => n === 0));
@@ -472,7 +473,7 @@ describe("streaming", () => {
       return undefined;
     })();
     expect(err).toBeInstanceOf(APIError);
-    expect((err as APIError).message).toMatch(/summarizing piece \d+ of \d+ failed twice/);
+    expect((err as APIError).message).toMatch(/summarizing piece \d+ of \d+ failed after 3 attempts/);
   });
 
   it("stops every upstream call and frees every slot when the client goes away", async () => {

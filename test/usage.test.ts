@@ -37,8 +37,9 @@ describe("usage records", () => {
     await (await chat(k.key, chatBody("break [[sim: tokens=30 break_after=6]]", { request_id: "broken-1", stream: true }))).text();
     await (await chat(k.key, chatBody("fail [[sim: error=500]]", { request_id: "failed-1" }))).text();
 
-    const recs = await waitFor(() => records(k.id), (r) => r.length === 9);
-    expect(recs.length).toBe(9);
+    // The failed request took three upstream attempts (UPSTREAM_MAX_ATTEMPTS): one record each.
+    const recs = await waitFor(() => records(k.id), (r) => r.length === 11);
+    expect(recs.length).toBe(11);
     const byId = new Map(recs.map((r) => [r.request_id, r]));
     for (const [rid, u] of reported) {
       const r = byId.get(rid)!;
@@ -57,24 +58,26 @@ describe("usage records", () => {
     expect(br).toMatchObject({ ended: "upstream_break", estimated: true });
     expect(br.completion_tokens).toBe(6);
     expect(br.prompt_tokens).toBeGreaterThan(0);
-    expect(byId.get("failed-1")).toMatchObject({ status: 500, ended: "upstream_error", prompt_tokens: 0, completion_tokens: 0, estimated: false });
+    const failed = recs.filter((r) => r.request_id === "failed-1");
+    expect(failed.map((r) => (r as Rec & { attempt: number }).attempt).sort()).toEqual([1, 2, 3]);
+    for (const r of failed) expect(r).toMatchObject({ status: 500, ended: "upstream_error", prompt_tokens: 0, completion_tokens: 0, estimated: false, cost_cny: 0 });
 
     const report = (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}` } })).json()) as {
       from: string; to: string; totals: Record<string, number>; by_day: { day: string; requests: number }[]; by_model: { model: string; requests: number }[];
     };
     const sum = (f: (r: Rec) => number) => recs.reduce((a, r) => a + f(r), 0);
     expect(report.totals).toMatchObject({
-      requests: 9, prompt_tokens: sum((r) => r.prompt_tokens), completion_tokens: sum((r) => r.completion_tokens),
-      estimated: 2, errors: 1, incomplete: 2,
+      requests: 11, prompt_tokens: sum((r) => r.prompt_tokens), completion_tokens: sum((r) => r.completion_tokens),
+      estimated: 2, errors: 3, incomplete: 2,
     });
     expect(Math.abs(report.totals["cost_cny"]! - sum((r) => r.cost_cny))).toBeLessThan(1e-9);
-    expect(report.by_day).toEqual([expect.objectContaining({ day: new Date().toISOString().slice(0, 10), requests: 9 })]);
+    expect(report.by_day).toEqual([expect.objectContaining({ day: new Date().toISOString().slice(0, 10), requests: 11 })]);
     expect(report.by_model.find((m) => m.model === "glm-4-plus")?.requests).toBe(3);
 
     const all = (await (await admin("GET", "/usage")).json()) as { totals: { requests: number } };
-    expect(all.totals.requests).toBeGreaterThanOrEqual(9);
+    expect(all.totals.requests).toBeGreaterThanOrEqual(11);
     const one = (await (await admin("GET", `/usage?key_id=${k.id}`)).json()) as { totals: { requests: number } };
-    expect(one.totals.requests).toBe(9);
+    expect(one.totals.requests).toBe(11);
   });
 
   it("validates the date range", async () => {

@@ -31,7 +31,7 @@ async function createKey(env: Env): Promise<string> {
   const material = keySealingSecret(env);
   const now = new Date().toISOString();
   const record: KeyRecord = {
-    id, name: "bench-probe", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null,
+    id, name: "bench-probe", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null,
     created_at: now, updated_at: now, revoked_at: null,
     secret_hash: await sha256Hex(secret), secret_sealed: await seal(material, secret), webhook_secret_sealed: await seal(material, "unused"),
   };
@@ -42,7 +42,7 @@ async function createKey(env: Env): Promise<string> {
 function usageRecord(): UsageRecord {
   return {
     id: crypto.randomUUID(), request_id: "bench", ts: Date.now(), model: MODEL, kind: "chat", stream: true, status: 200,
-    ended: "completed", prompt_tokens: 12, completion_tokens: 200, cached_tokens: 0, cost_nano: 0, estimated: false,
+    ended: "completed", prompt_tokens: 12, completion_tokens: 200, cached_tokens: 0, cost_nano: 0, estimated: false, account: "default", attempt: 1,
   };
 }
 
@@ -64,7 +64,10 @@ async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: str
   // As the gateway does it: one call to the key's object admits (its block hands out the upstream slot),
   // one call releases (with the usage record in "slot-usage").
   const key = keyStub(env, cred.keyId);
-  const got = await key.acquire({ cred, model: MODEL, limits: model.concurrency, accountLimit: model.concurrency.V3, origin: null });
+  const got = await key.acquire({
+    cred, model: MODEL, limits: model.concurrency, origin: null,
+    pools: [{ name: `default:${MODEL}`, account: "default", limit: model.concurrency.V3, weight: 1 }],
+  });
   if (!got.ok) throw new Error(`key refused: ${got.message}`);
   await key.release(got.leaseId, mode === "slot-usage" ? usageRecord() : undefined);
 }

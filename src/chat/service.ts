@@ -26,6 +26,8 @@ export interface ChatCall {
   signal: AbortSignal | null;
   startedAt: number;
   kind: UsageRecord["kind"];
+  /** x-fallback-models, resolved; undefined: the key's default list. */
+  fallbacks?: ModelEntry[];
 }
 
 export interface ChatResult {
@@ -53,6 +55,7 @@ export async function runChat(call: ChatCall): Promise<ChatResult> {
   const sent = await send(slot, {
     env: call.env, ctx: call.ctx, model: call.model, body: call.body, messages: call.messages, stream: call.stream,
     requestId: call.requestId, kind: call.kind, acceptLanguage: call.acceptLanguage, signal: call.signal, startedAt: call.startedAt,
+    ...(call.fallbacks ? { fallbacks: call.fallbacks } : {}),
   });
   return { keyId: slot.caller.id, limit: slot.limit, inFlight: slot.inFlight, sent };
 }

@@ -2,34 +2,37 @@
 // its in-flight leases and its usage ledger — so authentication, the concurrency check, the budget check
 // and the slot all happen in one atomic call, and a revoked key is refused on the very next request.
 // It also holds the key's blocks of upstream slots (src/limiter/block.ts), so that one call admits a
-// request against both the key's limit and the account's, and one call releases it.
+// request against both the key's limit and an upstream account's, one call moves a failed attempt to its
+// next account or model (next()), and one call releases it.
 import { DurableObject } from "cloudflare:workers";
 import { constantTimeEqual, unseal } from "../auth/crypto.ts";
 import { verifyGlmJwt, type Credential } from "../auth/credentials.ts";
 import { keySealingSecret } from "../config.ts";
 import { Codes } from "../errors.ts";
 import { log } from "../http/log.ts";
-import { UpstreamBlock } from "../limiter/block.ts";
+import { UpstreamBlock, type Verdict } from "../limiter/block.ts";
+import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";
 import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
 
-export type Denial = { ok: false; status: 401 | 403 | 429; code: string; message: string; retryAfter?: number };
+export type Denial = { ok: false; status: 401 | 403 | 429 | 503; code: string; message: string; retryAfter?: number };
 export type AuthResult = { ok: true; caller: Caller } | Denial;
 
-/** Refused or still waiting for the account's upstream capacity (the key's own limit was not the obstacle). */
+/** Refused or still waiting for upstream capacity (the key's own limit was not the obstacle). */
 export interface UpstreamWait {
-  /** The account's limit for the model. */
+  /** The accounts' limits for the model, summed. */
   limit: number;
-  /** Set while the request waits: the key slot it keeps meanwhile, and its place in the guard's line. */
+  /** Set while the request waits (or asked to keep it): the key slot it keeps, and its place in a guard's line. */
   leaseId?: string;
   ticket?: string;
+  ticketPool?: string;
 }
 
 export type KeyAcquireResult =
-  | { ok: true; caller: Caller; leaseId: string; limit: number; inFlight: number }
+  | { ok: true; caller: Caller; leaseId: string; limit: number; inFlight: number; pool: string; account: string }
   | (Denial & { limit?: number; inFlight?: number; ticket?: string; upstream?: UpstreamWait });
 
 export interface KeyAcquireRequest {
@@ -37,13 +40,18 @@ export interface KeyAcquireRequest {
   model: string;
   /** The model's in-flight limit for each tier, from the catalog. */
   limits: Record<string, number>;
-  /** The gateway account tier's limit for the model: the bound across all keys. */
-  accountLimit: number;
+  /** The model's upstream pools over every account, each with its share of the account's tier limit. */
+  pools: Pool[];
+  /** Accounts this attempt should not use (where the request's previous attempt failed). */
+  avoid?: string[];
+  circuit?: CircuitConfig;
   origin?: string | null;
   /** Waiting in the key's line: the ticket of an earlier answer, and how long this call may park. */
   wait?: { ticket?: string; waitMs?: number };
   /** Set on calls after a "waiting for upstream" answer: the key slot the request keeps and its guard ticket. */
-  held?: { leaseId: string; ticket?: string };
+  held?: { leaseId: string; ticket?: string; ticketPool?: string };
+  /** Keep the key slot when no upstream slot is free (a retry that backs off and asks again). */
+  keep?: boolean;
   /** The request's worst-case cost and tokens, held against the key's daily budget while it is in flight. */
   reserve?: Reservation;
 }
@@ -58,7 +66,9 @@ export interface Reservation {
 export interface Retake {
   model: string;
   limits: Record<string, number>;
-  accountLimit: number;
+  /** The pool the request's upstream slot is at, and that pool's limit. */
+  pool: string;
+  poolLimit: number;
 }
 
 function keyLimit(caller: Pick<KeyRecord, "tier" | "max_concurrency">, limits: Record<string, number>): number {
@@ -86,7 +96,7 @@ export class KeyObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.leases = new LeaseTable(ctx.storage);
-    this.block = new UpstreamBlock(ctx.storage.sql, this.leases, (model) => env.GUARD.get(env.GUARD.idFromName(model)), () => this.ttlMs);
+    this.block = new UpstreamBlock(ctx.storage.sql, this.leases, (pool) => env.GUARD.get(env.GUARD.idFromName(pool)), () => this.ttlMs);
     this.ledger = new Ledger(ctx.storage.sql);
     // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
     ctx.storage.sql.exec(
@@ -188,7 +198,7 @@ export class KeyObject extends DurableObject<Env> {
     const newLease = crypto.randomUUID();
     const admitted = await this.admit(req, req.held ? undefined : newLease);
     if (!admitted.ok) {
-      if (req.held) this.release(req.held.leaseId, undefined, req.held.ticket ? { model: req.model, ticket: req.held.ticket } : undefined);
+      if (req.held) this.release(req.held.leaseId, undefined, req.held.ticket && req.held.ticketPool ? { pool: req.held.ticketPool, ticket: req.held.ticket } : undefined);
       return admitted;
     }
     const caller = admitted.caller;
@@ -214,21 +224,49 @@ export class KeyObject extends DurableObject<Env> {
     let up;
     try {
       up = await this.block.take({
-        model: req.model, leaseId, accountLimit: req.accountLimit, keyLimit: limit,
-        ticket: req.held?.ticket, waitMs: req.wait?.waitMs,
+        model: req.model, leaseId, pools: req.pools, keyLimit: limit, circuit: req.circuit,
+        ...(req.avoid ? { avoid: req.avoid } : {}),
+        ...(req.held?.ticket && req.held.ticketPool ? { ticket: req.held.ticket, ticketPool: req.held.ticketPool } : {}),
+        ...(req.wait?.waitMs !== undefined ? { waitMs: req.wait.waitMs } : {}),
       });
     } catch (err) {
       // The guard is unreachable: nothing is admitted, and the key slot is not kept.
       this.release(leaseId);
       throw err;
     }
-    if (up.ok) return { ok: true, caller, leaseId, limit, inFlight };
-    if (!up.ticket) this.release(leaseId);
+    if (up.ok) return { ok: true, caller, leaseId, limit, inFlight, pool: up.pool, account: up.account };
+    const keep = up.ticket !== undefined || req.keep === true;
+    if (!keep) this.release(leaseId);
+    const upstream: UpstreamWait = {
+      limit: up.limit,
+      ...(keep ? { leaseId } : {}),
+      ...(up.ticket && up.ticketPool ? { ticket: up.ticket, ticketPool: up.ticketPool } : {}),
+    };
+    if (up.openUntil !== undefined) {
+      const retryAfter = Math.max(1, Math.ceil((up.openUntil - Date.now()) / 1000));
+      return {
+        ok: false, status: 503, code: Codes.unavailable, retryAfter, limit, inFlight, upstream,
+        message: `every upstream account for ${req.model} is failing (circuit open); retry in ${retryAfter} s`,
+      };
+    }
     return {
-      ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight,
-      upstream: { limit: up.limit, ...(up.ticket ? { leaseId, ticket: up.ticket } : {}) },
+      ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight, upstream,
       message: `the gateway's upstream capacity for ${req.model} is full (${up.limit} in flight); retry shortly`,
     };
+  }
+
+  /**
+   * Ends one attempt of a request — records its usage, and gives its upstream slot back with how it went
+   * (the account's circuit counts it) — and takes the slots for the next attempt, in one call: the same key
+   * slot for the same model (so another request of the key cannot take it in between), a new one for a
+   * fallback model. Answers like acquire(); refused with `keep`, the key slot stays held for a later call.
+   */
+  async next(leaseId: string, usage: UsageRecord | undefined, verdict: Verdict, req: KeyAcquireRequest): Promise<KeyAcquireResult> {
+    if (usage) this.recordSafely(usage);
+    this.block.release(leaseId, verdict);
+    if (this.leases.modelOf(leaseId) === req.model) return this.acquire({ ...req, held: { leaseId } });
+    this.release(leaseId);
+    return this.acquire(req);
   }
 
   /**
@@ -321,14 +359,18 @@ export class KeyObject extends DurableObject<Env> {
       const got = await this.leases.acquire(retake.model, keyLimit(r, retake.limits), { id: leaseId, jump: true, ttlMs: this.ttlMs });
       if (!got.granted) return false;
     }
-    const model = this.leases.modelOf(leaseId)!;
+    const pool = this.block.poolOf(leaseId) ?? retake?.pool;
+    if (pool === undefined) {
+      this.release(leaseId);
+      return false;
+    }
     try {
-      await this.block.renewIfDue(model);
-      if (await this.block.ensure(model, leaseId, retake?.accountLimit)) return true;
+      await this.block.renewIfDue(pool);
+      if (await this.block.ensure(pool, leaseId, retake?.poolLimit)) return true;
     } catch (err) {
       // The guard is unreachable: the request keeps its slot until the slot's expiry (the guard counts it
       // that long) and the next renewal tries again; past it, the request must end.
-      log({ level: "warn", msg: "upstream block renewal failed", model, error: String(err) });
+      log({ level: "warn", msg: "upstream block renewal failed", pool, error: String(err) });
       this.block.dropLapsed();
       if (this.block.holds(leaseId)) return true;
     }
@@ -337,25 +379,27 @@ export class KeyObject extends DurableObject<Env> {
   }
 
   /**
-   * Ends a request: frees its key slot and its upstream slot (back to the key's block), and records its usage
-   * when it reached upstream. `leave` gives up its place in the guard's line (a request that stopped
-   * waiting). Idempotent for the slots; the slots are freed even if recording fails.
+   * Ends a request: frees its key slot and its upstream slot (back to the key's block, with how the attempt
+   * went for the account's circuit), and records its usage when it reached upstream. `leave` gives up its
+   * place in a guard's line (a request that stopped waiting). Idempotent for the slots; the slots are freed
+   * even if recording fails.
    */
-  release(leaseId: string, usage?: UsageRecord, leave?: { model: string; ticket: string }): { released: boolean; recorded: boolean } {
+  release(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): { released: boolean; recorded: boolean } {
     const released = this.leases.release(leaseId);
     this.unreserve(leaseId);
-    this.block.release(leaseId);
-    if (leave) this.block.leaveQueue(leave.model, leave.ticket);
-    let recorded = usage === undefined;
-    if (usage) {
-      try {
-        this.ledger.record(usage);
-        recorded = true;
-      } catch (err) {
-        log({ level: "error", msg: "recording usage failed; the slot was freed", error: String(err) });
-      }
+    this.block.release(leaseId, verdict);
+    if (leave) this.block.leaveQueue(leave.pool, leave.ticket);
+    return { released, recorded: usage === undefined || this.recordSafely(usage) };
+  }
+
+  private recordSafely(usage: UsageRecord): boolean {
+    try {
+      this.ledger.record(usage);
+      return true;
+    } catch (err) {
+      log({ level: "error", msg: "recording usage failed; the slot was freed", error: String(err) });
+      return false;
     }
-    return { released, recorded };
   }
 
   /** The key's blocks of upstream slots per model (slots held, and how many carry a request). */

@@ -7,6 +7,8 @@ export interface KeySettings {
   max_concurrency: number | null;
   daily_budget_cny: number | null;
   daily_token_limit: number | null;
+  /** Models tried in order when the requested one fails for good before its first byte (admin-set). */
+  fallback_models: string[] | null;
 }
 
 /** Stored in the key's Durable Object. The secret only as a hash and, for GLM's JWT form, sealed. */
@@ -41,7 +43,8 @@ export interface Caller extends KeySettings {
 
 export function toPublic(r: KeyRecord): PublicKey {
   const { secret_hash: _h, secret_sealed: _s, webhook_secret_sealed: _w, ...pub } = r;
-  return pub;
+  // Keys created before fallback models existed have no such field.
+  return { ...pub, fallback_models: r.fallback_models ?? null };
 }
 
 export function toCaller(r: KeyRecord): Caller {
@@ -52,5 +55,6 @@ export function toCaller(r: KeyRecord): Caller {
     max_concurrency: r.max_concurrency,
     daily_budget_cny: r.daily_budget_cny,
     daily_token_limit: r.daily_token_limit,
+    fallback_models: r.fallback_models ?? null,
   };
 }

@@ -3,6 +3,7 @@
 // messages, else from the body's size), and the release runs whatever the estimate or the ledger did.
 import type { ModelEntry } from "../catalog/schema.ts";
 import { log } from "../http/log.ts";
+import type { Verdict } from "../limiter/block.ts";
 import type { Slot } from "../limiter/slots.ts";
 import type { GlmUsage } from "../upstream/sse-observer.ts";
 import { costNano, type TokenUsage } from "../usage/cost.ts";
@@ -23,6 +24,9 @@ export interface CallFacts {
   messages: unknown;
   /** Size of the body sent: the estimate of last resort. */
   bodyBytes: number;
+  /** The upstream account the call went to, and which attempt of its request it was (1 for the first). */
+  account?: string;
+  attempt?: number;
 }
 
 /** How a call ended, as observed. */
@@ -33,6 +37,11 @@ export interface EndFacts {
   /** SSE events received: about one completion token each when GLM sent no usage. */
   events?: number;
   done?: boolean;
+  /**
+   * GLM never answered this attempt and another attempt followed: it is recorded (status, ending) but not
+   * billed, so a caller pays once for a request however many attempts it took.
+   */
+  superseded?: boolean;
 }
 
 export type Estimator = (messages: unknown) => number;
@@ -59,7 +68,7 @@ export function tokensFrom(u: GlmUsage | undefined): TokenUsage | undefined {
  */
 export function usageRecord(call: CallFacts, end: EndFacts, estimate: Estimator = estimatePromptTokens): UsageRecord {
   const reported = tokensFrom(end.usage);
-  const refused = reported === undefined && end.ended === "upstream_error" && end.status >= 400;
+  const refused = reported === undefined && ((end.ended === "upstream_error" && end.status >= 400) || end.superseded === true);
   let tokens = reported;
   if (!tokens) {
     let prompt = 0;
@@ -83,14 +92,17 @@ export function usageRecord(call: CallFacts, end: EndFacts, estimate: Estimator 
   return {
     id: call.id, request_id: call.requestId, ts: call.startedAt, model: call.model.id, kind: call.kind,
     stream: call.stream, status: end.status, ended: end.ended, ...tokens, cost_nano: cost,
-    estimated: reported === undefined && !refused,
+    estimated: reported === undefined && !refused, account: call.account ?? "default", attempt: call.attempt ?? 1,
   };
 }
 
-/** Records and releases. Never rejects: the slot's release retries, and a lost release lapses with its lease. */
-export async function settle(slot: Slot, record: UsageRecord): Promise<void> {
+/**
+ * Records and releases, with how the attempt went for its account's circuit. Never rejects: the slot's
+ * release retries, and a lost release lapses with its lease.
+ */
+export async function settle(slot: Slot, record: UsageRecord, verdict: Verdict = "neutral"): Promise<void> {
   try {
-    await slot.release(record);
+    await slot.release(record, verdict);
   } catch (err) {
     log({ level: "error", msg: "settling a call failed", request_id: record.request_id, error: String(err) });
   }

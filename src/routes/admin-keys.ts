@@ -3,6 +3,9 @@
 import { newKeyId } from "../auth/key-id.ts";
 import { KEY_INDEX_PREFIX } from "../keys/key-index.ts";
 import * as z from "../http/zod.ts";
+import { getCatalog } from "../catalog/store.ts";
+import { resolveModel } from "../chat/validate.ts";
+import type { WaitUntil } from "../http/context.ts";
 import { randomB64url, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
 import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
@@ -19,7 +22,19 @@ const settings = once(() => ({
   max_concurrency: z.number().int().min(1).max(100_000).nullable(),
   daily_budget_cny: z.number().finite().min(0).nullable(),
   daily_token_limit: z.number().int().min(0).nullable(),
+  fallback_models: z
+    .array(z.string().min(1).max(64))
+    .max(5)
+    .nullable()
+    .openapi({ description: "models tried in order when the requested one fails for good before its first byte (x-fallback-models overrides)" }),
 }));
+
+/** Fallback models must be in the catalog when they are set (a model removed later is skipped at request time). */
+async function checkFallbacks(c: { env: Env; executionCtx: WaitUntil }, models: string[] | null | undefined): Promise<void> {
+  if (!models?.length) return;
+  const view = await getCatalog(c.env, c.executionCtx);
+  for (const id of models) resolveModel(view, id);
+}
 
 const createKeySchema = once(() => {
   const s = settings();
@@ -30,6 +45,7 @@ const createKeySchema = once(() => {
       max_concurrency: s.max_concurrency.optional(),
       daily_budget_cny: s.daily_budget_cny.optional(),
       daily_token_limit: s.daily_token_limit.optional(),
+      fallback_models: s.fallback_models.optional(),
     })
     .strict()
     .openapi("CreateKey");
@@ -46,6 +62,7 @@ export const publicKeySchema = once(() =>
       max_concurrency: z.number().nullable(),
       daily_budget_cny: z.number().nullable(),
       daily_token_limit: z.number().nullable(),
+      fallback_models: z.array(z.string()).nullable(),
       created_at: z.string(),
       updated_at: z.string(),
       revoked_at: z.string().nullable(),
@@ -99,6 +116,7 @@ adminKeys.openapi(
   })),
   async (c) => {
     const body = c.req.valid("json");
+    await checkFallbacks(c, body.fallback_models);
     // The id carries its own tag, so the Worker can refuse a made-up id without calling any object.
     const id = await newKeyId(c.env);
     const secret = randomB64url(24);
@@ -112,6 +130,7 @@ adminKeys.openapi(
       max_concurrency: body.max_concurrency ?? null,
       daily_budget_cny: body.daily_budget_cny ?? null,
       daily_token_limit: body.daily_token_limit ?? null,
+      fallback_models: body.fallback_models ?? null,
       created_at: now,
       updated_at: now,
       revoked_at: null,
@@ -160,6 +179,7 @@ adminKeys.openapi(
     responses: { 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() },
   })),
   async (c) => {
+    await checkFallbacks(c, c.req.valid("json").fallback_models);
     const updated = await keyStub(c.env, checkId(c.req.valid("param").id)).update(c.req.valid("json"));
     if (!updated) throw new GatewayError(404, Codes.notFound, "no such key (or it was revoked)");
     await writeIndex(c.env, updated);

@@ -1,13 +1,15 @@
 // GET /admin/load: a read-only snapshot for the operator console — every key with its requests in flight
-// per model against its limit, its last use and today's spend, and the gateway's own upstream account's
-// requests in flight per model against GLM_ACCOUNT_TIER. Nothing here takes or frees a slot.
+// per model against its limit, its last use and today's spend, and the gateway's upstream capacity: requests
+// in flight per model against the limit, summed over the upstream accounts (GET /admin/upstreams has them one
+// by one). Nothing here takes or frees a slot.
 import * as z from "../http/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
-import { readConfig, TIERS, type Tier } from "../config.ts";
+import { readAccounts, readConfig, TIERS, type Tier } from "../config.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { guardStub, keyStub } from "../limiter/slots.ts";
+import { guardStub, poolsFor } from "../limiter/pools.ts";
+import { keyStub } from "../limiter/slots.ts";
 import type { KeyStatus } from "../keys/types.ts";
 import { publicKeySchema } from "./admin-keys.ts";
 import { allKeyIds } from "./admin-usage.ts";
@@ -28,7 +30,9 @@ const loadSchema = once(() => {
   return z
     .object({
       at: z.string(),
-      account: z.object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) }).openapi({ description: "the gateway's own GLM account" }),
+      account: z
+        .object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) })
+        .openapi({ description: "the gateway's upstream capacity: in flight and limits summed over its GLM accounts (tier: the first account's)" }),
       keys: z.array(KeyLoadSchema),
     })
     .openapi("Load");
@@ -62,16 +66,23 @@ adminLoad.openapi(
   })),
   async (c) => {
     const { models } = (await getCatalog(c.env, c.executionCtx)).catalog;
-    const tier: Tier = readConfig(c.env).accountTier;
+    const accounts = readAccounts(c.env);
+    const tier: Tier = accounts[0]!.tier;
+    const poolsOf = (m: ModelEntry | undefined) => (m ? poolsFor(accounts, m, readConfig(c.env).guardShardSlots) : []);
     const [statuses, upstream] = await Promise.all([
       allKeyIds(c.env).then((ids) => Promise.all(ids.map((id) => keyStub(c.env, id).status()))),
-      Promise.all(models.map(async (m) => [m.id, (await guardStub(c.env, m.id).inFlight())[m.id] ?? 0] as const)),
+      Promise.all(
+        models.map(async (m) => {
+          const counts = await Promise.all(poolsOf(m).map(async (p) => (await guardStub(c.env, p.name).inFlight())[p.name] ?? 0));
+          return [m.id, counts.reduce((a, b) => a + b, 0)] as const;
+        }),
+      ),
     ]);
     const keys = statuses
       .filter((k) => k !== null)
       .map(({ in_flight, ...key }) => ({ ...key, models: perModel(models, in_flight, (m) => keyLimit(key, m)) }))
       .sort((a, b) => b.created_at.localeCompare(a.created_at));
-    const account = { tier, models: perModel(models, Object.fromEntries(upstream), (m) => m?.concurrency[tier] ?? 0) };
+    const account = { tier, models: perModel(models, Object.fromEntries(upstream), (m) => poolsOf(m).reduce((n, p) => n + p.limit, 0)) };
     return c.json({ at: new Date().toISOString(), account, keys }, 200);
   },
 );

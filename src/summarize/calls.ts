@@ -2,8 +2,10 @@
 // call, the relay and the settlement (one UsageRecord of kind "summarize" per call, the release) happen
 // there. This file adds what a summary needs on top: a local gate (at most `parallel` calls at once: the
 // caller's free slots, capped at the Workers limit of 6 connections), the first slot taken up front (so a
-// full limit is a 429 before any byte is sent), one retry of a transient failure (GLM's code table says
-// which), and errors that name the step. Every call streams upstream (collect.ts says why); only the final
+// full limit is a 429 before any byte is sent), one retry of a failure after GLM's answer had started (an
+// in-band error, a broken or cut-off stream, an empty answer), and errors that name the step. A failure before
+// GLM's first byte is not retried here: the pipeline has already retried it (other accounts, backoff,
+// UPSTREAM_MAX_ATTEMPTS), so the two layers never multiply. Every call streams upstream (collect.ts says why); only the final
 // one is relayed to the client.
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
@@ -185,7 +187,11 @@ export class Calls {
     }
     this.records.push(sent.outcome.record);
     if (this.signal.aborted) throw this.signal.reason;
-    throw classify(sent.status, sent.outcome.upstreamCode ?? String(sent.status), sent.body, what);
+    const err = classify(sent.status, sent.outcome.upstreamCode ?? String(sent.status), sent.body, what);
+    if (!(err instanceof Transient)) throw err;
+    const e = err.error;
+    const tries = sent.attempts === 1 ? "1 attempt" : `${sent.attempts} attempts`;
+    throw new GatewayError(e.status, e.code, `${what} failed after ${tries}, so the summary was abandoned: ${e.message}`, e.headers);
   }
 
   private async once(messages: ChatMessage[], maxTokens: number, what: string): Promise<Answer> {

@@ -26,6 +26,9 @@ export interface UsageRecord extends TokenUsage {
   ended: Ending;
   cost_nano: number;
   estimated: boolean;
+  /** The upstream account the attempt went to, and its number among the request's attempts (1 first). */
+  account: string;
+  attempt: number;
 }
 
 export interface UsageTotals {
@@ -110,15 +113,19 @@ export class Ledger {
         estimated INTEGER NOT NULL, errors INTEGER NOT NULL, incomplete INTEGER NOT NULL, PRIMARY KEY (day, model));
       CREATE TABLE IF NOT EXISTS usage_last (one INTEGER PRIMARY KEY CHECK (one = 1), ts INTEGER NOT NULL);
     `);
+    // Columns added with the upstream pool; rows written before it went to the single account "default".
+    const columns = new Set(sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('usage_requests')").toArray().map((r) => r.name));
+    if (!columns.has("account")) sql.exec("ALTER TABLE usage_requests ADD COLUMN account TEXT NOT NULL DEFAULT 'default'");
+    if (!columns.has("attempt")) sql.exec("ALTER TABLE usage_requests ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1");
   }
 
   /** Returns false when a record with this id exists already (a retried release). */
   record(r: UsageRecord): boolean {
     const inserted = this.sql.exec(
       `INSERT OR IGNORE INTO usage_requests (id, request_id, ts, model, kind, stream, status, ended, prompt_tokens,
-        completion_tokens, cached_tokens, cost_nano, estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        completion_tokens, cached_tokens, cost_nano, estimated, account, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       r.id, r.request_id, r.ts, r.model, r.kind, r.stream ? 1 : 0, r.status, r.ended, r.prompt_tokens,
-      r.completion_tokens, r.cached_tokens, r.cost_nano, r.estimated ? 1 : 0,
+      r.completion_tokens, r.cached_tokens, r.cost_nano, r.estimated ? 1 : 0, r.account ?? "default", r.attempt ?? 1,
     ).rowsWritten;
     if (inserted === 0) return false;
     this.sql.exec(
@@ -207,6 +214,8 @@ export class Ledger {
         cached_tokens: Number(r["cached_tokens"]),
         cost_nano: Number(r["cost_nano"]),
         estimated: r["estimated"] === 1,
+        account: String(r["account"]),
+        attempt: Number(r["attempt"]),
       }));
   }
 
