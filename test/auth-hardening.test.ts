@@ -117,8 +117,11 @@ describe("authenticate before expensive work", () => {
         expect(res.status, path).toBe(401);
       }
     }
-    // A small malformed body is parsed first (admission authenticates later at no extra cost).
-    expect((await gw("/v1/chat/completions", json(`Bearer ${"0".repeat(32)}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(400);
+    // A small malformed body from a real key id is parsed first (admission authenticates later at no extra
+    // cost); a made-up id is refused before anything (its tag does not verify).
+    const k = await createKey();
+    expect((await gw("/v1/chat/completions", json(`Bearer ${k.id}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(400);
+    expect((await gw("/v1/chat/completions", json(`Bearer ${"0".repeat(32)}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(401);
   });
 
   it("a large body with a good credential goes through, and a chunked body of unknown size is authenticated first", async () => {
