@@ -40,18 +40,25 @@ async function settled(key: string, id: string): Promise<Record<string, unknown>
 }
 
 describe("failed authentication is rate limited", () => {
-  it("per client IP: 20 failures, then 429 with Retry-After for every request from it, before any object call", async () => {
+  it("per client IP: past 20 failures, 429 with Retry-After for every request from it, before any object call", async () => {
     const ip = "198.51.100.77";
     const good = await e2e.createKey();
+    // The binding counts in windows aligned to the clock: 20 failures may straddle two of them, so keep
+    // failing until the limit answers — after at least 20 failures, and within 40.
     const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const res = await call("/v1/chat/completions", `Bearer ${"0".repeat(31)}${i % 10}.${"x".repeat(24)}`, chatBody("x"), { "cf-connecting-ip": ip });
-      statuses.push(res.status);
-      await res.body?.cancel();
+    let over: Response | undefined;
+    for (let i = 0; i <= 40 && !over; i++) {
+      const res = await call("/v1/usage", i % 2 ? "Bearer not-a-key" : `Bearer ${"0".repeat(31)}${i % 10}.${"x".repeat(24)}`, undefined, { "cf-connecting-ip": ip });
+      if (res.status === 429) over = res;
+      else {
+        statuses.push(res.status);
+        await res.body?.cancel();
+      }
     }
-    expect(statuses).toEqual(Array(20).fill(401));
-    const over = await call("/v1/usage", "Bearer not-a-key", undefined, { "cf-connecting-ip": ip });
-    expect(over.status).toBe(429);
+    expect(statuses.length).toBeGreaterThanOrEqual(20);
+    expect(new Set(statuses)).toEqual(new Set([401]));
+    expect(over?.status).toBe(429);
+    if (!over) return;
     expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(await errorOf(over)).toMatchObject({ code: "429", message: expect.stringContaining("too many failed authentication") });
     // A key this gateway has not yet seen succeed is refused from that IP too: nothing reaches its object.

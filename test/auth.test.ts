@@ -93,6 +93,21 @@ describe("client key forms", () => {
     expect((await withAuth(await glmJwt(k.id, secret, Date.now() + day - 60_000))).status).toBe(200);
   });
 
+  it("bounds zhipuai-sdk-nodejs-v4's microsecond tokens (exp millennia ahead as GLM reads it) by their timestamp", async () => {
+    // The SDK's payload: timestamp = now in microseconds, exp = timestamp + 180 000.
+    const sdkToken = async (issuedMs: number) => {
+      const head = b64url(JSON.stringify({ alg: "HS256", sign_type: "SIGN" }));
+      const ts = Math.round(issuedMs * 1e3);
+      const body = b64url(JSON.stringify({ api_key: k.id, exp: ts + 180_000, timestamp: ts }));
+      const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+      return `${head}.${body}.${b64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(`${head}.${body}`))))}`;
+    };
+    expect((await withAuth(await sdkToken(Date.now()))).status).toBe(200);
+    const old = await withAuth(await sdkToken(Date.now() - 25 * 3_600_000));
+    expect(old.status).toBe(401);
+    expect(await old.json()).toMatchObject({ error: { code: "1003", message: expect.stringContaining("24 hours") } });
+  });
+
   it("never returns the secret or its hash anywhere", async () => {
     const res = await admin("GET", `/keys/${k.id}`);
     const text = await res.text();

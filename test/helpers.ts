@@ -93,11 +93,13 @@ export function sseData(text: string): string[] {
 /** A chat request through a fresh app whose bindings are overridden (a broken upstream, a missing secret…). */
 export async function chatWithEnv(key: string, overrides: Partial<Env>, body: unknown = chatBody("x")): Promise<Response> {
   const ctx = createExecutionContext();
+  const text = JSON.stringify(body);
   const res = await createApp().fetch(
     new Request("http://gateway.test/v1/chat/completions", {
       method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
+      // The length a request over HTTP carries: without it the gateway authenticates before reading the body.
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": String(new TextEncoder().encode(text).byteLength) },
+      body: text,
     }),
     { ...env, ...overrides },
     ctx,

@@ -71,11 +71,15 @@ export async function parseCredential(header: string | undefined | null): Promis
 }
 
 /**
- * The furthest ahead a GLM JWT's exp may lie. GLM's SDKs mint tokens valid for minutes (3 min in
- * zhipuai-sdk-nodejs-v4); a token valid for weeks is a bearer credential nobody can revoke short of
- * revoking the key, so it is refused (the same 24 h cap as browser tokens).
+ * The longest a GLM JWT may be used. GLM's SDKs mean their tokens to live for minutes; a token valid for
+ * weeks is a bearer credential nobody can stop short of revoking the key, so an exp further ahead is
+ * refused (the same 24 h cap as browser tokens).
  */
 export const JWT_MAX_AHEAD_MS = 24 * 3_600_000;
+/** Tolerated difference between the clocks of the client that signs and the gateway. */
+const JWT_CLOCK_SKEW_MS = 5 * 60_000;
+/** A `timestamp` this large is in microseconds: 1e15 ms would be the year 33658. */
+const MICROSECONDS = 1e15;
 
 /**
  * Verifies a GLM JWT (HS256, payload {api_key, exp, timestamp} with times in MILLISECONDS) against the
@@ -98,6 +102,16 @@ export async function verifyGlmJwt(
   // Accept seconds as well as GLM's milliseconds: anything below 1e12 cannot be a millisecond date after 2001.
   const expMs = exp < 1e12 ? exp * 1000 : exp;
   if (expMs <= now) return { code: Codes.tokenExpired, message: "token expired" };
+  const timestamp = payload["timestamp"];
+  if (typeof timestamp === "number" && timestamp >= MICROSECONDS) {
+    // zhipuai-sdk-nodejs-v4 writes timestamp and exp in microseconds, exp only 180 000 after timestamp (its
+    // 3-minute TTL, in milliseconds): GLM reads exp as milliseconds, a date millennia ahead. Such a token's
+    // life is counted from its timestamp instead, so it too is usable for at most 24 hours.
+    const issuedMs = timestamp / 1000;
+    if (issuedMs > now + JWT_CLOCK_SKEW_MS) return { code: Codes.invalidToken, message: "invalid token: timestamp is in the future" };
+    if (now - issuedMs > JWT_MAX_AHEAD_MS) return { code: Codes.tokenExpired, message: "token expired: it was issued more than 24 hours ago" };
+    return undefined;
+  }
   if (expMs > now + JWT_MAX_AHEAD_MS) {
     return { code: Codes.invalidToken, message: "invalid token: exp is more than 24 hours ahead; mint short-lived tokens" };
   }
