@@ -3,7 +3,7 @@
 // authority is needed, and async submissions bounded by the key's budget, its cap on active jobs and
 // request_id idempotency.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "./harness.ts";
+import { ADMIN_TOKEN, startE2E, type E2E } from "./harness.ts";
 
 let e2e: E2E;
 
@@ -93,9 +93,15 @@ describe("browser tokens", () => {
 
 describe("async submissions are bounded", () => {
   it("by the key's daily budget: 1308 at submission once it is used up", async () => {
-    const k = await e2e.createKey({ daily_token_limit: 20 });
+    // The job spends; then the key's limit is set below what it spent (a job's worst case is reserved at
+    // admission, so a limit this small would refuse the job itself).
+    const k = await e2e.createKey();
     const first = (await (await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("spend [[sim: tokens=30]]"))).json()) as { id: string };
     expect(await settled(k.key, first.id)).toMatchObject({ task_status: "SUCCESS" });
+    const patched = await fetch(`${e2e.url}/admin/keys/${k.id}`, {
+      method: "PATCH", headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ daily_token_limit: 20 }),
+    });
+    expect(patched.status).toBe(200);
     const res = await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("more [[sim: tokens=1]]"));
     expect(await errorOf(res)).toMatchObject({ status: 429, code: "1308" });
   });

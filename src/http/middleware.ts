@@ -50,7 +50,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
 }
 
 /** Request headers any browser page may send to the client API. */
-const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "accept-language"];
+const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "x-fallback-models", "accept-language"];
 /**
  * The `openai` SDK's own headers (x-stainless-os, -lang, -arch, -runtime, -retry-count, -timeout, …). Their
  * set changes between SDK versions, so the family is allowed: they carry client facts, never authority.
@@ -63,7 +63,10 @@ export function allowedRequestHeaders(requested: string | undefined): string {
   return [...ALLOWED_HEADERS, ...sdk].join(",");
 }
 
-const EXPOSED = ["x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks"];
+const EXPOSED = [
+  "x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks",
+  "x-upstream-model", "x-upstream-attempts",
+];
 
 /** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
 export function clientCors(): MiddlewareHandler<AppEnv> {
