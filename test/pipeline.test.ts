@@ -188,7 +188,7 @@ interface SlotLog {
 
 function fakeSlot(over: Partial<Slot> = {}, log: SlotLog = { released: [], keepAlive: [] }): Slot {
   return {
-    caller: { id: "k", name: "k", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null },
+    caller: { id: "k", name: "k", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null, webhook_urls: null },
     limit: 10, inFlight: 1, model: DEFAULT_CATALOG.models[0]!, account: "default", pool: `default:${DEFAULT_CATALOG.models[0]!.id}`,
     next: async () => false,
     renew: async () => true,

@@ -31,7 +31,7 @@ async function createKey(env: Env): Promise<string> {
   const material = keySealingSecret(env);
   const now = new Date().toISOString();
   const record: KeyRecord = {
-    id, name: "bench-probe", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null,
+    id, name: "bench-probe", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null, webhook_urls: null,
     created_at: now, updated_at: now, revoked_at: null,
     secret_hash: await sha256Hex(secret), secret_sealed: await seal(material, secret), webhook_secret_sealed: await seal(material, "unused"),
   };

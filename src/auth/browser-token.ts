@@ -12,6 +12,8 @@ export interface TokenClaims {
   models: string[] | null;
   origin: string | null;
   exp: number;
+  /** When the token was minted (seconds): an admin's "revoke all tokens" refuses those minted before. */
+  iat: number;
 }
 
 export async function mintBrowserToken(
@@ -54,5 +56,5 @@ export async function verifyBrowserToken(
   if (bound !== null && origin !== bound) {
     return { status: 403, code: Codes.authFailed, message: `this token may only be used from ${bound}${origin === null ? " (the request has no Origin header)" : `, not from ${origin.slice(0, 200)}`}` };
   }
-  return { models: (models as string[] | null | undefined) ?? null, origin: bound, exp };
+  return { models: (models as string[] | null | undefined) ?? null, origin: bound, exp, iat };
 }

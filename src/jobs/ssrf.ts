@@ -195,3 +195,28 @@ function hostProblem(hostname: string, allowPrivate: boolean): string | null {
   const v4 = parseDottedQuad(host);
   return v4 !== null ? v4Problem(v4, allowPrivate) : nameProblem(host, allowPrivate);
 }
+
+/**
+ * Whether a callback URL is under one of a key's allowed prefixes: the same scheme, host and port, and a path
+ * that is the prefix's or continues it at a "/" boundary ("https://a.example/hooks" allows ".../hooks" and
+ * ".../hooks/x", not ".../hooksevil" nor "https://a.example.evil.com/…"). Query strings are free.
+ */
+export function underAllowedPrefix(callback: string, prefixes: readonly string[]): boolean {
+  let url: URL;
+  try {
+    url = new URL(callback);
+  } catch {
+    return false;
+  }
+  return prefixes.some((p) => {
+    let prefix: URL;
+    try {
+      prefix = new URL(p);
+    } catch {
+      return false;
+    }
+    if (prefix.protocol !== url.protocol || prefix.host !== url.host) return false;
+    const base = prefix.pathname.endsWith("/") ? prefix.pathname : prefix.pathname + "/";
+    return url.pathname === prefix.pathname || url.pathname.startsWith(base);
+  });
+}

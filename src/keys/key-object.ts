@@ -151,6 +151,15 @@ export class KeyObject extends DurableObject<Env> {
     return toPublic(next);
   }
 
+  /** Refuses every browser token minted until now; the key itself, and tokens minted later, keep working. */
+  revokeTokens(): PublicKey | null {
+    const r = this.stored;
+    if (!r || r.revoked_at) return null;
+    const next: KeyRecord = { ...r, tokens_valid_after: Math.floor(Date.now() / 1000), updated_at: new Date().toISOString() };
+    this.ctx.storage.kv.put("record", next);
+    return toPublic(next);
+  }
+
   setWebhookSecret(sealed: string): boolean {
     const r = this.stored;
     if (!r || r.revoked_at) return false;
@@ -185,6 +194,10 @@ export class KeyObject extends DurableObject<Env> {
     }
     const token = await verifyBrowserToken(cred.token, secret, origin ?? null);
     if ("code" in token) return { ok: false, status: token.status, code: token.code, message: token.message };
+    // "Revoke all tokens": a token minted in or before the second of the revocation is refused.
+    if (r.tokens_valid_after != null && token.iat <= r.tokens_valid_after) {
+      return { ok: false, status: 401, code: Codes.tokenVerifyFailed, message: "token revoked: the key's browser tokens were revoked" };
+    }
     return { ok: true, caller: { ...toCaller(r), token } };
   }
 

@@ -9,6 +9,8 @@ export interface KeySettings {
   daily_token_limit: number | null;
   /** Models tried in order when the requested one fails for good before its first byte (admin-set). */
   fallback_models: string[] | null;
+  /** URL prefixes an async job's callback_url must start with; null: any URL the callback policy allows. */
+  webhook_urls: string[] | null;
 }
 
 /** Stored in the key's Durable Object. The secret only as a hash and, for GLM's JWT form, sealed. */
@@ -20,6 +22,8 @@ export interface KeyRecord extends KeySettings {
   secret_hash: string;
   secret_sealed: string;
   webhook_secret_sealed: string;
+  /** Browser tokens issued at or before this time (seconds) are refused: "revoke all tokens of the key". */
+  tokens_valid_after?: number | null;
 }
 
 /** What the admin API shows: never a secret. */
@@ -38,13 +42,13 @@ export interface KeyStatus extends PublicKey {
 export interface Caller extends KeySettings {
   id: string;
   /** Set when the caller used a browser token: its restrictions. */
-  token?: { models: string[] | null; origin: string | null; exp: number };
+  token?: { models: string[] | null; origin: string | null; exp: number; iat: number };
 }
 
 export function toPublic(r: KeyRecord): PublicKey {
   const { secret_hash: _h, secret_sealed: _s, webhook_secret_sealed: _w, ...pub } = r;
   // Keys created before fallback models existed have no such field.
-  return { ...pub, fallback_models: r.fallback_models ?? null };
+  return { ...pub, fallback_models: r.fallback_models ?? null, webhook_urls: r.webhook_urls ?? null };
 }
 
 export function toCaller(r: KeyRecord): Caller {
@@ -56,5 +60,6 @@ export function toCaller(r: KeyRecord): Caller {
     daily_budget_cny: r.daily_budget_cny,
     daily_token_limit: r.daily_token_limit,
     fallback_models: r.fallback_models ?? null,
+    webhook_urls: r.webhook_urls ?? null,
   };
 }

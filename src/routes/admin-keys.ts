@@ -27,6 +27,11 @@ const settings = once(() => ({
     .max(5)
     .nullable()
     .openapi({ description: "models tried in order when the requested one fails for good before its first byte (x-fallback-models overrides)" }),
+  webhook_urls: z
+    .array(z.string().url().max(2048).refine((u) => /^https?:\/\//.test(u), "an http(s) URL"))
+    .max(20)
+    .nullable()
+    .openapi({ description: "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a '/' boundary)" }),
 }));
 
 /** Fallback models must be in the catalog when they are set (a model removed later is skipped at request time). */
@@ -46,6 +51,7 @@ const createKeySchema = once(() => {
       daily_budget_cny: s.daily_budget_cny.optional(),
       daily_token_limit: s.daily_token_limit.optional(),
       fallback_models: s.fallback_models.optional(),
+      webhook_urls: s.webhook_urls.optional(),
     })
     .strict()
     .openapi("CreateKey");
@@ -63,6 +69,8 @@ export const publicKeySchema = once(() =>
       daily_budget_cny: z.number().nullable(),
       daily_token_limit: z.number().nullable(),
       fallback_models: z.array(z.string()).nullable(),
+      webhook_urls: z.array(z.string()).nullable(),
+      tokens_valid_after: z.number().nullable().optional().openapi({ description: "browser tokens issued at or before this time (Unix seconds) are refused" }),
       created_at: z.string(),
       updated_at: z.string(),
       revoked_at: z.string().nullable(),
@@ -131,6 +139,7 @@ adminKeys.openapi(
       daily_budget_cny: body.daily_budget_cny ?? null,
       daily_token_limit: body.daily_token_limit ?? null,
       fallback_models: body.fallback_models ?? null,
+      webhook_urls: body.webhook_urls ?? null,
       created_at: now,
       updated_at: now,
       revoked_at: null,
@@ -184,6 +193,20 @@ adminKeys.openapi(
     if (!updated) throw new GatewayError(404, Codes.notFound, "no such key (or it was revoked)");
     await writeIndex(c.env, updated);
     return c.json(updated, 200);
+  },
+);
+
+adminKeys.openapi(
+  createRoute({ method: "post", path: "/keys/{id}/revoke-tokens" }, () => ({
+    tags: ["admin"], security: adminSecurity,
+    summary: "Revoke every browser token of a key (the key itself keeps working; tokens minted from now on work)",
+    request: { params: idParam() },
+    responses: { 200: json(publicKeySchema(), "The key, with tokens_valid_after set"), ...commonErrors(), ...notFound() },
+  })),
+  async (c) => {
+    const key = await keyStub(c.env, checkId(c.req.valid("param").id)).revokeTokens();
+    if (!key) throw new GatewayError(404, Codes.notFound, "no such key (or it was revoked)");
+    return c.json(key, 200);
   },
 );
 

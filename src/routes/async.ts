@@ -15,7 +15,7 @@ import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
 import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
-import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH } from "../jobs/ssrf.ts";
+import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH, underAllowedPrefix } from "../jobs/ssrf.ts";
 import { jobIndexStub } from "../jobs/job-index.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
 import type { JobKind } from "../jobs/types.ts";
@@ -185,6 +185,10 @@ interface Submission {
 async function submit(c: Context<AppEnv>, s: Submission) {
   const caller = await authorize(c, s.model);
   const keyId = caller.id;
+  // A key may pin where its signed webhooks go (admin-set webhook_urls).
+  if (s.callbackUrl !== null && caller.webhook_urls && !underAllowedPrefix(s.callbackUrl, caller.webhook_urls)) {
+    throw illegal("callback_url", "it is not under any of this key's allowed webhook URLs (webhook_urls)");
+  }
   await checkBudget(c.env, caller);
   const id = newJobId();
   const answer = { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
