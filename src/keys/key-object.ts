@@ -79,6 +79,11 @@ function keyLimit(caller: Pick<KeyRecord, "tier" | "max_concurrency">, limits: R
 /** A reservation without a lease older than this was left by a request that was not admitted. */
 const RESERVATION_GRACE_MS = 10_000;
 
+function emptyReport(): UsageReport {
+  const totals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
+  return { totals, by_day: [], by_model: [] };
+}
+
 function secondsToUtcMidnight(now: number): number {
   const next = new Date(now);
   next.setUTCHours(24, 0, 0, 0);
@@ -86,23 +91,46 @@ function secondsToUtcMidnight(now: number): number {
 }
 
 export class KeyObject extends DurableObject<Env> {
-  private readonly leases: LeaseTable;
-  private readonly block: UpstreamBlock;
-  private readonly ledger: Ledger;
+  /**
+   * The key's tables (leases, upstream slots, ledger, reservations), created on first use by a key that
+   * exists: an object asked about a key that was never created answers "no such key" without writing a
+   * thing (no tables, no stored state).
+   */
+  private parts: { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger } | undefined;
   private secret: string | undefined;
   /** Lifetime of the key's leases and of its block's slots at the guard; tests shorten it. */
   ttlMs = LEASE_TTL_MS;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.leases = new LeaseTable(ctx.storage);
-    this.block = new UpstreamBlock(ctx.storage.sql, this.leases, (pool) => env.GUARD.get(env.GUARD.idFromName(pool)), () => this.ttlMs);
-    this.ledger = new Ledger(ctx.storage.sql);
-    // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
-    ctx.storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
-    );
   }
+
+  private tables(): { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger } {
+    if (!this.parts) {
+      const { storage } = this.ctx;
+      const leases = new LeaseTable(storage);
+      const block = new UpstreamBlock(storage.sql, leases, (pool) => this.env.GUARD.get(this.env.GUARD.idFromName(pool)), () => this.ttlMs);
+      // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
+      storage.sql.exec(
+        "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
+      );
+      this.parts = { leases, block, ledger: new Ledger(storage.sql) };
+    }
+    return this.parts;
+  }
+
+  private get leases(): LeaseTable {
+    return this.tables().leases;
+  }
+
+  private get block(): UpstreamBlock {
+    return this.tables().block;
+  }
+
+  private get ledger(): Ledger {
+    return this.tables().ledger;
+  }
+
 
   private get stored(): KeyRecord | undefined {
     return this.ctx.storage.kv.get<KeyRecord>("record");
@@ -111,6 +139,7 @@ export class KeyObject extends DurableObject<Env> {
   async init(record: KeyRecord): Promise<void> {
     if (this.stored) throw new Error("key already exists");
     this.ctx.storage.kv.put("record", record);
+    this.tables();
     // Daily housekeeping of the ledger rides on the lease alarm; make sure one exists.
     await this.ctx.storage.setAlarm(Date.now() + 86_400_000);
   }
@@ -275,6 +304,7 @@ export class KeyObject extends DurableObject<Env> {
    * fallback model. Answers like acquire(); refused with `keep`, the key slot stays held for a later call.
    */
   async next(leaseId: string, usage: UsageRecord | undefined, verdict: Verdict, req: KeyAcquireRequest): Promise<KeyAcquireResult> {
+    if (!this.stored) return this.acquire(req);
     if (usage) this.recordSafely(usage);
     this.block.release(leaseId, verdict);
     if (this.leases.modelOf(leaseId) === req.model) return this.acquire({ ...req, held: { leaseId } });
@@ -357,6 +387,7 @@ export class KeyObject extends DurableObject<Env> {
   }
 
   leaveQueue(model: string, ticket: string): void {
+    if (!this.stored) return;
     this.leases.leaveQueue(model, ticket);
   }
 
@@ -366,6 +397,7 @@ export class KeyObject extends DurableObject<Env> {
    * already at GLM. False when the request holds no slots and could not take them again: it must end.
    */
   async renew(leaseId: string, retake?: Retake): Promise<boolean> {
+    if (!this.stored) return false;
     if (!this.leases.renew(leaseId, this.ttlMs)) {
       const r = this.stored;
       if (!retake || !r || r.revoked_at) return false;
@@ -398,6 +430,7 @@ export class KeyObject extends DurableObject<Env> {
    * even if recording fails.
    */
   release(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): { released: boolean; recorded: boolean } {
+    if (!this.stored) return { released: false, recorded: usage === undefined };
     const released = this.leases.release(leaseId);
     this.unreserve(leaseId);
     this.block.release(leaseId, verdict);
@@ -417,26 +450,27 @@ export class KeyObject extends DurableObject<Env> {
 
   /** The key's blocks of upstream slots per model (slots held, and how many carry a request). */
   upstreamBlocks(): Record<string, { size: number; used: number }> {
-    return this.block.sizes();
+    return this.stored ? this.block.sizes() : {};
   }
 
   record(usage: UsageRecord): boolean {
-    return this.ledger.record(usage);
+    return this.stored ? this.ledger.record(usage) : false;
   }
 
   usage(from: string, to: string): UsageReport {
-    return this.ledger.report(from, to);
+    return this.stored ? this.ledger.report(from, to) : emptyReport();
   }
 
   usageRows(from: string, to: string): UsageRow[] {
-    return this.ledger.rows(from, to);
+    return this.stored ? this.ledger.rows(from, to) : [];
   }
 
   recentUsage(limit: number): UsageRecord[] {
-    return this.ledger.recent(limit);
+    return this.stored ? this.ledger.recent(limit) : [];
   }
 
   override async alarm(): Promise<void> {
+    if (!this.stored) return;
     await this.leases.expire();
     await this.block.maintain();
     this.ledger.prune(Date.now());
