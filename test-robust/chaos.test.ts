@@ -128,16 +128,27 @@ describe("upstream chaos", () => {
     expect(q).toMatchObject({ ok: true, simInFlight: 0 });
     expect(await healthy(e)).toBe(true);
 
-    // One record per request, each matching what its client saw; sums equal to what the upstream reported.
+    // One record per attempt (a failure before the first byte is retried, and each attempt is recorded):
+    // every request's last attempt matches what its client saw, every earlier one is a failure GLM did not
+    // answer usefully; sums equal to what the upstream reported.
     const rows = await usageRows(e, key.id);
-    expect(rows).toHaveLength(REQUESTS);
-    const byId = new Map(rows.map((r) => [r.request_id, r]));
+    const byId = new Map<string, UsageRow>();
+    for (const r of rows) {
+      const prior = byId.get(r.request_id);
+      if (!prior || (r.attempt ?? 1) > (prior.attempt ?? 1)) byId.set(r.request_id, r);
+    }
+    expect(byId.size).toBe(REQUESTS);
     outcomes.forEach((s, i) => expectRecord(byId.get(`chaos-${i}`), s));
+    for (const r of rows) {
+      if (byId.get(r.request_id) === r) continue;
+      expect(["upstream_error", "upstream_break", "timeout"]).toContain(r.ended);
+      expect(r.completion_tokens === 0 || r.estimated).toBe(true);
+    }
     const exact = rows.filter((r) => !r.estimated);
     expect(exact.reduce((n, r) => n + r.completion_tokens, 0)).toBe(sim.usage.completion_tokens);
     expect(exact.reduce((n, r) => n + r.prompt_tokens, 0)).toBe(sim.usage.prompt_tokens);
     const totals = await usageTotals(e, key.id);
-    expect(totals.requests).toBe(REQUESTS);
+    expect(totals.requests).toBe(rows.length); // attempts, as the ledger counts them
     expect(totals.completion_tokens).toBe(rows.reduce((n, r) => n + r.completion_tokens, 0));
   });
 });

@@ -76,6 +76,8 @@ export interface UsageRow {
   prompt_tokens: number;
   completion_tokens: number;
   estimated: boolean;
+  /** Which attempt of its request this record is (retries before the first byte each have one). */
+  attempt?: number;
 }
 
 /** A key's most recent per-request usage records (at most 1,000: keep a suite's key under that). */
