@@ -1,6 +1,6 @@
-// Routers validate each request with its route's zod schemas and record the route, so that /openapi.json is
-// generated from those same schemas (one source of truth) — but only when it is first asked for
-// (src/routes/docs.ts): nothing that only the document needs runs when an isolate starts. Validation failures
+// Routers validate each request with its route's zod schemas and record the route (docEntries), so that
+// /openapi.json is generated from those same definitions (one source of truth) — at build time, by
+// src/http/openapi-document.ts: nothing that only the document needs is in the Worker. Validation failures
 // become GLM-style 400s through the shared hook.
 //
 // A route: `router.openapi(createRoute({ method, path, request, responses, … }), handler)` on a `newRouter()`,
