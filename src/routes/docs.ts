@@ -9,9 +9,6 @@ import type { Router } from "../http/openapi.ts";
 /** The asset scripts/openapi.ts writes; wrangler.toml sends requests for it to the Worker first. */
 const DOCUMENT_PATH = "/openapi.json";
 
-/** The generated document's JSON (an object, without `servers`), read once per isolate. */
-let documentJson: Promise<string> | undefined;
-
 async function readDocument(assets: Fetcher | undefined, url: string): Promise<string> {
   const res = await assets?.fetch(new URL(DOCUMENT_PATH, url));
   const type = res?.headers.get("content-type") ?? "";
@@ -24,6 +21,8 @@ async function readDocument(assets: Fetcher | undefined, url: string): Promise<s
 
 /** Mounts both routes. */
 export function mountDocs(app: Router): void {
+  /** The generated document's JSON (an object, without `servers`), read once per app, i.e. per isolate. */
+  let documentJson: Promise<string> | undefined;
   app.get(DOCUMENT_PATH, async (c) => {
     const pending = (documentJson ??= readDocument(c.env.ASSETS, c.req.url));
     let json: string;
