@@ -118,7 +118,7 @@ export function createApp(): Router {
   });
   app.component("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 
-  // After every router, so the generated document sees all their routes.
+  // After every router: the document (generated at build time from docEntries) lists all their routes.
   mountDocs(app);
   const allowed = methodIndex(app);
 

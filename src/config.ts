@@ -3,6 +3,7 @@
 // error naming it.
 import * as z from "./http/zod.ts";
 import { GatewayError } from "./errors.ts";
+import { once } from "./lazy.ts";
 
 export const TIERS = ["V0", "V1", "V2", "V3"] as const;
 export type Tier = (typeof TIERS)[number];
@@ -48,8 +49,11 @@ function intVar(env: Env, name: keyof Env, fallback: number): number {
 
 const DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4";
 
-/** GLM_UPSTREAMS: the accounts, as the operator writes them. Ids name guard objects and ledger rows. */
-const UpstreamsSchema = z
+/**
+ * GLM_UPSTREAMS: the accounts, as the operator writes them. Ids name guard objects and ledger rows. Built on
+ * first use: most deployments never set it, and an isolate's startup should build no schema.
+ */
+const upstreamsSchema = once(() => z
   .array(
     z
       .object({
@@ -63,7 +67,7 @@ const UpstreamsSchema = z
   )
   .min(1)
   .max(32)
-  .refine((a) => new Set(a.map((x) => x.id)).size === a.length, "account ids must be unique");
+  .refine((a) => new Set(a.map((x) => x.id)).size === a.length, "account ids must be unique"));
 
 function parseAccounts(env: Env, fallbackBaseUrl: string): Account[] | { error: string } {
   const raw = (env as { GLM_UPSTREAMS?: string }).GLM_UPSTREAMS;
@@ -81,7 +85,7 @@ function parseAccounts(env: Env, fallbackBaseUrl: string): Account[] | { error: 
     // JSON.parse's own message quotes the text, which holds keys: never repeat it.
     return { error: "GLM_UPSTREAMS is not valid JSON" };
   }
-  const got = UpstreamsSchema.safeParse(json);
+  const got = upstreamsSchema().safeParse(json);
   if (!got.success) {
     const issue = got.error.issues[0]!;
     const path = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");

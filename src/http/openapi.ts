@@ -1,6 +1,6 @@
-// Routers validate each request with its route's zod schemas and record the route, so that /openapi.json is
-// generated from those same schemas (one source of truth) — but only when it is first asked for
-// (src/routes/docs.ts): nothing that only the document needs runs when an isolate starts. Validation failures
+// Routers validate each request with its route's zod schemas and record the route (docEntries), so that
+// /openapi.json is generated from those same definitions (one source of truth) — at build time, by
+// src/http/openapi-document.ts: nothing that only the document needs is in the Worker. Validation failures
 // become GLM-style 400s through the shared hook.
 //
 // A route: `router.openapi(createRoute({ method, path, request, responses, … }), handler)` on a `newRouter()`,
@@ -142,9 +142,29 @@ function isLazy<R extends RouteConfig>(route: LazyRoute<R> | R): route is LazyRo
 declare const _typed: OpenAPIHono<AppEnv>;
 type Handler<R extends RouteConfig> = Parameters<typeof _typed.openapi<R>>[1];
 
+/** What a router records for the document: its own entries, and routers mounted on it (see Router.route). */
+type Recorded = DocEntry | { type: "mount"; path: string; router: Router; count: number };
+
 export class Router extends Hono<AppEnv> {
-  /** This router's routes and components for /openapi.json, mounted routers' included (see route()). */
-  readonly docEntries: DocEntry[] = [];
+  readonly #recorded: Recorded[] = [];
+
+  /**
+   * This router's routes and components for /openapi.json, mounted routers' included, in registration order.
+   * Worked out when asked for (by the document's generator, at build time), never when the app is built.
+   */
+  get docEntries(): DocEntry[] {
+    return this.#entries(this.#recorded.length);
+  }
+
+  /** The entries of the first `count` things recorded. */
+  #entries(count: number): DocEntry[] {
+    return this.#recorded.slice(0, count).flatMap((item) => {
+      if (item.type !== "mount") return [item];
+      // Like OpenAPIHono: what the mounted router had registered when mounted, at its path under this one.
+      const base = toOpenApiPath(item.path);
+      return item.router.#entries(item.count).map((entry) => (entry.type === "route" ? { ...entry, path: mergePath(base, entry.path) } : entry));
+    });
+  }
 
   /**
    * Registers a route: its middleware, then its request checks, then the handler; and records it for the
@@ -156,7 +176,7 @@ export class Router extends Hono<AppEnv> {
       const { middleware: _m, hide: _h, ...rest } = build();
       return rest;
     });
-    if (!head.hide) this.docEntries.push({ type: "route", path: head.path, route: config });
+    if (!head.hide) this.#recorded.push({ type: "route", path: head.path, route: config });
     const checks = once(() => inSequence(validators(config(), hook ?? glmHook)));
     const before = head.middleware === undefined ? [] : Array.isArray(head.middleware) ? head.middleware : [head.middleware];
     const on = this.on as (methods: string[], paths: string[], ...handlers: MiddlewareHandler[]) => unknown;
@@ -166,17 +186,12 @@ export class Router extends Hono<AppEnv> {
 
   /** Adds a component (a security scheme…) to the document. */
   component(...args: Parameters<OpenAPIRegistry["registerComponent"]>): this {
-    this.docEntries.push({ type: "component", args });
+    this.#recorded.push({ type: "component", args });
     return this;
   }
 
   override route<SubPath extends string, SubEnv extends Env, SubSchema extends Schema, SubBasePath extends string>(path: SubPath, app: Hono<SubEnv, SubSchema, SubBasePath>) {
-    // Like OpenAPIHono: what the mounted router has registered so far, at its path under this one.
-    if (app instanceof Router) {
-      for (const entry of app.docEntries) {
-        this.docEntries.push(entry.type === "route" ? { ...entry, path: mergePath(toOpenApiPath(path), entry.path) } : entry);
-      }
-    }
+    if (app instanceof Router) this.#recorded.push({ type: "mount", path, router: app, count: app.#recorded.length });
     return super.route(path, app);
   }
 }
