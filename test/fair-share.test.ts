@@ -156,6 +156,35 @@ describe("max_upstream_share", () => {
   });
 });
 
+describe("the account's bound with turns and shares", () => {
+  it("admits exactly the limit under a burst of keys with shares, serves every waiter, and leaks nothing", async () => {
+    const m = model("fair-burst", 5);
+    const keys = await Promise.all([0.5, 0.5, 0.2, null].map((share) => keyFor({ max_upstream_share: share })));
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let maxLeased = 0;
+    const sampler = setInterval(() => void guardLeased(m.id).then((n) => (maxLeased = Math.max(maxLeased, n))), 20);
+    const results = await Promise.all(
+      keys.flatMap((k) =>
+        Array.from({ length: 6 }, async () => {
+          const slot = await take(k.cred, m, 15_000);
+          inFlight++;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          await sleep(30);
+          inFlight--;
+          await slot.release();
+          return true;
+        }),
+      ),
+    );
+    clearInterval(sampler);
+    expect(results.length).toBe(24); // every waiter was served
+    expect(maxInFlight).toBe(5);
+    expect(maxLeased).toBeLessThanOrEqual(5);
+    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+  });
+});
+
 describe("max_upstream_share in the admin API", () => {
   it("is validated (400 1214 naming the field), stored, shown and changed", async () => {
     for (const bad of [0, -0.1, 1.5, "0.5", true]) {
