@@ -8,7 +8,7 @@ import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import { acquireSlot, type Slot } from "../src/limiter/slots.ts";
 import { env } from "cloudflare:test";
 import { admin, CIRCUIT, createKey, defaultPools, waitFor } from "./helpers.ts";
-import { guardLeased, keyFor, keyInFlight, model, sleep } from "./limiter-helpers.ts";
+import { guardLeased, keyFor, keyInFlight, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
 
 const take = (cred: Credential, m: ModelEntry, queueTimeoutMs = 0) =>
   acquireSlot(env, { cred, model: m, pools: defaultPools(m), circuit: CIRCUIT, queueTimeoutMs });
@@ -152,6 +152,25 @@ describe("max_upstream_share", () => {
     expect(await keyInFlight(a.id, m.id)).toBe(3);
     await all;
     await Promise.all([...aAdmitted, bAdmitted[2]!].map((s) => s.release()));
+    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+  });
+});
+
+describe("a key's block and its share", () => {
+  it("keeps no idle slot beyond the key's share, even after a peak above it", async () => {
+    const m = model("fair-block", 20); // not tight at ten leased or fewer: blocks keep their peak and headroom
+    const a = await keyFor({ max_upstream_share: 0.1 }); // two slots while others wait
+    const b = await keyFor();
+    const blockOf = async (id: string) => (await keyObject(id).upstreamBlocks())[pool(m.id)] ?? { size: 0, used: 0 };
+    const slotsA = await Promise.all(Array.from({ length: 4 }, () => take(a.cred, m)));
+    const slotsB = await Promise.all(Array.from({ length: 4 }, () => take(b.cred, m)));
+    for (const s of [...slotsA.slice(1), ...slotsB.slice(1)]) await s.release();
+    // Without a share, B's block follows its recent peak of four (three idle slots or more) for a while.
+    expect((await blockOf(b.id)).size).toBeGreaterThanOrEqual(4);
+    // A, with a share of two, keeps one in use and one idle: never an idle slot beyond its share.
+    expect(await blockOf(a.id)).toEqual({ size: 2, used: 1 });
+    await slotsA[0]!.release();
+    await slotsB[0]!.release();
     expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
   });
 });

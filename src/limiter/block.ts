@@ -21,8 +21,8 @@
 // between keys (src/limiter/leases.ts). So while the pool is tight a slot this key frees is not handed to its
 // own requests waiting in that line: it goes back to the guard, whose line decides (the key's requests may
 // well get it back there). A key with max_upstream_share s asks the guard with a cap of max(1, floor(s x the
-// pool's limit)) slots, and its idle headroom never takes its block beyond that cap, so neither its turn in
-// the line nor idle slots in its block let it hold more than its share while others wait.
+// pool's limit)) slots, and keeps no idle slot beyond that cap (neither headroom nor its recent peak): above
+// its share its block holds only slots in use, so idle slots in it never keep another key waiting.
 //
 // Lifetime: every slot is a lease at the guard with an expiry. The key renews its block when a request
 // renews its own lease and the block was last renewed over a third of its lifetime ago, and from its alarm,
@@ -515,7 +515,9 @@ export class UpstreamBlock {
     const free = this.freeIds(pool);
     // The block follows the key's recent peak, not its count this instant, so a key whose load swings
     // between releases and arrivals does not trade slots with the guard at every swing. Tight: no spare.
-    const peak = this.tight.get(pool) ? used : Math.max(used, this.peak(pool));
+    // A key with a share keeps no idle slot beyond it (its recent peak included): above its share it holds
+    // only slots in use, so idle slots in its block never keep another key waiting.
+    const peak = this.tight.get(pool) ? used : Math.max(used, Math.min(this.peak(pool), this.cap(pool)));
     const headroom = this.headroom(pool, peak);
     const spare = peak - used + reserve;
     if (free.length > spare + 2 * headroom) {
@@ -554,13 +556,16 @@ export class UpstreamBlock {
   /** Idle slots kept beyond those in use: none when tight, and never beyond the key's limit or its share. */
   private headroom(pool: string, used: number): number {
     if (this.tight.get(pool)) return 0;
-    const model = modelOf(pool);
-    const keyLimit = this.keyLimits.get(model) ?? Infinity;
-    const share = this.shares.get(model);
+    const keyLimit = this.keyLimits.get(modelOf(pool)) ?? Infinity;
+    return Math.max(0, Math.min(HEADROOM_MAX, 1 + Math.floor(used / 4), keyLimit - used, this.cap(pool) - used));
+  }
+
+  /** The slots of the pool this key holds at most while others wait (Infinity: it has no share). */
+  private cap(pool: string): number {
+    const share = this.shares.get(modelOf(pool));
+    if (share == null) return Infinity;
     // The pool's limit from memory (what the key's last request said), not a query on every release.
-    const poolLimit = this.siblings.get(pool)?.find((p) => p.name === pool)?.limit ?? Infinity;
-    const cap = share == null ? Infinity : shareCap(share, poolLimit);
-    return Math.max(0, Math.min(HEADROOM_MAX, 1 + Math.floor(used / 4), keyLimit - used, cap - used));
+    return shareCap(share, this.siblings.get(pool)?.find((p) => p.name === pool)?.limit ?? Infinity);
   }
 
   private used(pool: string): number {
