@@ -4,36 +4,17 @@
 // capacity with the key slot kept, renewal that retries and retakes, and clients that leave while queued.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../src/auth/crypto.ts";
 import type { Credential } from "../src/auth/credentials.ts";
-import { DEFAULT_CATALOG } from "../src/catalog/default.ts";
 import type { ModelEntry } from "../src/catalog/schema.ts";
 import { GatewayError } from "../src/errors.ts";
 import type { KeyObject } from "../src/keys/key-object.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import type { UpstreamGuard } from "../src/limiter/guard.ts";
 import { acquireSlot } from "../src/limiter/slots.ts";
-import { CIRCUIT, createKey, defaultPools, waitFor } from "./helpers.ts";
+import { CIRCUIT, defaultPools, waitFor } from "./helpers.ts";
+import { guard, guardLeased, keyFor, keyInFlight, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
 
-/** A model of its own per test, so each test has its own guard; `account` is its limit at account tier V0. */
-function model(id: string, account: number, perKey = 1000): ModelEntry {
-  return { ...DEFAULT_CATALOG.models[0]!, id, concurrency: { V0: account, V1: perKey, V2: perKey, V3: perKey } };
-}
-
-async function keyFor(settings: Record<string, unknown> = {}): Promise<{ id: string; cred: Credential }> {
-  const k = await createKey({ tier: "V1", ...settings });
-  const [keyId, secret] = k.key.split(".");
-  return { id: k.id, cred: { kind: "key", keyId: keyId!, secretHash: await sha256Hex(secret!) } };
-}
-
-const keyObject = (id: string) => env.KEYS.get(env.KEYS.idFromName(id)) as DurableObjectStub<KeyObject>;
-/** The single account's pool for a model (no GLM_UPSTREAMS in the test environment: the account "default"). */
-const pool = (m: string) => `default:${m}`;
-const guard = (m: string) => env.GUARD.get(env.GUARD.idFromName(pool(m))) as DurableObjectStub<UpstreamGuard>;
 const guardCalls = (m: string) => runInDurableObject(guard(m), (g: UpstreamGuard) => g.calls);
-const guardLeased = async (m: string) => (await guard(m).inFlight())[pool(m)] ?? 0;
-const keyInFlight = async (id: string, m: string) => (await keyObject(id).info())!.in_flight[m] ?? 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The test environment with every call to a key's object counted by method name. */
 function countingEnv(): { env: Env; calls: Record<string, number> } {

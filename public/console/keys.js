@@ -1,5 +1,6 @@
 // Keys: the list (settings, last use, in flight now), create (the key and webhook secret shown once),
-// edit tier, max_concurrency and budgets, revoke after a confirmation, rotate the webhook secret.
+// edit tier, max_concurrency, budgets, fallback models and upstream share, revoke after a confirmation,
+// rotate the webhook secret.
 import { copyButton, h } from "../lib/dom.js";
 import { ago, compact, dateTime } from "../lib/format.js";
 import { field, gauge, numberOrNull, openDialog, options, table } from "./ui.js";
@@ -26,13 +27,28 @@ function settingsFields(key) {
   const max = field("Max concurrency", "input", { type: "number", min: 1, step: 1, inputmode: "numeric", value: key?.max_concurrency ?? "", placeholder: "tier limit" }, "Lowers the tier's limit for every model; empty for none");
   const budget = field("Daily budget (CNY)", "input", { type: "number", min: 0, step: "any", inputmode: "decimal", value: key?.daily_budget_cny ?? "", placeholder: "none" });
   const tokens = field("Daily token limit", "input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: key?.daily_token_limit ?? "", placeholder: "none" });
-  const values = () => ({
-    tier: tier.control.value,
-    max_concurrency: numberOrNull(max.control),
-    daily_budget_cny: numberOrNull(budget.control),
-    daily_token_limit: numberOrNull(tokens.control),
-  });
-  return { nodes: [tier.node, max.node, budget.node, tokens.node], values };
+  const fallbacks = field(
+    "Fallback models", "input",
+    { type: "text", autocomplete: "off", spellcheck: "false", value: key?.fallback_models?.join(", ") ?? "", placeholder: "none" },
+    "Model ids tried in order when the requested model fails before its first byte, separated by commas; empty for none",
+  );
+  const share = field(
+    "Max upstream share", "input",
+    { type: "number", min: 0, max: 1, step: "any", inputmode: "decimal", value: key?.max_upstream_share ?? "", placeholder: "no cap" },
+    "Fraction (0–1] of an upstream account's limit for a model this key may hold while other keys wait for it; empty for no cap",
+  );
+  const values = () => {
+    const models = fallbacks.control.value.split(/[\s,]+/).filter(Boolean);
+    return {
+      tier: tier.control.value,
+      max_concurrency: numberOrNull(max.control),
+      daily_budget_cny: numberOrNull(budget.control),
+      daily_token_limit: numberOrNull(tokens.control),
+      fallback_models: models.length ? models : null,
+      max_upstream_share: numberOrNull(share.control),
+    };
+  };
+  return { nodes: [tier.node, max.node, budget.node, tokens.node, fallbacks.node, share.node], values };
 }
 
 /** A secret shown once: readonly, selectable, with a copy button. */

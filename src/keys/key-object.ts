@@ -109,7 +109,9 @@ export class KeyObject extends DurableObject<Env> {
     if (!this.parts) {
       const { storage } = this.ctx;
       const leases = new LeaseTable(storage);
-      const block = new UpstreamBlock(storage.sql, leases, (pool) => this.env.GUARD.get(this.env.GUARD.idFromName(pool)), () => this.ttlMs);
+      const block = new UpstreamBlock(
+        storage.sql, leases, (pool) => this.env.GUARD.get(this.env.GUARD.idFromName(pool)), () => this.ttlMs, () => this.stored?.id ?? "",
+      );
       // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
       storage.sql.exec(
         "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
@@ -266,7 +268,7 @@ export class KeyObject extends DurableObject<Env> {
     let up;
     try {
       up = await this.block.take({
-        model: req.model, leaseId, pools: req.pools, keyLimit: limit, circuit: req.circuit,
+        model: req.model, leaseId, pools: req.pools, keyLimit: limit, share: caller.max_upstream_share, circuit: req.circuit,
         ...(req.avoid ? { avoid: req.avoid } : {}),
         ...(req.held?.ticket && req.held.ticketPool ? { ticket: req.held.ticket, ticketPool: req.held.ticketPool } : {}),
         ...(req.wait?.waitMs !== undefined ? { waitMs: req.wait.waitMs } : {}),

@@ -11,6 +11,12 @@ export interface KeySettings {
   fallback_models: string[] | null;
   /** URL prefixes an async job's callback_url must start with; null: any URL the callback policy allows. */
   webhook_urls: string[] | null;
+  /**
+   * The fraction (0 < x ≤ 1) of an upstream account's limit for a model this key may hold while other keys
+   * wait for that account and model; null or absent (keys made before it existed): no cap. Alone, the key
+   * may use all free capacity.
+   */
+  max_upstream_share?: number | null;
 }
 
 /** Stored in the key's Durable Object. The secret only as a hash and, for GLM's JWT form, sealed. */
@@ -26,8 +32,10 @@ export interface KeyRecord extends KeySettings {
   tokens_valid_after?: number | null;
 }
 
-/** What the admin API shows: never a secret. */
-export type PublicKey = Omit<KeyRecord, "secret_hash" | "secret_sealed" | "webhook_secret_sealed">;
+/** What the admin API shows: never a secret; every setting, null when unset. */
+export type PublicKey = Omit<KeyRecord, "secret_hash" | "secret_sealed" | "webhook_secret_sealed" | "max_upstream_share"> & {
+  max_upstream_share: number | null;
+};
 
 /** A key as the operator console sees it (GET /admin/load). */
 export interface KeyStatus extends PublicKey {
@@ -47,8 +55,8 @@ export interface Caller extends KeySettings {
 
 export function toPublic(r: KeyRecord): PublicKey {
   const { secret_hash: _h, secret_sealed: _s, webhook_secret_sealed: _w, ...pub } = r;
-  // Keys created before fallback models existed have no such field.
-  return { ...pub, fallback_models: r.fallback_models ?? null, webhook_urls: r.webhook_urls ?? null };
+  // Keys created before these settings existed have no such fields.
+  return { ...pub, fallback_models: r.fallback_models ?? null, webhook_urls: r.webhook_urls ?? null, max_upstream_share: r.max_upstream_share ?? null };
 }
 
 export function toCaller(r: KeyRecord): Caller {
@@ -61,5 +69,6 @@ export function toCaller(r: KeyRecord): Caller {
     daily_token_limit: r.daily_token_limit,
     fallback_models: r.fallback_models ?? null,
     webhook_urls: r.webhook_urls ?? null,
+    max_upstream_share: r.max_upstream_share ?? null,
   };
 }

@@ -15,8 +15,14 @@
 // model gives its block back after IDLE_RETURN_MS. When the guard says the account is tight (over half
 // leased, or callers waiting) there is no headroom and no peak: every slot not carrying a request goes back
 // at once, so an idle slot in one key's block does not turn another key away for long. Requests of one key
-// arriving together ask the guard once, for all of them. Who gets the account's slots when it is full is the
-// guard's line (first come first served); fairer shares between keys can be decided there later.
+// arriving together ask the guard once, for all of them.
+//
+// Fair share: who gets the account's slots when it is full is decided by the guard's line, which takes turns
+// between keys (src/limiter/leases.ts). So while the pool is tight a slot this key frees is not handed to its
+// own requests waiting in that line: it goes back to the guard, whose line decides (the key's requests may
+// well get it back there). A key with max_upstream_share s asks the guard with a cap of max(1, floor(s x the
+// pool's limit)) slots, and keeps no idle slot beyond that cap (neither headroom nor its recent peak): above
+// its share its block holds only slots in use, so idle slots in it never keep another key waiting.
 //
 // Lifetime: every slot is a lease at the guard with an expiry. The key renews its block when a request
 // renews its own lease and the block was last renewed over a third of its lifetime ago, and from its alarm,
@@ -35,14 +41,12 @@
 // circuit is open is skipped until the guard's cooldown has passed, and then only the guard's probe goes.
 import { log } from "../http/log.ts";
 import type { BlockAnswer, CircuitView, UpstreamGuard } from "./guard.ts";
-import type { LeaseTable } from "./leases.ts";
+import { Lines, type LeaseTable } from "./leases.ts";
 import type { CircuitConfig, Pool } from "./pools.ts";
 
 export const HEADROOM_MAX = 8;
 /** A key with nothing in flight for a pool gives its block back after this long. */
 export const IDLE_RETURN_MS = 2_000;
-/** A waiter that has not called back within this time has gone away and loses its place. */
-const WAITER_STALE_MS = 3_000;
 /** A slot this close to its expiry is not handed out: the guard may reclaim it before it is renewed. */
 const EXPIRY_MARGIN_MS = 1_000;
 /** Until a request brings the configured values (an object that just started). */
@@ -76,6 +80,8 @@ export interface TakeRequest {
   avoid?: string[];
   /** The key's own limit for the model: a block never grows beyond what the key may use. */
   keyLimit: number;
+  /** The key's max_upstream_share: the fraction of a pool's limit it holds at most while other keys wait. */
+  share?: number | null;
   /** The guard's ticket from an earlier "waiting" answer, and the pool whose line it is in. */
   ticket?: string;
   ticketPool?: string;
@@ -99,14 +105,20 @@ export type TakeResult =
 export const accountOf = (pool: string): string => pool.slice(0, pool.indexOf(":"));
 export const modelOf = (pool: string): string => pool.slice(pool.indexOf(":") + 1).split("#")[0]!;
 
+/** The slots a key with this max_upstream_share may hold of a pool while others wait: at least one. */
+export const shareCap = (share: number | null | undefined, poolLimit: number): number =>
+  share == null ? poolLimit : Math.max(1, Math.floor(share * poolLimit));
+
 export class UpstreamBlock {
   /** This key's requests waiting for an upstream slot, per model, first come first served. */
-  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly waiters: Lines<Waiter>;
   private readonly tight = new Map<string, boolean>();
   private readonly known = new Map<string, Known>();
   /** Successful attempts per pool since the last report to its guard. */
   private readonly okSince = new Map<string, number>();
   private readonly keyLimits = new Map<string, number>();
+  /** The key's max_upstream_share per model, as its last request said. */
+  private readonly shares = new Map<string, number | null>();
   /** Per pool, the pools of the same account and model (its shards): reports go to all of them. */
   private readonly siblings = new Map<string, Pool[]>();
   private readonly renewing = new Map<string, Promise<void>>();
@@ -126,8 +138,11 @@ export class UpstreamBlock {
     private readonly leases: LeaseTable,
     private readonly guard: (pool: string) => GuardStub,
     private readonly ttlMs: () => number,
+    /** The key's id: the owner of its slots at the guards, whose lines take turns by owner. */
+    private readonly owner: () => string,
     private readonly now: () => number = Date.now,
   ) {
+    this.waiters = new Lines<Waiter>(now);
     // One row per guard slot held; `lease` is the request (a row of the key's leases table) it carries, and
     // `probe` marks the slot a half-open circuit granted as its one probe. The table of the single-account
     // limiter is dropped: its slots were leased from guards no longer used, which reclaim them within a lease.
@@ -167,6 +182,7 @@ export class UpstreamBlock {
    */
   async take(req: TakeRequest): Promise<TakeResult> {
     this.keyLimits.set(req.model, req.keyLimit);
+    this.shares.set(req.model, req.share ?? null);
     if (req.circuit) this.circuitConfig = req.circuit;
     for (const p of req.pools) this.siblings.set(p.name, req.pools.filter((q) => q.account === p.account));
     this.pending.set(req.model, (this.pending.get(req.model) ?? 0) + 1);
@@ -231,6 +247,8 @@ export class UpstreamBlock {
       ticket: req.ticketPool === pool.name ? req.ticket : undefined,
       waitMs: parks ? req.waitMs : 0,
       ttlMs: this.ttlMs(),
+      owner: this.owner(),
+      cap: shareCap(req.share, pool.limit),
     });
     if (parks) return this.answer(req, pool, call, waiter);
     let done!: () => void;
@@ -352,7 +370,7 @@ export class UpstreamBlock {
     if (this.holds(leaseId) || this.claimFree(pool, leaseId)) return true;
     const limit = poolLimit ?? this.poolLimit(pool);
     if (limit === undefined) return false;
-    const got = await this.guard(pool).take(pool, limit, { need: 1, jump: true, ttlMs: this.ttlMs() });
+    const got = await this.guard(pool).take(pool, limit, { need: 1, jump: true, ttlMs: this.ttlMs(), owner: this.owner() });
     this.learn(pool, got);
     if (!got.granted) return false;
     this.add(pool, got.leaseIds, got.expiresAt, limit, leaseId);
@@ -368,7 +386,7 @@ export class UpstreamBlock {
     const rows = this.sql
       .exec<{ pool: string; probe: number }>("UPDATE pool_slots SET lease = NULL, probe = 0 WHERE lease = ? RETURNING pool, probe", leaseId)
       .toArray();
-    for (const [model] of this.waiters) this.dropWaiter(model, leaseId);
+    for (const model of this.waiters.names()) this.dropWaiter(model, leaseId);
     for (const r of rows) {
       this.lastActive.set(r.pool, this.now());
       this.report(r.pool, verdict, r.probe === 1);
@@ -448,7 +466,7 @@ export class UpstreamBlock {
       .map((r) => r.id);
     const limit = this.poolLimit(pool);
     if (ids.length === 0 || limit === undefined) return;
-    const got = await this.guard(pool).renewBlock(pool, limit, ids, this.ttlMs());
+    const got = await this.guard(pool).renewBlock(pool, limit, ids, this.ttlMs(), this.owner());
     this.learn(pool, got);
     this.sql.exec("UPDATE pool_slots SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?))", got.expiresAt, JSON.stringify(got.alive));
     const alive = new Set(got.alive);
@@ -463,7 +481,7 @@ export class UpstreamBlock {
       .filter((lease) => !this.claimFree(pool, lease));
     log({ level: "warn", msg: "upstream block slots lapsed at the guard", pool, gone: gone.length, stranded: stranded.length });
     if (stranded.length === 0) return;
-    const again = await this.guard(pool).take(pool, limit, { need: stranded.length, jump: true, ttlMs: this.ttlMs() });
+    const again = await this.guard(pool).take(pool, limit, { need: stranded.length, jump: true, ttlMs: this.ttlMs(), owner: this.owner() });
     if (!again.granted) return;
     again.leaseIds.forEach((id, i) => this.add(pool, [id], again.expiresAt, limit, stranded[i]));
   }
@@ -479,11 +497,15 @@ export class UpstreamBlock {
 
   /**
    * After a slot came free or slots arrived: serve this key's waiters, then give back the surplus beyond the
-   * headroom, keeping `reserve` more for requests of this key about to take one (by default those inside take()).
+   * headroom, keeping `reserve` more for requests of this key about to take one (by default those inside take()
+   * and not waiting in a guard's line). While the pool is tight the waiters are not served from the block: the
+   * slot goes back to the guard, whose line takes turns between keys.
    */
-  private settle(pool: string, reserve = this.pending.get(modelOf(pool)) ?? 0): void {
-    const queue = this.queueFor(modelOf(pool));
-    while (queue.length > 0 && this.usable(pool)) {
+  private settle(pool: string, reserve?: number): void {
+    const queue = this.waiters.get(modelOf(pool));
+    const tight = this.tight.get(pool) === true;
+    reserve ??= Math.max(0, (this.pending.get(modelOf(pool)) ?? 0) - (tight ? queue.length : 0));
+    while (!tight && queue.length > 0 && this.usable(pool)) {
       const w = queue[0]!;
       if (!this.holds(w.leaseId) && !this.claimFree(pool, w.leaseId)) break;
       queue.shift();
@@ -493,7 +515,9 @@ export class UpstreamBlock {
     const free = this.freeIds(pool);
     // The block follows the key's recent peak, not its count this instant, so a key whose load swings
     // between releases and arrivals does not trade slots with the guard at every swing. Tight: no spare.
-    const peak = this.tight.get(pool) ? used : Math.max(used, this.peak(pool));
+    // A key with a share keeps no idle slot beyond it (its recent peak included): above its share it holds
+    // only slots in use, so idle slots in its block never keep another key waiting.
+    const peak = this.tight.get(pool) ? used : Math.max(used, Math.min(this.peak(pool), this.cap(pool)));
     const headroom = this.headroom(pool, peak);
     const spare = peak - used + reserve;
     if (free.length > spare + 2 * headroom) {
@@ -529,10 +553,19 @@ export class UpstreamBlock {
     return p && this.now() - p.at <= IDLE_RETURN_MS ? p.used : 0;
   }
 
+  /** Idle slots kept beyond those in use: none when tight, and never beyond the key's limit or its share. */
   private headroom(pool: string, used: number): number {
     if (this.tight.get(pool)) return 0;
     const keyLimit = this.keyLimits.get(modelOf(pool)) ?? Infinity;
-    return Math.max(0, Math.min(HEADROOM_MAX, 1 + Math.floor(used / 4), keyLimit - used));
+    return Math.max(0, Math.min(HEADROOM_MAX, 1 + Math.floor(used / 4), keyLimit - used, this.cap(pool) - used));
+  }
+
+  /** The slots of the pool this key holds at most while others wait (Infinity: it has no share). */
+  private cap(pool: string): number {
+    const share = this.shares.get(modelOf(pool));
+    if (share == null) return Infinity;
+    // The pool's limit from memory (what the key's last request said), not a query on every release.
+    return shareCap(share, this.siblings.get(pool)?.find((p) => p.name === pool)?.limit ?? Infinity);
   }
 
   private used(pool: string): number {
@@ -596,19 +629,8 @@ export class UpstreamBlock {
     if (first !== null) await this.leases.ensureAlarm(Math.max(this.now() + 1_000, first - this.ttlMs() / 3));
   }
 
-  private queueFor(model: string): Waiter[] {
-    let q = this.waiters.get(model);
-    if (!q) {
-      q = [];
-      this.waiters.set(model, q);
-    }
-    const cutoff = this.now() - WAITER_STALE_MS;
-    for (let i = q.length - 1; i >= 0; i--) if (q[i]!.lastSeen < cutoff && !q[i]!.wake) q.splice(i, 1);
-    return q;
-  }
-
   private enqueue(model: string, leaseId: string): Waiter {
-    const queue = this.queueFor(model);
+    const queue = this.waiters.get(model);
     let w = queue.find((x) => x.leaseId === leaseId);
     if (!w) {
       w = { leaseId, lastSeen: this.now() };
@@ -619,8 +641,8 @@ export class UpstreamBlock {
   }
 
   private dropWaiter(model: string, leaseId: string): void {
-    const queue = this.waiters.get(model);
-    const i = queue?.findIndex((w) => w.leaseId === leaseId) ?? -1;
-    if (i !== -1) queue!.splice(i, 1);
+    const queue = this.waiters.peek(model);
+    const i = queue.findIndex((w) => w.leaseId === leaseId);
+    if (i !== -1) queue.splice(i, 1);
   }
 }

@@ -110,8 +110,9 @@ export class UpstreamGuard extends DurableObject<Env> {
   }
 
   /**
-   * Slots for a key's block: `need` all or none, plus up to `extra` headroom while the pool is at most half
-   * used and nobody waits. Waiting (ticket, waitMs) works as for a single slot. An open circuit refuses
+   * Slots for a key's block (`owner`: the key's id): `need` all or none, plus up to `extra` headroom while the
+   * pool is at most half used and nobody waits. Waiting (ticket, waitMs) works as for a single slot; the line
+   * takes turns between keys, and a key at its `cap` (max_upstream_share) yields to the others (leases.ts). An open circuit refuses
    * (without a place in line) until its cooldown has passed; then one caller gets a single slot as the probe.
    * A request already at GLM retaking a lost slot (`jump`) is never refused by the circuit.
    */
@@ -161,10 +162,10 @@ export class UpstreamGuard extends DurableObject<Env> {
     return this.answer(pool, limit);
   }
 
-  /** Renews a block's slots; answers those still held (the others expired here and are gone). */
-  renewBlock(pool: string, limit: number, ids: string[], ttlMs?: number): { alive: string[]; expiresAt: number } & BlockAnswer {
+  /** Renews a block's slots (of key `owner`); answers those still held (the others expired here and are gone). */
+  renewBlock(pool: string, limit: number, ids: string[], ttlMs?: number, owner?: string): { alive: string[]; expiresAt: number } & BlockAnswer {
     this.calls++;
-    return { ...this.leases.renewMany(ids, ttlMs), ...this.answer(pool, limit) };
+    return { ...this.leases.renewMany(ids, ttlMs, owner), ...this.answer(pool, limit) };
   }
 
   /** Gives slots of a block back. Idempotent. */

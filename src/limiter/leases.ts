@@ -1,8 +1,17 @@
 // In-flight slots as leases in a Durable Object's SQLite storage. Acquire is atomic (the object is single-
 // threaded and the SQL calls are synchronous), release is idempotent, and every lease has an expiry that
 // the object's alarm reclaims, so a slot whose release never arrives is still freed.
-// Waiting callers (x-queue-timeout-ms) queue first come first served; a waiting RPC parks on a promise
-// for at most WAIT_SLICE_MS, so the object keeps serving other calls and no RPC waits indefinitely.
+// Waiting callers (x-queue-timeout-ms) queue; a waiting RPC parks on a promise for at most WAIT_SLICE_MS, so
+// the object keeps serving other calls and no RPC waits indefinitely.
+//
+// Whose turn: every lease and every waiter has an owner (at an UpstreamGuard, the key whose block it is; in
+// a key's own table, nobody, so that line is first come first served). When a slot frees, the line is
+// served owner by owner, not request by request: next is the waiting owner holding the fewest slots, ties
+// going to the one granted a slot longest ago, then to the one waiting longest — so two keys waiting take
+// turns however many requests each has queued, and a key that holds less catches up first. An owner may
+// carry a cap (its max_upstream_share of the limit): while another owner waits, an owner holding its cap
+// ranks behind every owner below theirs, so it gets only what they leave (work-conserving: alone, or when
+// every waiting owner is at its cap, it may use whatever is free).
 
 /** A lease not renewed for this long is reclaimed. Streams renew every LEASE_RENEW_MS while data flows. */
 export const LEASE_TTL_MS = 30_000;
@@ -10,7 +19,7 @@ export const LEASE_RENEW_MS = 10_000;
 /** Longest a single acquire RPC parks waiting for a slot; the caller calls again with its ticket. */
 export const WAIT_SLICE_MS = 1_000;
 /** A waiter that has not called back within this time has gone away and loses its place. */
-const WAITER_STALE_MS = 3_000;
+export const WAITER_STALE_MS = 3_000;
 
 export interface AcquireOptions {
   ttlMs?: number;
@@ -32,6 +41,10 @@ export interface AcquireOptions {
   jump?: boolean;
   /** Takes the (single) lease under this id: a lost lease retaken keeps the id its holder knows. */
   id?: string;
+  /** Whose slots these are (a key id at a guard): the line takes turns by owner. */
+  owner?: string;
+  /** The most slots the owner holds before it yields to other owners waiting (its max_upstream_share). */
+  cap?: number;
 }
 
 export type AcquireResult =
@@ -40,22 +53,64 @@ export type AcquireResult =
 
 interface Waiter {
   ticket: string;
+  owner: string;
+  cap: number;
   lastSeen: number;
   wake?: () => void;
 }
 
+/**
+ * Waiting lines by name (a model or pool). A caller that stopped calling back (lastSeen older than `staleMs`,
+ * and not parked now) is dropped whenever its line is looked at, so it cannot block the line.
+ */
+export class Lines<W extends { lastSeen: number; wake?: () => void }> {
+  private readonly lines = new Map<string, W[]>();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly staleMs = WAITER_STALE_MS,
+  ) {}
+
+  get(name: string): W[] {
+    let q = this.lines.get(name);
+    if (!q) {
+      q = [];
+      this.lines.set(name, q);
+    }
+    const cutoff = this.now() - this.staleMs;
+    for (let i = q.length - 1; i >= 0; i--) if (q[i]!.lastSeen < cutoff && !q[i]!.wake) q.splice(i, 1);
+    return q;
+  }
+
+  /** The line as it is (no pruning; an empty line is not created). */
+  peek(name: string): W[] {
+    return this.lines.get(name) ?? [];
+  }
+
+  names(): IterableIterator<string> {
+    return this.lines.keys();
+  }
+}
+
 export class LeaseTable {
-  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly waiters: Lines<Waiter>;
+  /** Per model, when each owner was last granted slots (a grant counter): the tie-break between owners. */
+  private readonly lastGrant = new Map<string, Map<string, number>>();
+  private grants = 0;
   private alarmAt: number | null = null;
 
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly now: () => number = Date.now,
   ) {
+    this.waiters = new Lines<Waiter>(now);
     storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, model TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      `CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, model TEXT NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
        CREATE INDEX IF NOT EXISTS leases_model ON leases (model, expires_at);`,
     );
+    // Tables made before leases had owners: their leases count as nobody's until renewed.
+    const columns = storage.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('leases')").toArray();
+    if (!columns.some((c) => c.name === "owner")) storage.sql.exec("ALTER TABLE leases ADD COLUMN owner TEXT");
   }
 
   count(model: string): number {
@@ -76,17 +131,64 @@ export class LeaseTable {
     return out;
   }
 
+  /** Slots held per owner of the model's leases. */
+  private heldBy(model: string): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const r of this.storage.sql.exec<{ owner: string | null; n: number }>(
+      "SELECT owner, COUNT(*) AS n FROM leases WHERE model = ? AND expires_at > ? GROUP BY owner",
+      model,
+      this.now(),
+    )) {
+      out.set(r.owner ?? "", r.n);
+    }
+    return out;
+  }
+
+  /**
+   * How many of the line's waiters are served before `me` (a waiter in `queue`, or a caller about to join
+   * it at the end): owners take turns, the one holding the fewest slots first (see the header).
+   */
+  private ahead(model: string, queue: readonly Waiter[], me: Waiter): number {
+    const line = queue.includes(me) ? queue : [...queue, me];
+    // One owner in line (always so in a key's own table): first come first served, no query.
+    if (line.every((w) => w.owner === me.owner)) return line.indexOf(me);
+    const held = this.heldBy(model);
+    const last = this.lastGrant.get(model);
+    const byOwner = new Map<string, Waiter[]>();
+    for (const w of line) {
+      const mine = byOwner.get(w.owner);
+      if (mine) mine.push(w);
+      else byOwner.set(w.owner, [w]);
+    }
+    const owners = [...byOwner.keys()].map((owner, first) => ({
+      owner, first, held: held.get(owner) ?? 0, last: last?.get(owner) ?? -1, cap: byOwner.get(owner)![0]!.cap, left: byOwner.get(owner)!,
+    }));
+    // Serve the line in turn, virtually, until `me` comes up.
+    for (let served = 0; ; served++) {
+      const waiting = owners.filter((o) => o.left.length > 0);
+      const capped = (o: (typeof owners)[number]) => (waiting.length > 1 && o.held >= o.cap ? 1 : 0);
+      const next = waiting.reduce((a, b) => (capped(a) - capped(b) || a.held - b.held || a.last - b.last || a.first - b.first) <= 0 ? a : b);
+      if (next.left.shift() === me) return served;
+      next.held++;
+      next.last = this.grants + served + 1;
+    }
+  }
+
   async acquire(model: string, limit: number, opts: AcquireOptions = {}): Promise<AcquireResult> {
     const deadline = this.now() + Math.min(Math.max(opts.waitMs ?? 0, 0), WAIT_SLICE_MS);
+    const owner = opts.owner ?? "";
+    const cap = opts.cap ?? limit;
     let ticket = opts.ticket;
     for (;;) {
-      const queue = this.queueFor(model);
+      const queue = this.waiters.get(model);
       const position = ticket === undefined ? -1 : queue.findIndex((w) => w.ticket === ticket);
       const inFlight = this.count(model);
       const free = limit - inFlight;
       const need = Math.max(1, opts.need ?? 1);
-      // First come first served: a caller may pass only those queued ahead of it.
-      const ahead = opts.jump ? 0 : position === -1 ? queue.length : position;
+      // A caller may pass only those served before it (a retaken slot passes everyone).
+      const me = position === -1 ? { ticket: "", owner, cap, lastSeen: this.now() } : queue[position]!;
+      me.cap = cap;
+      const ahead = opts.jump || (position === -1 && queue.length === 0) ? 0 : this.ahead(model, queue, me);
       if (free - ahead >= need) {
         if (position !== -1) queue.splice(position, 1);
         const spare = queue.length > 0 ? 0 : free - need;
@@ -97,9 +199,12 @@ export class LeaseTable {
         const leaseIds: string[] = [];
         for (let i = 0; i < need + bonus; i++) {
           const id = i === 0 && opts.id !== undefined ? opts.id : crypto.randomUUID();
-          this.storage.sql.exec("INSERT OR REPLACE INTO leases (id, model, expires_at) VALUES (?, ?, ?)", id, model, expiresAt);
+          this.storage.sql.exec(
+            "INSERT OR REPLACE INTO leases (id, model, expires_at, owner) VALUES (?, ?, ?, ?)", id, model, expiresAt, opts.owner ?? null,
+          );
           leaseIds.push(id);
         }
+        this.granted(model, owner);
         await this.ensureAlarm(expiresAt);
         return { granted: true, leaseId: leaseIds[0]!, leaseIds, expiresAt, inFlight: inFlight + leaseIds.length, limit };
       }
@@ -113,7 +218,7 @@ export class LeaseTable {
       let waiter = position === -1 ? undefined : queue[position];
       if (!waiter) {
         ticket ??= crypto.randomUUID();
-        waiter = { ticket, lastSeen: this.now() };
+        waiter = { ticket, owner, cap, lastSeen: this.now() };
         queue.push(waiter);
       }
       waiter.lastSeen = this.now();
@@ -130,9 +235,20 @@ export class LeaseTable {
     }
   }
 
+  /** Remembers the grant's turn; forgets owners no longer in line once there are many. */
+  private granted(model: string, owner: string): void {
+    let last = this.lastGrant.get(model);
+    if (!last) this.lastGrant.set(model, (last = new Map()));
+    last.set(owner, ++this.grants);
+    if (last.size > 256) {
+      const waiting = new Set(this.waiters.peek(model).map((w) => w.owner));
+      for (const o of last.keys()) if (!waiting.has(o) && o !== owner) last.delete(o);
+    }
+  }
+
   /** Gives up a place in line (the caller stopped waiting). */
   leaveQueue(model: string, ticket: string): void {
-    const queue = this.queueFor(model);
+    const queue = this.waiters.get(model);
     const i = queue.findIndex((w) => w.ticket === ticket);
     if (i !== -1) queue.splice(i, 1);
     this.wake(model);
@@ -152,7 +268,7 @@ export class LeaseTable {
 
   /** Callers waiting in line for the model (those that stopped polling are dropped first). */
   queued(model: string): number {
-    return this.queueFor(model).length;
+    return this.waiters.get(model).length;
   }
 
   renew(leaseId: string, ttlMs = LEASE_TTL_MS): boolean {
@@ -174,13 +290,17 @@ export class LeaseTable {
     return rows.length > 0;
   }
 
-  /** Renews many leases in one statement; returns the ids still held (the others had expired or were released). */
-  renewMany(ids: string[], ttlMs = LEASE_TTL_MS): { alive: string[]; expiresAt: number } {
+  /**
+   * Renews many leases in one statement; returns the ids still held (the others had expired or were released).
+   * `owner` is (re)stated so leases taken before leases had owners get theirs.
+   */
+  renewMany(ids: string[], ttlMs = LEASE_TTL_MS, owner?: string): { alive: string[]; expiresAt: number } {
     const expiresAt = this.now() + ttlMs;
     const alive = this.storage.sql
       .exec<{ id: string }>(
-        "UPDATE leases SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND expires_at > ? RETURNING id",
+        "UPDATE leases SET expires_at = ?, owner = COALESCE(?, owner) WHERE id IN (SELECT value FROM json_each(?)) AND expires_at > ? RETURNING id",
         expiresAt,
+        owner ?? null,
         JSON.stringify(ids),
         this.now(),
       )
@@ -213,20 +333,8 @@ export class LeaseTable {
     return rows.length;
   }
 
-  private queueFor(model: string): Waiter[] {
-    let q = this.waiters.get(model);
-    if (!q) {
-      q = [];
-      this.waiters.set(model, q);
-    }
-    // Drop callers that stopped polling so they cannot block the line.
-    const cutoff = this.now() - WAITER_STALE_MS;
-    for (let i = q.length - 1; i >= 0; i--) if (q[i]!.lastSeen < cutoff && !q[i]!.wake) q.splice(i, 1);
-    return q;
-  }
-
   private wake(model: string): void {
-    for (const w of this.waiters.get(model) ?? []) w.wake?.();
+    for (const w of this.waiters.peek(model)) w.wake?.();
   }
 
   /** Makes sure the object's alarm fires no later than `at` (never postpones an earlier one). */

@@ -11,7 +11,7 @@ import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../limiter/slots.ts";
-import type { KeyRecord, PublicKey } from "../keys/types.ts";
+import { toPublic, type KeyRecord, type PublicKey } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
 
@@ -32,6 +32,17 @@ const settings = once(() => ({
     .max(20)
     .nullable()
     .openapi({ description: "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a '/' boundary)" }),
+  max_upstream_share: z
+    .number()
+    .positive()
+    .max(1)
+    .nullable()
+    .openapi({
+      description:
+        "fraction (0 < x ≤ 1) of an upstream account's limit for a model this key holds at most while other keys wait for it " +
+        "(at least one slot); alone, the key may use whatever is free. null: no cap",
+      example: 0.5,
+    }),
 }));
 
 /** Fallback models must be in the catalog when they are set (a model removed later is skipped at request time). */
@@ -52,6 +63,7 @@ const createKeySchema = once(() => {
       daily_token_limit: s.daily_token_limit.optional(),
       fallback_models: s.fallback_models.optional(),
       webhook_urls: s.webhook_urls.optional(),
+      max_upstream_share: s.max_upstream_share.optional(),
     })
     .strict()
     .openapi("CreateKey");
@@ -70,6 +82,7 @@ export const publicKeySchema = once(() =>
       daily_token_limit: z.number().nullable(),
       fallback_models: z.array(z.string()).nullable(),
       webhook_urls: z.array(z.string()).nullable(),
+      max_upstream_share: z.number().nullable(),
       tokens_valid_after: z.number().nullable().optional().openapi({ description: "browser tokens issued at or before this time (Unix seconds) are refused" }),
       created_at: z.string(),
       updated_at: z.string(),
@@ -140,6 +153,7 @@ adminKeys.openapi(
       daily_token_limit: body.daily_token_limit ?? null,
       fallback_models: body.fallback_models ?? null,
       webhook_urls: body.webhook_urls ?? null,
+      max_upstream_share: body.max_upstream_share ?? null,
       created_at: now,
       updated_at: now,
       revoked_at: null,
@@ -148,7 +162,7 @@ adminKeys.openapi(
       webhook_secret_sealed: await seal(material, webhookSecret),
     };
     await keyStub(c.env, id).init(record);
-    const { secret_hash: _h, secret_sealed: _s, webhook_secret_sealed: _w, ...pub } = record;
+    const pub = toPublic(record);
     await writeIndex(c.env, pub);
     return c.json({ ...pub, key: `${id}.${secret}`, webhook_secret: webhookSecret }, 201);
   },
@@ -183,7 +197,7 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "patch", path: "/keys/{id}" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits or budgets",
+    tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits, budgets, fallback models, webhook URLs or upstream share",
     request: { params: idParam(), body: { required: true, content: { "application/json": { schema: patchKeySchema() } } } },
     responses: { 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() },
   })),
