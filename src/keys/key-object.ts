@@ -318,11 +318,17 @@ export class KeyObject extends DurableObject<Env> {
    */
   async next(leaseId: string, usage: UsageRecord | undefined, verdict: Verdict, req: KeyAcquireRequest): Promise<KeyAcquireResult> {
     if (!this.stored) return this.acquire(req);
-    if (usage && this.recordSafely(usage)) await this.rollupSoon();
+    const recorded = usage !== undefined && this.recordSafely(usage);
     this.block.release(leaseId, verdict);
-    if (this.leases.modelOf(leaseId) === req.model) return this.acquire({ ...req, held: { leaseId } });
-    this.free(leaseId);
-    return this.acquire(req);
+    let next: KeyAcquireResult;
+    if (this.leases.modelOf(leaseId) === req.model) next = await this.acquire({ ...req, held: { leaseId } });
+    else {
+      this.free(leaseId);
+      next = await this.acquire(req);
+    }
+    // After the slots moved: the roll-up never stands between an attempt and the next.
+    if (recorded) await this.rollupSoon();
+    return next;
   }
 
   /**
