@@ -27,6 +27,8 @@ export default defineConfig({
                 WEBHOOK_ALLOW_PRIVATE: "true",
                 WEBHOOK_RETRY_BASE_SECONDS: "1",
                 JOB_RETRY_BASE_SECONDS: "1",
+                // The admin-wide usage view reads the roll-up: keys send to it in the call that records.
+                USAGE_ROLLUP_FLUSH_MS: "0",
               },
             },
           })),

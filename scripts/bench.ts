@@ -13,10 +13,10 @@
 //   BENCH_BASELINE=dir  another checkout of the gateway (a git worktree of an older commit, with its own
 //                       node_modules) measured in the same run as "glm-edge (before)".
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { freePort, startWranglerDev, type GatewayProcess, type StartOptions } from "./wrangler-dev.ts";
+import { freePort, type GatewayProcess, type StartOptions } from "./wrangler-dev.ts";
+import { guardRun, logger, runMain, startAll as startAllLogged, startOne as startOneLogged, STATE_ROOT, track } from "../bench/lifecycle.ts";
 import { percentile, rawRequest, streamRequest, type AbortPoint } from "../bench/http.ts";
 import { chatBody, streams, throughput, type Target } from "../bench/load.ts";
 import { cpuMs, machine, startSimProcess, workerdPids, type SimProcess } from "../bench/procs.ts";
@@ -53,83 +53,11 @@ const MODEL = "glm-4-flash-250414";
 const SHORT = "bench [[sim: tokens=20]]";
 const LONG = "bench [[sim: tokens=200]]";
 
-// ---------------------------------------------------------------------------------------------------------
-// Processes: every one started is stopped, whatever happens.
+guardRun(15 * 60_000, "bench");
+const log = logger("bench");
 
-const running: { name: string; stop: () => Promise<void>; pid: number | undefined }[] = [];
-let stopping: Promise<void> | undefined;
-
-function stopAll(): Promise<void> {
-  stopping ??= (async () => {
-    for (const p of running.reverse()) await p.stop().catch((err: unknown) => console.error(`stopping ${p.name}: ${String(err)}`));
-  })();
-  return stopping;
-}
-
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
-process.on("SIGTERM", () => void stopAll().then(() => process.exit(143)));
-// Last resort if node exits without the async stop (an uncaught error): kill the process groups outright.
-process.on("exit", () => {
-  for (const p of running) {
-    try {
-      if (p.pid !== undefined) process.kill(-p.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/** The whole run is bounded: past this, stop everything and fail rather than hang a terminal or a CI job. */
-const DEADLINE_MS = 15 * 60_000;
-setTimeout(() => {
-  console.error(`[bench] still running after ${DEADLINE_MS / 60_000} minutes: stopping everything`);
-  void stopAll().then(() => process.exit(1));
-}, DEADLINE_MS).unref();
-
-function track<T extends GatewayProcess | SimProcess>(name: string, p: T): T {
-  running.push({ name, stop: p.stop, pid: p.child.pid });
-  return p;
-}
-
-const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-
-/**
- * Local Durable Object state goes to memory when the machine has a tmpfs: SQLite's fsync on a shared disk
- * would be measured otherwise, a cost of this machine's disk and not of the gateway (production storage is
- * not a local file). The folders are removed when their process stops.
- */
-const STATE_ROOT = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-
-/**
- * Starts a `wrangler dev`, again on other ports if a free port it was given was taken meanwhile. Each gets
- * its own inspector port: left to itself, every wrangler reaches for 9229 at the same moment.
- */
-async function startOne(name: string, opts: Omit<StartOptions, "port" | "persistTo">): Promise<GatewayProcess> {
-  for (let attempt = 1; ; attempt++) {
-    const extraArgs = opts.extraArgs?.includes("--inspector-port") ? opts.extraArgs : [...(opts.extraArgs ?? []), "--inspector-port", String(await freePort())];
-    const persistTo = mkdtempSync(join(STATE_ROOT, `glm-edge-bench-${name}-`));
-    const forget = () => rmSync(persistTo, { recursive: true, force: true });
-    try {
-      const p = await startWranglerDev({ ...opts, extraArgs, persistTo, port: await freePort() });
-      return { ...p, stop: () => p.stop().finally(forget) };
-    } catch (err) {
-      forget();
-      if (attempt >= 3 || !/already in use/i.test(String(err))) throw err;
-      log(`${name}: its port was taken before wrangler bound it; again on another`);
-    }
-  }
-}
-
-/** Starts all at once; every one that started is tracked (for stopping) before any failure is thrown. */
-async function startAll(specs: [string, Omit<StartOptions, "port" | "persistTo">][]): Promise<GatewayProcess[]> {
-  const settled = await Promise.allSettled(specs.map(([name, opts]) => startOne(name, opts)));
-  settled.forEach((r, i) => {
-    if (r.status === "fulfilled") track(specs[i]![0], r.value);
-  });
-  const failed = settled.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<GatewayProcess>).value);
-}
+const startOne = (name: string, opts: Omit<StartOptions, "port" | "persistTo">) => startOneLogged(name, opts, log);
+const startAll = (specs: [string, Omit<StartOptions, "port" | "persistTo">][]) => startAllLogged(specs, log);
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -362,16 +290,19 @@ async function main(): Promise<void> {
 }
 
 /**
- * What follows the generated report — the hand-written analysis of the targets and the Startup section
- * (npm run bench:startup) — is its own record: a run of this benchmark carries it over.
+ * What follows the generated report — the hand-written analysis of the targets, the Startup section
+ * (npm run bench:startup) and the Scale section (npm run bench:scale) — is its own record: a run of this
+ * benchmark carries it over.
  */
 function startupSection(path: string): string {
   if (!existsSync(path)) return "";
   const old = readFileSync(path, "utf8");
   const analysis = old.indexOf("\n## Why the targets are missed");
   const from = analysis !== -1 ? analysis : old.indexOf("\n## Startup");
-  const end = old.indexOf("<!-- startup:end -->");
-  return from === -1 || end === -1 ? "" : "\n" + old.slice(from, end + "<!-- startup:end -->".length) + "\n";
+  const marks = ["<!-- startup:end -->", "<!-- scale:end -->"].map((m) => [old.indexOf(m), m.length] as const).filter(([i]) => i !== -1);
+  if (from === -1 || marks.length === 0) return "";
+  const end = Math.max(...marks.map(([i, n]) => i + n));
+  return "\n" + old.slice(from, end) + "\n";
 }
 
 async function held(limiterFloor: GatewayProcess): Promise<number> {
@@ -482,11 +413,4 @@ async function measureSummarize(edge: GatewayProcess, key: string, sim: SimProce
   };
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  await stopAll();
-}
+await runMain(main);

@@ -16,6 +16,8 @@ export type Controls = {
   hang_after?: number;
   error_after?: number;
   status?: number;
+  /** Seconds: the error answer carries Retry-After (GLM itself sends none; this is for gateways' tests). */
+  retry_after?: number;
   error?: string;
   finish?: Finish;
   tool?: string | true; // true: call the first function in `tools`
@@ -23,7 +25,7 @@ export type Controls = {
   break?: boolean; // reset the connection instead of answering; non-stream treats break_after the same
 };
 
-const NUMBER_KEYS = ['tokens', 'delay', 'ttft', 'break_after', 'hang_after', 'error_after', 'status'] as const;
+const NUMBER_KEYS = ['tokens', 'delay', 'ttft', 'break_after', 'hang_after', 'error_after', 'status', 'retry_after'] as const;
 const FINISHES: readonly Finish[] = ['stop', 'length', 'sensitive', 'network_error'];
 const MARKER = /\[\[sim:?([^\]]*)\]\]/g;
 

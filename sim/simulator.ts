@@ -108,7 +108,11 @@ export function createSimulator(options: SimOptions = {}): Simulator {
     if (plan.usage.prompt_tokens + (body.max_tokens ?? 0) > contextLimit(body.model, config)) return fail('1261');
     const errorCode = c.error ?? (c.error_after !== undefined ? '500' : undefined);
     const inBandError = stream && c.error_after !== undefined;
-    if (errorCode && !inBandError) return fail(errorCode, c.status ? { status: c.status } : {});
+    if (errorCode && !inBandError) {
+      const res = fail(errorCode, c.status ? { status: c.status } : {});
+      if (c.retry_after !== undefined) res.headers.set('Retry-After', String(c.retry_after));
+      return res;
+    }
 
     const ttft = c.ttft ?? config.ttftMs;
     const delay = c.delay ?? config.tokenDelayMs;

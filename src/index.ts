@@ -6,6 +6,7 @@ export { KeyObject } from "./keys/key-object.ts";
 export { UpstreamGuard } from "./limiter/guard.ts";
 export { JobObject } from "./jobs/job-object.ts";
 export { JobIndex } from "./jobs/job-index.ts";
+export { UsageRollup } from "./usage/rollup.ts";
 
 const app = createApp();
 

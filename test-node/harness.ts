@@ -26,6 +26,8 @@ export async function startE2E(opts: { vars?: Record<string, string>; sim?: Para
           GLM_API_KEY: "sim-upstream.key",
           ADMIN_TOKEN,
           KEY_ENCRYPTION_SECRET: "e2e-key-encryption-secret",
+          // The all-keys usage view (the console's Spend tab) reads the roll-up: keys send to it as they record.
+          USAGE_ROLLUP_FLUSH_MS: "0",
           ...opts.vars,
         },
       });

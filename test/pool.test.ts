@@ -250,3 +250,129 @@ describe("a sharded guard", () => {
     expect(after).toEqual([0, 0, 0]);
   });
 });
+
+/** The simulator's request log, oldest first (received_at: when each request arrived). */
+async function simLog(i: number): Promise<{ seq: number; received_at: number; status: number; ended: string | null }[]> {
+  const body = (await (await fetch(`${SIMS[i]}/_sim/requests?limit=100`)).json()) as unknown;
+  const list = (Array.isArray(body) ? body : (body as { data: unknown[] }).data) as { seq: number; received_at: number; status: number; ended: string | null }[];
+  return [...list].sort((x, y) => x.seq - y.seq);
+}
+
+type UpstreamsView = { accounts: { id: string; models: { model: string; circuit: { state: string; retry_at?: string | number }; recent_failures: number }[] }[] };
+
+describe("timeouts, Retry-After and the deadline", () => {
+  it("retries a header timeout at one account on another: one clean answer, and the ledger shows the timed-out attempt", async () => {
+    const a = `a${uid()}`, b = `b${uid()}`;
+    // The first account accepts the connection and never sends headers.
+    await sim(0, { fault: { controls: "hang" } });
+    await sim(1);
+    const vars = {
+      GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0), weight: 2 }, { id: b, url: simBase(1) }]),
+      UPSTREAM_TIMEOUT_MS: "1000",
+    };
+    const k = await createKey();
+    const res = await chatVia(vars, k.key, chatBody("are you there", { request_id: "rtimeout" }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-upstream-attempts")).toBe("2");
+    const body = (await res.json()) as { choices: { message: { content: string } }[] };
+    expect(body.choices).toHaveLength(1);
+    expect(body.choices[0]!.message.content.length).toBeGreaterThan(0);
+    expect((await stats(0)).total).toBe(1);
+    expect((await stats(1)).completed).toBe(1);
+    const recs = (await waitFor(() => records(vars, k.id), (r) => r.filter((x) => x.request_id === "rtimeout").length === 2))
+      .filter((r) => r.request_id === "rtimeout")
+      .sort((x, y) => x.attempt - y.attempt);
+    expect(recs.map((r) => [r.attempt, r.account, r.ended])).toEqual([[1, a, "timeout"], [2, b, "completed"]]);
+    expect(recs[1]!.status).toBe(200);
+    // GLM never answered the first attempt: it is recorded, not billed.
+    expect(recs[0]!.cost_cny).toBe(0);
+  });
+
+  it("waits at least GLM's Retry-After before retrying on the same account", async () => {
+    const a = `a${uid()}`;
+    await sim(0, { fault: { controls: "error=1305; retry_after=1" } });
+    const vars = { GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0) }]), UPSTREAM_MAX_ATTEMPTS: "2" };
+    const k = await createKey();
+    const res = await chatVia(vars, k.key, chatBody("busy hour"));
+    expect(res.status).toBe(429);
+    expect(res.headers.get("x-upstream-attempts")).toBe("2");
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("1305");
+    const log = await simLog(0);
+    expect(log).toHaveLength(2);
+    // Without Retry-After the first backoff is 125–250 ms; with it, at least the second GLM asked for.
+    expect(log[1]!.received_at - log[0]!.received_at).toBeGreaterThanOrEqual(1000);
+  });
+
+  it("does not wait for a Retry-After beyond the caller's deadline: the client gets the error at once", async () => {
+    const a = `a${uid()}`;
+    await sim(0, { fault: { controls: "error=1305; retry_after=60" } });
+    const vars = { GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0) }]), UPSTREAM_DEADLINE_MS: "10000" };
+    const k = await createKey();
+    const started = Date.now();
+    const res = await chatVia(vars, k.key, chatBody("busy for a minute"));
+    const took = Date.now() - started;
+    expect(res.status).toBe(429);
+    expect(res.headers.get("x-upstream-attempts")).toBe("1");
+    await res.text();
+    // One attempt, and the answer came before the deadline (waiting the 60 s would have outlived it).
+    expect(await simLog(0)).toHaveLength(1);
+    expect(took).toBeLessThan(10_000);
+  });
+});
+
+describe("the half-open probe", () => {
+  it("lets exactly one probe through after the cooldown: a failed probe reopens the circuit, a successful one closes it", async () => {
+    const a = `a${uid()}`, b = `b${uid()}`;
+    await sim(2, { fault: { controls: "error=500" } });
+    await sim(1);
+    const vars = {
+      GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(2), weight: 2 }, { id: b, url: simBase(1) }]),
+      UPSTREAM_CIRCUIT_FAILURES: "1",
+      // Longer than a key keeps an idle block (IDLE_RETURN_MS): the slots a key took at the failing account
+      // before its circuit opened are back at the guard when the cooldown ends, so only the guard's probe goes.
+      UPSTREAM_CIRCUIT_COOLDOWN_MS: String(IDLE_RETURN_MS + 1000),
+    };
+    const FLASH = "glm-4-flash-250414";
+    const circuitOf = async () => {
+      const v = (await (await adminVia(vars, "/upstreams")).json()) as UpstreamsView;
+      return v.accounts.find((x) => x.id === a)!.models.find((m) => m.model === FLASH)!.circuit;
+    };
+    const retryAtMs = (c: { retry_at?: string | number }) => (typeof c.retry_at === "number" ? c.retry_at : Date.parse(String(c.retry_at)));
+    // A burst comes from as many keys as requests: each key's object asks the guards for itself.
+    const burst = async (n: number) => {
+      const keys = await Promise.all(Array.from({ length: n }, () => createKey()));
+      const rs = await Promise.all(keys.map((k, i) => chatVia(vars, k.key, chatBody(`burst ${i}`))));
+      for (const r of rs) {
+        expect(r.status).toBe(200);
+        await r.text();
+      }
+    };
+
+    // The first failure opens the circuit; the request itself is answered by the other account.
+    await burst(1);
+    const opened = await waitFor(circuitOf, (c) => c.state === "open");
+    expect(opened.state).toBe("open");
+    expect((await stats(2)).total).toBe(1);
+    // While it is open, nothing goes to the failing account.
+    await burst(4);
+    expect((await stats(2)).total).toBe(1);
+
+    // After the cooldown, a burst: exactly one request is the probe; it fails, and the circuit opens again.
+    await new Promise((r) => setTimeout(r, Math.max(0, retryAtMs(opened) - Date.now()) + 100));
+    await burst(6);
+    expect((await stats(2)).total).toBe(2);
+    const reopened = await waitFor(circuitOf, (c) => c.state === "open" && retryAtMs(c) > retryAtMs(opened));
+    expect(reopened.state).toBe("open");
+    expect(retryAtMs(reopened)).toBeGreaterThan(retryAtMs(opened));
+
+    // The account recovers; after the next cooldown one probe succeeds and closes the circuit.
+    await sim(2);
+    await new Promise((r) => setTimeout(r, Math.max(0, retryAtMs(reopened) - Date.now()) + 100));
+    // Requests one at a time until one is the probe (the account is the heavier one, so it comes first).
+    for (let i = 0; i < 5 && (await stats(2)).total === 0; i++) await burst(1);
+    expect((await stats(2)).total).toBe(1);
+    const closed = await waitFor(circuitOf, (c) => c.state === "closed");
+    expect(closed.state).toBe("closed");
+    expect((await stats(2)).completed).toBe(1);
+  });
+});

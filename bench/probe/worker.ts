@@ -18,11 +18,21 @@ import type { UsageRecord } from "../../src/usage/ledger.ts";
 
 export { KeyObject } from "../../src/keys/key-object.ts";
 export { UpstreamGuard } from "../../src/limiter/guard.ts";
+export { UsageRollup } from "../../src/usage/rollup.ts";
 
 const MODEL = "glm-4-flash-250414";
 
 const keyStub = (env: Env, keyId: string) => env.KEYS.get(env.KEYS.idFromName(keyId));
 const guardStub = (env: Env, model: string) => env.GUARD.get(env.GUARD.idFromName(model));
+const rollupStub = (env: Env) => env.USAGE_ROLLUP.get(env.USAGE_ROLLUP.idFromName("usage:bench"));
+
+/** A key's flush to the usage roll-up: one (day, model) row's absolute totals. */
+function rollupRow(i: number) {
+  return {
+    day: "2026-11-30", model: MODEL, requests: i, prompt_tokens: 12 * i, completion_tokens: 200 * i, cached_tokens: 0,
+    cost_nano: 0, estimated: 0, errors: 0, incomplete: 0,
+  };
+}
 
 /** A key like the admin API makes (tier V3, no own cap), so the limiter checks a real record. */
 async function createKey(env: Env): Promise<string> {
@@ -50,9 +60,15 @@ function usageRecord(): UsageRecord {
  * One acquire + release as the gateway does it ("key", "slot", "slot-usage": one call to the key's object
  * each way, the upstream slot coming from the key's block; "slot-usage" releases with a usage record), or a
  * per-request lease at the upstream guard alone ("guard": the second round trip the gateway made before
- * keys held blocks).
+ * keys held blocks), or two flushes of a key's rows to the usage roll-up ("rollup": two calls, as a pair is).
  */
 async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: string): Promise<void> {
+  if (mode === "rollup") {
+    const n = Math.floor(Math.random() * 1000);
+    await rollupStub(env).put(cred.keyId, "bench", [rollupRow(n)]);
+    await rollupStub(env).put(cred.keyId, "bench", [rollupRow(n + 1)]);
+    return;
+  }
   const model = resolveModel(await getCatalog(env, ctx), MODEL);
   if (mode === "guard") {
     const guard = guardStub(env, MODEL);

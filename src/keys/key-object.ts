@@ -14,6 +14,8 @@ import { UpstreamBlock, type Verdict } from "../limiter/block.ts";
 import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";
 import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
+import { rollupStub } from "../usage/rollup.ts";
+import { flushDelayMs, RollupOutbox } from "../usage/rollup-outbox.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
@@ -96,7 +98,7 @@ export class KeyObject extends DurableObject<Env> {
    * exists: an object asked about a key that was never created answers "no such key" without writing a
    * thing (no tables, no stored state).
    */
-  private parts: { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger } | undefined;
+  private parts: { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger; outbox: RollupOutbox } | undefined;
   private secret: string | undefined;
   /** Lifetime of the key's leases and of its block's slots at the guard; tests shorten it. */
   ttlMs = LEASE_TTL_MS;
@@ -105,7 +107,7 @@ export class KeyObject extends DurableObject<Env> {
     super(ctx, env);
   }
 
-  private tables(): { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger } {
+  private tables(): { leases: LeaseTable; block: UpstreamBlock; ledger: Ledger; outbox: RollupOutbox } {
     if (!this.parts) {
       const { storage } = this.ctx;
       const leases = new LeaseTable(storage);
@@ -116,7 +118,8 @@ export class KeyObject extends DurableObject<Env> {
       storage.sql.exec(
         "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
       );
-      this.parts = { leases, block, ledger: new Ledger(storage.sql) };
+      const ledger = new Ledger(storage.sql);
+      this.parts = { leases, block, ledger, outbox: new RollupOutbox(storage.sql) };
     }
     return this.parts;
   }
@@ -131,6 +134,10 @@ export class KeyObject extends DurableObject<Env> {
 
   private get ledger(): Ledger {
     return this.tables().ledger;
+  }
+
+  private get outbox(): RollupOutbox {
+    return this.tables().outbox;
   }
 
 
@@ -165,11 +172,17 @@ export class KeyObject extends DurableObject<Env> {
     };
   }
 
-  update(patch: Partial<KeySettings>): PublicKey | null {
+  async update(patch: Partial<KeySettings>): Promise<PublicKey | null> {
     const r = this.stored;
     if (!r || r.revoked_at) return null;
     const next: KeyRecord = { ...r, ...patch, updated_at: new Date().toISOString() };
     this.ctx.storage.kv.put("record", next);
+    if (next.name !== r.name) {
+      // The roll-up lists keys by name: this month's rows go again, with the new one.
+      const now = Date.now();
+      this.outbox.markSince(utcDay(now).slice(0, 8) + "01", now);
+      await this.rollupSoon();
+    }
     return toPublic(next);
   }
 
@@ -242,7 +255,7 @@ export class KeyObject extends DurableObject<Env> {
     const newLease = crypto.randomUUID();
     const admitted = await this.admit(req, req.held ? undefined : newLease);
     if (!admitted.ok) {
-      if (req.held) this.release(req.held.leaseId, undefined, req.held.ticket && req.held.ticketPool ? { pool: req.held.ticketPool, ticket: req.held.ticket } : undefined);
+      if (req.held) this.free(req.held.leaseId, undefined, req.held.ticket && req.held.ticketPool ? { pool: req.held.ticketPool, ticket: req.held.ticket } : undefined);
       return admitted;
     }
     const caller = admitted.caller;
@@ -275,12 +288,12 @@ export class KeyObject extends DurableObject<Env> {
       });
     } catch (err) {
       // The guard is unreachable: nothing is admitted, and the key slot is not kept.
-      this.release(leaseId);
+      this.free(leaseId);
       throw err;
     }
     if (up.ok) return { ok: true, caller, leaseId, limit, inFlight, pool: up.pool, account: up.account };
     const keep = up.ticket !== undefined || req.keep === true;
-    if (!keep) this.release(leaseId);
+    if (!keep) this.free(leaseId);
     const upstream: UpstreamWait = {
       limit: up.limit,
       ...(keep ? { leaseId } : {}),
@@ -307,11 +320,17 @@ export class KeyObject extends DurableObject<Env> {
    */
   async next(leaseId: string, usage: UsageRecord | undefined, verdict: Verdict, req: KeyAcquireRequest): Promise<KeyAcquireResult> {
     if (!this.stored) return this.acquire(req);
-    if (usage) this.recordSafely(usage);
+    const recorded = usage !== undefined && this.recordSafely(usage);
     this.block.release(leaseId, verdict);
-    if (this.leases.modelOf(leaseId) === req.model) return this.acquire({ ...req, held: { leaseId } });
-    this.release(leaseId);
-    return this.acquire(req);
+    let next: KeyAcquireResult;
+    if (this.leases.modelOf(leaseId) === req.model) next = await this.acquire({ ...req, held: { leaseId } });
+    else {
+      this.free(leaseId);
+      next = await this.acquire(req);
+    }
+    // After the slots moved: the roll-up never stands between an attempt and the next.
+    if (recorded) await this.rollupSoon();
+    return next;
   }
 
   /**
@@ -408,7 +427,7 @@ export class KeyObject extends DurableObject<Env> {
     }
     const pool = this.block.poolOf(leaseId) ?? retake?.pool;
     if (pool === undefined) {
-      this.release(leaseId);
+      this.free(leaseId);
       return false;
     }
     try {
@@ -421,7 +440,7 @@ export class KeyObject extends DurableObject<Env> {
       this.block.dropLapsed();
       if (this.block.holds(leaseId)) return true;
     }
-    this.release(leaseId);
+    this.free(leaseId);
     return false;
   }
 
@@ -431,7 +450,14 @@ export class KeyObject extends DurableObject<Env> {
    * place in a guard's line (a request that stopped waiting). Idempotent for the slots; the slots are freed
    * even if recording fails.
    */
-  release(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): { released: boolean; recorded: boolean } {
+  async release(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): Promise<{ released: boolean; recorded: boolean }> {
+    const done = this.free(leaseId, usage, leave, verdict);
+    if (usage && done.recorded) await this.rollupSoon();
+    return done;
+  }
+
+  /** release() without waiting for anything: what the object's own paths use. */
+  private free(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): { released: boolean; recorded: boolean } {
     if (!this.stored) return { released: false, recorded: usage === undefined };
     const released = this.leases.release(leaseId);
     this.unreserve(leaseId);
@@ -442,7 +468,8 @@ export class KeyObject extends DurableObject<Env> {
 
   private recordSafely(usage: UsageRecord): boolean {
     try {
-      this.ledger.record(usage);
+      // The roll-up's mark is set in the same synchronous step as the record: no change goes unsent.
+      if (this.ledger.record(usage)) this.outbox.mark(utcDay(usage.ts), usage.model, Date.now());
       return true;
     } catch (err) {
       log({ level: "error", msg: "recording usage failed; the slot was freed", error: String(err) });
@@ -455,8 +482,40 @@ export class KeyObject extends DurableObject<Env> {
     return this.stored ? this.block.sizes() : {};
   }
 
-  record(usage: UsageRecord): boolean {
-    return this.stored ? this.ledger.record(usage) : false;
+  async record(usage: UsageRecord): Promise<boolean> {
+    if (!this.stored) return false;
+    const recorded = this.ledger.record(usage);
+    if (recorded) {
+      this.outbox.mark(utcDay(usage.ts), usage.model, Date.now());
+      await this.rollupSoon();
+    }
+    return recorded;
+  }
+
+  /**
+   * Makes sure the changed rows reach the roll-up: from the alarm, one delay after the first unsent change
+   * (so a busy key sends one batch per delay, not one call per request), or at once when the delay is 0.
+   */
+  private async rollupSoon(): Promise<void> {
+    const delay = flushDelayMs(this.env);
+    if (delay === 0) return this.flushRollup(0);
+    const due = this.outbox.dueAt(delay);
+    if (due !== null) await this.leases.ensureAlarm(due);
+  }
+
+  /** Sends the changed rows' totals to the roll-up when they are due; on failure they stay marked. */
+  private async flushRollup(delay: number): Promise<void> {
+    const due = this.outbox.dueAt(delay);
+    if (due === null) return;
+    if (due > Date.now()) return this.leases.ensureAlarm(due);
+    const r = this.stored!;
+    try {
+      await this.outbox.flush((month, rows) => rollupStub(this.env, month).put(r.id, r.name, rows));
+    } catch (err) {
+      log({ level: "warn", msg: "usage roll-up flush failed; retrying from the alarm", error: String(err) });
+    }
+    const next = this.outbox.dueAt(Math.max(delay, 1000));
+    if (next !== null) await this.leases.ensureAlarm(next);
   }
 
   usage(from: string, to: string): UsageReport {
@@ -476,6 +535,7 @@ export class KeyObject extends DurableObject<Env> {
     await this.leases.expire();
     await this.block.maintain();
     this.ledger.prune(Date.now());
+    await this.flushRollup(flushDelayMs(this.env));
     // Keep a daily alarm for ledger housekeeping when no lease needs an earlier one.
     const next = await this.ctx.storage.getAlarm();
     if (next === null) await this.ctx.storage.setAlarm(Date.now() + 86_400_000);

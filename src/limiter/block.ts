@@ -383,9 +383,11 @@ export class UpstreamBlock {
    * first), surplus to the guard, and how the attempt went is counted for the account's circuit.
    */
   release(leaseId: string, verdict: Verdict = "neutral"): void {
+    // Read before the update: RETURNING gives the row as updated, where probe is already 0.
     const rows = this.sql
-      .exec<{ pool: string; probe: number }>("UPDATE pool_slots SET lease = NULL, probe = 0 WHERE lease = ? RETURNING pool, probe", leaseId)
+      .exec<{ pool: string; probe: number }>("SELECT pool, probe FROM pool_slots WHERE lease = ?", leaseId)
       .toArray();
+    this.sql.exec("UPDATE pool_slots SET lease = NULL, probe = 0 WHERE lease = ?", leaseId);
     for (const model of this.waiters.names()) this.dropWaiter(model, leaseId);
     for (const r of rows) {
       this.lastActive.set(r.pool, this.now());

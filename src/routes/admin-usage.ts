@@ -1,13 +1,16 @@
-// Admin usage: one key's report, or all keys' summed, as JSON (with totals per day and model for charts)
-// or as CSV (one row per day, key and model); and a key's most recent per-request records.
+// Admin usage: one key's report (from its own object, exact), or all keys' summed (from the per-month
+// roll-up, one call per month in the range whatever the number of keys; it may lag by the flush delay),
+// as JSON (with totals per day and model for charts) or as CSV (one row per day, key and model); and a
+// key's most recent per-request records.
 import * as z from "../http/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
 import { keyStub } from "../limiter/slots.ts";
-import type { PublicKey } from "../keys/types.ts";
 import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
+import { monthsIn, rollupStub, type RollupRow } from "../usage/rollup.ts";
+import { flushDelayMs } from "../usage/rollup-outbox.ts";
 import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
 
 const ZERO: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
@@ -70,6 +73,18 @@ export function usageCsv(rows: (UsageRow & { key_id: string; key_name: string })
   return [CSV_COLUMNS.join(","), ...lines].join("\r\n") + "\r\n";
 }
 
+/** Where an admin usage answer comes from, and how far behind the keys' own ledgers it may be. */
+interface Freshness {
+  source: "key" | "rollup";
+  max_lag_seconds: number;
+  /** The roll-up's newest write in the months read (keys flush only when they changed). */
+  flushed_at: string | null;
+}
+
+function toUsageRow({ cost_nano, ...r }: RollupRow): UsageRow & { key_id: string; key_name: string } {
+  return { ...r, cost_cny: cost_nano / 1e9 };
+}
+
 export async function allKeyIds(env: Env): Promise<string[]> {
   const ids: string[] = [];
   let cursor: string | undefined;
@@ -100,6 +115,11 @@ adminUsage.openapi(
             schema: usageReportSchema().extend({
               key_id: z.string().nullable(),
               by_day_model: z.array(usageReportSchema().shape.totals.extend({ day: z.string(), model: z.string() })).openapi({ description: "totals per day and model, for charts stacked by model" }),
+              freshness: z.object({
+                source: z.enum(["key", "rollup"]),
+                max_lag_seconds: z.number(),
+                flushed_at: z.string().nullable(),
+              }).openapi({ description: "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change" }),
             }),
           },
           "text/csv": { schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }) },
@@ -113,20 +133,33 @@ adminUsage.openapi(
     const q = c.req.valid("query");
     const range = resolveRange(q);
     if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id)) throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
-    const ids = q.key_id ? [q.key_id] : await allKeyIds(c.env);
+    let rows: (UsageRow & { key_id: string; key_name: string })[];
+    let freshness: Freshness;
     if (q.key_id) {
+      const stub = keyStub(c.env, q.key_id);
       // An id with no key behind it is a 404, as on every other key route: an empty report would read as
       // "this key spent nothing", a wrong answer for a mistyped id.
-      if (!(await keyStub(c.env, q.key_id).info())) throw new GatewayError(404, Codes.notFound, "no such key");
+      const info = await stub.info();
+      if (!info) throw new GatewayError(404, Codes.notFound, "no such key");
+      rows = (await stub.usageRows(range.from, range.to)).map((r) => ({ ...r, key_id: info.id, key_name: info.name }));
+      freshness = { source: "key", max_lag_seconds: 0, flushed_at: null };
+    } else {
+      const months = await Promise.all(monthsIn(range.from, range.to).map((m) => rollupStub(c.env, m).read(range.from, range.to)));
+      rows = months.flatMap((m) => m.rows.map(toUsageRow));
+      const flushed = Math.max(0, ...months.map((m) => m.flushedAt ?? 0));
+      freshness = {
+        source: "rollup",
+        max_lag_seconds: flushDelayMs(c.env) / 1000,
+        flushed_at: flushed > 0 ? new Date(flushed).toISOString() : null,
+      };
     }
-    const perKey = await Promise.all(ids.map((id) => keyStub(c.env, id).usageRows(range.from, range.to)));
-    if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(perKey.flat()) }, 200);
-    const names = await Promise.all(ids.map(async (id) => (await c.env.KV.get<PublicKey>(`key:${id}`, "json"))?.name ?? ""));
-    const rows = perKey.flatMap((rs, i) => rs.map((r) => ({ ...r, key_id: ids[i]!, key_name: names[i]! })));
+    if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(rows.map(({ key_id: _, key_name: __, ...r }) => r)), freshness }, 200);
     rows.sort((a, b) => a.day.localeCompare(b.day) || a.key_id.localeCompare(b.key_id) || a.model.localeCompare(b.model));
     return c.body(usageCsv(rows), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="glm-edge-usage-${range.from}-to-${range.to}.csv"`,
+      "x-usage-source": freshness.source,
+      "x-usage-max-lag-seconds": String(freshness.max_lag_seconds),
     });
   },
 );

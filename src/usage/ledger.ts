@@ -58,8 +58,8 @@ export function utcDay(ts: number): string {
   return new Date(ts).toISOString().slice(0, 10);
 }
 
-interface Row {
-  [k: string]: SqlStorageValue;
+/** A usage_daily row's totals, exact (cost in integer nano-CNY): what the roll-up copies. */
+export interface ExactTotals {
   requests: number;
   prompt_tokens: number;
   completion_tokens: number;
@@ -68,6 +68,10 @@ interface Row {
   estimated: number;
   errors: number;
   incomplete: number;
+}
+
+interface Row extends ExactTotals {
+  [k: string]: SqlStorageValue;
 }
 
 const SUMS = `SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
