@@ -17,16 +17,16 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
     },
   },
-  // The Worker's schemas come from src/http/zod.ts: a value import of zod through @hono/zod-openapi (or of zod's
+  // The Worker's schemas come from src/shared/zod.ts: a value import of zod through @hono/zod-openapi (or of zod's
   // `z` object) pulls all of zod and its locales into the bundle, and builds schemas at startup (issue 16).
   {
     files: ["src/**/*.ts"],
-    ignores: ["src/http/zod.ts"],
+    ignores: ["src/shared/zod.ts"],
     rules: {
       "@typescript-eslint/no-restricted-imports": ["error", {
         paths: [
-          { name: "@hono/zod-openapi", message: "use `import * as z from \"../http/zod.ts\"` and createRoute from src/http/openapi.ts", allowTypeImports: true },
-          { name: "zod", message: "use `import * as z from \"../http/zod.ts\"`", allowTypeImports: true },
+          { name: "@hono/zod-openapi", message: "use `import * as z from \"../shared/zod.ts\"` and createRoute from src/http/openapi.ts", allowTypeImports: true },
+          { name: "zod", message: "use `import * as z from \"../shared/zod.ts\"`", allowTypeImports: true },
         ],
       }],
     },

@@ -3,11 +3,11 @@
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
-import { log } from "./http/log.ts";
+import { log } from "./shared/log.ts";
 import { uniqueJsonKeys } from "./http/json-keys.ts";
 import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
 import { createRoute, newRouter, type Router } from "./http/openapi.ts";
-import * as z from "./http/zod.ts";
+import * as z from "./shared/zod.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminLoad } from "./routes/admin-load.ts";

@@ -1,7 +1,7 @@
 // Typed view of the Worker's configuration, parsed once per env object (one per isolate in production;
 // tests that override bindings pass their own), and checked here, so a missing secret becomes a clear
 // error naming it.
-import * as z from "./http/zod.ts";
+import * as z from "./shared/zod.ts";
 import { GatewayError } from "./errors.ts";
 
 export const TIERS = ["V0", "V1", "V2", "V3"] as const;

@@ -12,7 +12,7 @@ import { GatewayError } from "../src/errors.ts";
 import type { KeyObject } from "../src/keys/key-object.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import type { UpstreamGuard } from "../src/limiter/guard.ts";
-import { acquireSlot } from "../src/limiter/slots.ts";
+import { acquireSlot } from "../src/keys/slot.ts";
 import { CIRCUIT, createKey, defaultPools, waitFor } from "./helpers.ts";
 
 /** A model of its own per test, so each test has its own guard; `account` is its limit at account tier V0. */

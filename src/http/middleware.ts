@@ -11,7 +11,7 @@ import { readConfig, requireSecret } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { REQUEST_ID_RE } from "../request-id.ts";
 import type { AppEnv } from "./context.ts";
-import { log } from "./log.ts";
+import { log } from "../shared/log.ts";
 
 
 /**

@@ -3,8 +3,8 @@
 // when to try again (schedule.ts).
 import { unseal } from "../auth/crypto.ts";
 import { keySealingSecret } from "../config.ts";
-import { log } from "../http/log.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { log } from "../shared/log.ts";
+import { keyStub } from "../keys/stub.ts";
 import { jobConfig, WEBHOOK_TIMEOUT_MS } from "./config.ts";
 import { checkCallbackUrl } from "./ssrf.ts";
 import type { DeliveryAttempt } from "./types.ts";

@@ -7,7 +7,7 @@
 // running (retry later) or finished (ack); a run whose lease lapsed — its consumer crashed or stalled — is
 // fenced out: its late `settle` is ignored, so only one run's result ever counts.
 import { DurableObject } from "cloudflare:workers";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { JOB_LEASE_MS, JOB_MAX_AGE_MS, JOB_MAX_ATTEMPTS, JOB_RETENTION_MS, jobConfig } from "./config.ts";
 import { attemptDelivery } from "./delivery.ts";
 import { jobIndexStub } from "./job-index.ts";

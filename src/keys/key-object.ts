@@ -9,7 +9,7 @@ import { constantTimeEqual, unseal } from "../auth/crypto.ts";
 import { verifyGlmJwt, type Credential } from "../auth/credentials.ts";
 import { keySealingSecret } from "../config.ts";
 import { Codes } from "../errors.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { UpstreamBlock, type Verdict } from "../limiter/block.ts";
 import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";

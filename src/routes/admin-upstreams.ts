@@ -1,7 +1,7 @@
 // GET /admin/upstreams: the upstream accounts, and per account and model the slots in flight against the
 // account's tier limit (summed over the guard's shards), the failures reported lately and the circuit's
 // state, read from each pool's UpstreamGuard. Upstream keys are never shown. Nothing here takes a slot.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
 import { readAccounts, readConfig, TIERS } from "../config.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";

@@ -1,12 +1,12 @@
 // Admin usage: one key's report, or all keys' summed, as JSON (with totals per day and model for charts)
 // or as CSV (one row per day, key and model); and a key's most recent per-request records.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { keyStub } from "../limiter/slots.ts";
-import type { PublicKey } from "../keys/types.ts";
+import { keyStub } from "../keys/stub.ts";
+import { allKeyIds, indexedKey } from "../keys/key-index.ts";
 import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
 import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
 
@@ -70,17 +70,6 @@ export function usageCsv(rows: (UsageRow & { key_id: string; key_name: string })
   return [CSV_COLUMNS.join(","), ...lines].join("\r\n") + "\r\n";
 }
 
-export async function allKeyIds(env: Env): Promise<string[]> {
-  const ids: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await env.KV.list({ prefix: "key:", ...(cursor ? { cursor } : {}) });
-    ids.push(...page.keys.map((k) => k.name.slice(4)));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return ids;
-}
-
 export const adminUsage = newRouter();
 
 adminUsage.openapi(
@@ -121,7 +110,7 @@ adminUsage.openapi(
     }
     const perKey = await Promise.all(ids.map((id) => keyStub(c.env, id).usageRows(range.from, range.to)));
     if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(perKey.flat()) }, 200);
-    const names = await Promise.all(ids.map(async (id) => (await c.env.KV.get<PublicKey>(`key:${id}`, "json"))?.name ?? ""));
+    const names = await Promise.all(ids.map(async (id) => (await indexedKey(c.env, id))?.name ?? ""));
     const rows = perKey.flatMap((rs, i) => rs.map((r) => ({ ...r, key_id: ids[i]!, key_name: names[i]! })));
     rows.sort((a, b) => a.day.localeCompare(b.day) || a.key_id.localeCompare(b.key_id) || a.model.localeCompare(b.model));
     return c.body(usageCsv(rows), 200, {

@@ -1,11 +1,11 @@
 // Async jobs in GLM's shape: POST /async/chat/completions (and /async/summarize) answers at once with a
 // task id and PROCESSING; the work runs on the job queue; GET /async-result/{id} polls it, and a signed
 // webhook to `callback_url` announces the end. Mounted at /v1 and /api/paas/v4 like the rest of the API.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
 import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
-import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import { refusal } from "../auth/refusal.ts";
 import type { Caller } from "../keys/types.ts";
@@ -13,7 +13,7 @@ import { utcDay } from "../usage/ledger.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH, underAllowedPrefix } from "../jobs/ssrf.ts";
 import { jobIndexStub } from "../jobs/job-index.ts";

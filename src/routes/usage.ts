@@ -1,10 +1,10 @@
 // GET /v1/usage: the caller's own usage and cost per day and model, from its key's Durable Object.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { refusal } from "../auth/refusal.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { bearerSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 import { utcDay } from "../usage/ledger.ts";
 
 const totals = once(() =>

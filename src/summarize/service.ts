@@ -4,10 +4,11 @@
 import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
-import { checkMaxTokens, resolveModel, zodToGlmError } from "../chat/validate.ts";
+import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
+import { zodToGlmError } from "../http/zod-error.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { WaitUntil } from "../http/context.ts";
-import { log } from "../http/log.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
+import { log } from "../shared/log.ts";
 import { formatCny } from "../usage/cost.ts";
 import { estimateTokens } from "../usage/estimate.ts";
 import { Calls } from "./calls.ts";
