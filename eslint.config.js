@@ -2,6 +2,7 @@
 // awaits in a Worker is work that silently never finishes).
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import folderCycles from "./eslint-rules/folder-cycles.js";
 
 export default tseslint.config(
   { ignores: ["node_modules", "dist", "**/.wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
@@ -31,6 +32,15 @@ export default tseslint.config(
       }],
     },
   },
+  // Data flows one way between src/'s folders (README, Architecture): a folder never imports one that imports it.
+  {
+    files: ["src/**/*.ts"],
+    plugins: { house: { rules: { "folder-cycles": folderCycles } } },
+    rules: { "house/folder-cycles": ["error", { root: "src" }] },
+  },
+  // The lint rules are plain JS for Node, outside any tsconfig: lint them without type information.
+  { files: ["eslint-rules/**/*.js"], ...tseslint.configs.disableTypeChecked },
+  { files: ["eslint-rules/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false } } },
   // The playground's plain browser scripts belong to no tsconfig: lint them without type information.
   { files: ["public/**/*.js"], ...tseslint.configs.disableTypeChecked },
   { files: ["public/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false }, globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },
