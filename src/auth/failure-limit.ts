@@ -83,9 +83,3 @@ export async function recordFailure(env: Env, ip: string, keyId: string | null, 
   if (keyOver && keyId) blocked.set(`key:${keyId}`, until);
   return ipOver || keyOver ? FAILURE_PERIOD_S : 0;
 }
-
-/** Tests only: forget every block and good credential this isolate knows. */
-export function resetFailureMemory(): void {
-  blocked.clear();
-  good.clear();
-}

@@ -72,4 +72,3 @@ export const modelPatchSchema = once(() =>
 
 export type Catalog = z.infer<ReturnType<typeof catalogSchema>>;
 export type ModelEntry = z.infer<ReturnType<typeof modelEntrySchema>>;
-export type ModelPatch = z.infer<ReturnType<typeof modelPatchSchema>>;

@@ -95,12 +95,3 @@ export const summarySchema = once(() =>
     .openapi("Summary"),
 );
 
-export const progressSchema = once(() =>
-  z
-    .object({
-      done: z.number().int(),
-      total: z.number().int(),
-      stage: z.enum(["map", "combine", "final", "done"]),
-    })
-    .openapi("SummarizeProgress"),
-);
