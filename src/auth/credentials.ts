@@ -1,4 +1,4 @@
-// Parses the Authorization header forms GLM clients really send (reference: glm-api.md "Auth forms"):
+// Parses the Authorization header forms GLM clients really send (GLM's docs at docs.bigmodel.cn and its SDKs):
 //   Bearer <id>.<secret>   — current docs, OpenAI SDK, zai-sdk
 //   Bearer <jwt> / <jwt>   — zhipuai-sdk-nodejs-v4 and older SDKs, signed HS256 with the key's secret
 // Only the shape is checked here; the key's Durable Object verifies the secret or signature.

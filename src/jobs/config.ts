@@ -5,7 +5,7 @@
 export const JOB_MAX_AGE_MS = 24 * 3_600_000;
 /** Finished jobs (result, deliveries) are kept this long, then the job's object deletes itself. */
 export const JOB_RETENTION_MS = 7 * 86_400_000;
-/** Upstream attempts per job: transient failures (1305, 5xx, timeouts) are retried up to this many runs. */
+/** Runs per job: a transient failure (1305, 5xx, GLM unreachable) is retried until this many runs, so 3 retries. */
 export const JOB_MAX_ATTEMPTS = 4;
 /**
  * A run holds the job for this long and renews it every JOB_HEARTBEAT_MS, so a run whose consumer died

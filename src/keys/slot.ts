@@ -64,7 +64,7 @@ export interface NextAttempt {
 export interface SlotRequest {
   cred: Credential;
   model: ModelEntry;
-  /** The model's pools over every upstream account (pools.ts). */
+  /** The model's pools over every upstream account (src/limiter/pools.ts). */
   pools: Pool[];
   circuit: CircuitConfig;
   queueTimeoutMs: number;

@@ -128,7 +128,7 @@ const recordSchema = once(() => z.object({
 
 adminUsage.openapi(
   createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
+    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 8 days)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
