@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
 import { log } from "./shared/log.ts";
 import { uniqueJsonKeys } from "./http/json-keys.ts";
-import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
+import { adminAuth, clientCors, clientCredential, requestContext, requireJson } from "./http/middleware.ts";
 import { createRoute, newRouter, type Router } from "./http/openapi.ts";
 import * as z from "./shared/zod.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
@@ -40,18 +40,18 @@ function clientApi(): Router {
   const api = newRouter();
   api.use("*", clientCors());
   api.route("/", models);
-  api.use("/chat/*", requireJson(), clientAuth(), uniqueJsonKeys());
+  api.use("/chat/*", requireJson(), clientCredential(), uniqueJsonKeys());
   // Browser tokens are for chat and summarize from a page: whatever acts with the key's full authority or
   // shows the whole key's data is refused to them (403), so only the key's holder can, for example, have a
   // webhook signed with the key's secret.
-  api.use("/usage", clientAuth({ refuseBrowserTokens: "read the key's usage" }));
-  api.use("/tokens", clientAuth({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
+  api.use("/usage", clientCredential({ refuseBrowserTokens: "read the key's usage" }));
+  api.use("/tokens", clientCredential({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
   api.route("/", chat);
   api.route("/", usage);
-  api.use("/summarize", clientAuth(), uniqueJsonKeys());
+  api.use("/summarize", clientCredential(), uniqueJsonKeys());
   api.route("/", summarize);
-  api.use("/async/*", requireJson(), clientAuth({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
-  api.use("/async-result/*", clientAuth({ refuseBrowserTokens: "read async job results" }));
+  api.use("/async/*", requireJson(), clientCredential({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
+  api.use("/async-result/*", clientCredential({ refuseBrowserTokens: "read async job results" }));
   api.route("/", asyncJobs);
   api.route("/", tokens);
   return api;
@@ -95,12 +95,7 @@ export function createApp(): Router {
 
   const admin = newRouter();
   admin.use("*", adminAuth());
-  admin.use("*", async (c, next) => {
-    if (c.req.method === "POST" || c.req.method === "PUT" || c.req.method === "PATCH") {
-      if (c.req.header("content-length") !== "0" && c.req.header("content-type") !== undefined) return requireJson()(c, next);
-    }
-    await next();
-  });
+  admin.use("*", requireJson({ optional: true }));
   admin.use("*", uniqueJsonKeys());
   admin.route("/", adminKeys);
   admin.route("/", adminCatalog);

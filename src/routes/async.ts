@@ -7,7 +7,7 @@ import { getCatalog } from "../catalog/store.ts";
 import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
 import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
 import { sha256Hex } from "../auth/crypto.ts";
-import { refusal } from "../auth/refusal.ts";
+import { requireCaller } from "../http/middleware.ts";
 import type { Caller } from "../keys/types.ts";
 import { utcDay } from "../usage/ledger.ts";
 import { Codes, GatewayError } from "../errors.ts";
@@ -144,13 +144,11 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
 
 /** Authenticates the caller now: the job later runs with the internal credential of this key. */
 async function authorize(c: Context<AppEnv>, model: string): Promise<Caller> {
-  const cred = c.get("cred");
-  const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-  if (!auth.ok) throw refusal(cred, auth);
-  if (auth.caller.token?.models && !auth.caller.token.models.includes(model)) {
+  const caller = await requireCaller(c);
+  if (caller.token?.models && !caller.token.models.includes(model)) {
     throw new GatewayError(403, Codes.illegalField, `this token may not use model ${model}`);
   }
-  return auth.caller;
+  return caller;
 }
 
 /**
@@ -279,10 +277,8 @@ asyncJobs.openapi(
   })),
   async (c) => {
     const id = c.req.valid("param").id;
-    const cred = c.get("cred");
-    const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw refusal(cred, auth);
-    const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
+    const caller = await requireCaller(c);
+    const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
     return c.json(view as z.infer<ReturnType<typeof asyncResultSchema>>, 200);
   },
