@@ -2,6 +2,7 @@
 // /api/paas/v4 (GLM's own) — so every SDK works by changing only its base URL.
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
+import { methodNotAllowed } from "hono/method-not-allowed";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
 import { log } from "./shared/log.ts";
 import { uniqueJsonKeys } from "./http/json-keys.ts";
@@ -57,24 +58,19 @@ function clientApi(): Router {
   return api;
 }
 
-/**
- * Which methods the app serves on a path, so a wrong method gets 405 with Allow instead of 404. The index is
- * built on the first unmatched request, not when the isolate starts.
- */
-function methodIndex(app: Router): (path: string) => string[] {
-  let routes: { method: string; re: RegExp }[] | undefined;
-  const build = () => app.routes
-    .filter((r) => r.method !== "ALL" && r.method !== "OPTIONS")
-    .map((r) => ({
-      method: r.method,
-      re: new RegExp("^" + r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+").replace(/\*$/, ".*") + "/?$"),
-    }));
-  return (path) => [...new Set((routes ??= build()).filter((r) => r.re.test(path)).map((r) => r.method))];
-}
-
 export function createApp(): Router {
   const app = newRouter();
   app.use("*", requestContext());
+  // A wrong method on a served path gets 405 with Allow instead of 404. Hono builds its index of the app's
+  // routes on the first unmatched request, not when the isolate starts.
+  app.use(
+    "*",
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, methods) =>
+        errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") }),
+    }),
+  );
   app.use(
     "*",
     bodyLimit({
@@ -115,15 +111,8 @@ export function createApp(): Router {
 
   // After every router, so the generated document sees all their routes.
   mountDocs(app);
-  const allowed = methodIndex(app);
 
-  app.notFound((c) => {
-    const methods = allowed(c.req.path);
-    if (methods.length > 0 && !methods.includes(c.req.method)) {
-      return errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") });
-    }
-    return errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`);
-  });
+  app.notFound((c) => errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => onError(err, c.get("requestId") ?? "unknown"));
   return app;
 }
