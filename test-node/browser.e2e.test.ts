@@ -127,6 +127,33 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     await context.close();
   });
 
+  it("reads a stream framed with CRLF and bare CR line ends, comments and multi-line data (as proxies may re-frame it)", async () => {
+    const { page, context, errors } = await open();
+    await page.getByLabel("API key or browser token").fill(key);
+    await page.getByLabel("Model").selectOption(AIR);
+    const chunk = (delta: object) => JSON.stringify({ id: "c", object: "chat.completion.chunk", model: AIR, choices: [{ index: 0, ...delta }] });
+    const body = [
+      `: keep-alive\r\n\r\n`,
+      `data: ${chunk({ delta: { role: "assistant", content: "Hello" } })}\r\n\r\n`,
+      // One JSON text over two data lines: the parser joins them with a newline, which JSON allows.
+      `data: {"choices":\r\ndata: [{"index":0,"delta":{"content":", CRLF"}}]}\r\n\r\n`,
+      `data: ${chunk({ delta: { content: " world" } })}\r\r`,
+      `data: ${chunk({ delta: {}, finish_reason: "stop" })}\r\n\r\n`,
+      `data: ${JSON.stringify({ id: "c", choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } })}\r\n\r\n`,
+      `data: [DONE]\r\n\r\n`,
+    ].join("");
+    await page.route("**/v1/chat/completions", (route) =>
+      route.fulfill({ status: 200, headers: { "content-type": "text/event-stream", "x-request-id": "crlf-framed" }, body }),
+    );
+    await send(page, "Frame it with CRLF");
+    await page.locator('[data-testid="answer-meta"][data-done="true"]').waitFor();
+    expect(await lastAnswer(page).getByTestId("answer-text").textContent()).toBe("Hello, CRLF world");
+    expect(await lastAnswer(page).getByTestId("usage").textContent()).toMatch(/3 in · 4 out tokens/);
+    expect(await page.getByTestId("error").count()).toBe(0);
+    expect(unexpected(errors)).toEqual([]);
+    await context.close();
+  });
+
   /** The cost the gateway recorded for one request, from the admin API (polled: usage is written after the stream). */
   async function recordedCost(requestId: string): Promise<number> {
     const keys = (await (await fetch(`${e2e.url}/admin/keys`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { data: { id: string }[] };
