@@ -14,7 +14,8 @@ import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../keys/stub.ts";
-import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
+import { readConfig } from "../config.ts";
+import { MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH, underAllowedPrefix } from "../jobs/ssrf.ts";
 import { jobIndexStub } from "../jobs/job-index.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
@@ -129,7 +130,7 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
   if (body.stream === true) throw illegal("stream", "async jobs do not stream; poll GET /async-result/{id} or set callback_url");
   let callbackUrl: string | null = null;
   if (body.callback_url !== undefined) {
-    const check = checkCallbackUrl(body.callback_url, { allowPrivate: jobConfig(env).allowPrivate });
+    const check = checkCallbackUrl(body.callback_url, { allowPrivate: readConfig(env).webhookAllowPrivate });
     if (!check.ok) throw illegal("callback_url", `refused because ${check.reason}`);
     callbackUrl = check.url;
   }
@@ -192,7 +193,7 @@ async function submit(c: Context<AppEnv>, s: Submission) {
   const answer = { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
   const index = jobIndexStub(c.env, keyId);
   const fingerprint = await sha256Hex(JSON.stringify([s.kind, s.model, s.body, s.callbackUrl, s.metadata]));
-  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: jobConfig(c.env).maxActiveJobs });
+  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: readConfig(c.env).maxActiveJobs });
   if (!reserved.ok && "existing" in reserved) {
     const prior = reserved.existing;
     if (!prior.sameRequest) {

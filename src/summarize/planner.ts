@@ -24,19 +24,12 @@ const STYLE_OUTPUT_TOKENS: Record<Style, number> = { paragraph: 1_024, bullets: 
 const MIN_DEFAULT_CONTEXT = 16_000;
 /** Deepest chain of merges before giving up (each level divides the partials by at least 2). */
 export const MAX_COMBINE_LEVELS = 8;
-/**
- * Upstream calls one summary may plan when SUMMARIZE_MAX_UPSTREAM_CALLS is not set. A Worker invocation may
- * make 1000 subrequests on the paid plan (50 on the free plan), and each upstream call also costs Durable
- * Object calls around it (admission, release, lease renewals), so about five subrequests per call; a
- * transient failure may be retried once. 150 calls stay well inside 1000; on the free plan set 8.
+/*
+ * Upstream calls one summary may plan (SUMMARIZE_MAX_UPSTREAM_CALLS, default 150, in src/config.ts): a Worker
+ * invocation may make 1000 subrequests on the paid plan (50 on the free plan), and each upstream call also
+ * costs Durable Object calls around it (admission, release, lease renewals), so about five subrequests per
+ * call; a transient failure may be retried once. 150 calls stay well inside 1000; on the free plan set 8.
  */
-export const DEFAULT_MAX_UPSTREAM_CALLS = 150;
-
-/** SUMMARIZE_MAX_UPSTREAM_CALLS, else the default. */
-export function maxUpstreamCalls(env: Env): number {
-  const n = Number(env.SUMMARIZE_MAX_UPSTREAM_CALLS);
-  return env.SUMMARIZE_MAX_UPSTREAM_CALLS && Number.isInteger(n) && n > 0 ? n : DEFAULT_MAX_UPSTREAM_CALLS;
-}
 
 /**
  * The merge calls a summary of `pieces` partial summaries will make, planned as the orchestrator merges:

@@ -15,7 +15,8 @@ import { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
 import { resolveTarget } from "./language.ts";
 import { Summarizer, type Job } from "./orchestrator.ts";
-import { budgets, defaultModel, maxUpstreamCalls } from "./planner.ts";
+import { readConfig } from "../config.ts";
+import { budgets, defaultModel } from "./planner.ts";
 import { MAX_TEXT_CHARS, summarizeInputSchema } from "./schema.ts";
 import { quietSink, SseSink, unusableFinish } from "./stream.ts";
 
@@ -87,7 +88,7 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
   const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
   checkMaxTokens(model, body.max_tokens);
   const prompt = { target: resolveTarget(body.language, text), style: body.style ?? "paragraph", instructions: body.instructions?.trim() || undefined };
-  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: maxUpstreamCalls(env) } };
+  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: readConfig(env).summarizeMaxUpstreamCalls } };
 }
 
 /** The largest first call a summary can make: a single pass over the whole text, or the largest piece. */
