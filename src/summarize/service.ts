@@ -17,29 +17,12 @@ import { resolveTarget } from "./language.ts";
 import { Summarizer, type Job } from "./orchestrator.ts";
 import { readConfig } from "../config.ts";
 import { budgets, defaultModel } from "./planner.ts";
-import { MAX_TEXT_CHARS, summarizeInputSchema } from "./schema.ts";
+import type * as z from "../shared/zod.ts";
+import { MAX_TEXT_CHARS, summarizeInputSchema, type summarySchema } from "./schema.ts";
 import { quietSink, SseSink, unusableFinish } from "./stream.ts";
 
-export interface SummarizeInput {
-  text: string;
-  model?: string;
-  style?: "paragraph" | "bullets" | "tldr";
-  language?: string;
-  max_tokens?: number;
-  instructions?: string;
-}
-
-export interface SummarizeResult {
-  id: string;
-  object: "summary";
-  model: string;
-  summary: string;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  cost_cny: number;
-  chunks: number;
-  /** The summary was cut by max_tokens (it ends where the limit was reached). */
-  truncated: boolean;
-}
+export type SummarizeInput = z.infer<ReturnType<typeof summarizeInputSchema>>;
+export type SummarizeResult = z.infer<ReturnType<typeof summarySchema>>;
 
 export interface SummarizeOptions {
   requestId: string;
