@@ -8,7 +8,7 @@ import type { ModelEntry } from "../catalog/schema.ts";
 import { readAccounts, readConfig, TIERS, type Tier } from "../config.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { guardStub, poolsFor } from "../limiter/pools.ts";
+import { poolStates, poolsFor } from "../limiter/pools.ts";
 import { allKeyIds } from "../keys/key-index.ts";
 import { keyStub } from "../keys/stub.ts";
 import type { KeyStatus } from "../keys/types.ts";
@@ -71,11 +71,8 @@ adminLoad.openapi(
     const poolsOf = (m: ModelEntry | undefined) => (m ? poolsFor(accounts, m, readConfig(c.env).guardShardSlots) : []);
     const [statuses, upstream] = await Promise.all([
       allKeyIds(c.env).then((ids) => Promise.all(ids.map((id) => keyStub(c.env, id).status()))),
-      Promise.all(
-        models.map(async (m) => {
-          const counts = await Promise.all(poolsOf(m).map(async (p) => (await guardStub(c.env, p.name).inFlight())[p.name] ?? 0));
-          return [m.id, counts.reduce((a, b) => a + b, 0)] as const;
-        }),
+      poolStates(c.env, accounts, models, readConfig(c.env).guardShardSlots).then((rows) =>
+        rows.map(({ model, states }) => [model.id, states.reduce((n, s) => n + s.in_flight, 0)] as const),
       ),
     ]);
     const keys = statuses
