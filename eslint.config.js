@@ -2,6 +2,7 @@
 // awaits in a Worker is work that silently never finishes).
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import folderCycles from "./eslint-rules/folder-cycles.js";
 
 export default tseslint.config(
   { ignores: ["node_modules", "dist", "**/.wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
@@ -17,24 +18,33 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
     },
   },
-  // The Worker's schemas come from src/http/zod.ts: a value import of zod through @hono/zod-openapi (or of zod's
+  // The Worker's schemas come from src/shared/zod.ts: a value import of zod through @hono/zod-openapi (or of zod's
   // `z` object) pulls all of zod and its locales into the bundle, and builds schemas at startup (issue 16). The
   // OpenAPI document is generated at build time (src/http/openapi-document.ts): nothing in the Worker imports it
   // or zod-to-openapi.
   {
     files: ["src/**/*.ts"],
-    ignores: ["src/http/zod.ts", "src/http/openapi-document.ts"],
+    ignores: ["src/shared/zod.ts", "src/http/openapi-document.ts"],
     rules: {
       "@typescript-eslint/no-restricted-imports": ["error", {
         paths: [
-          { name: "@hono/zod-openapi", message: "use `import * as z from \"../http/zod.ts\"` and createRoute from src/http/openapi.ts", allowTypeImports: true },
-          { name: "zod", message: "use `import * as z from \"../http/zod.ts\"`", allowTypeImports: true },
+          { name: "@hono/zod-openapi", message: "use `import * as z from \"../shared/zod.ts\"` and createRoute from src/http/openapi.ts", allowTypeImports: true },
+          { name: "zod", message: "use `import * as z from \"../shared/zod.ts\"`", allowTypeImports: true },
           { name: "@asteasolutions/zod-to-openapi", message: "the document is generated at build time (src/http/openapi-document.ts)", allowTypeImports: true },
         ],
         patterns: [{ group: ["**/openapi-document.ts"], message: "build time only: it would put zod-to-openapi in the Worker's bundle", allowTypeImports: true }],
       }],
     },
   },
+  // Data flows one way between src/'s folders (README, Architecture): a folder never imports one that imports it.
+  {
+    files: ["src/**/*.ts"],
+    plugins: { house: { rules: { "folder-cycles": folderCycles } } },
+    rules: { "house/folder-cycles": ["error", { root: "src" }] },
+  },
+  // The lint rules are plain JS for Node, outside any tsconfig: lint them without type information.
+  { files: ["eslint-rules/**/*.js"], ...tseslint.configs.disableTypeChecked },
+  { files: ["eslint-rules/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false } } },
   // The playground's plain browser scripts belong to no tsconfig: lint them without type information.
   { files: ["public/**/*.js"], ...tseslint.configs.disableTypeChecked },
   { files: ["public/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false }, globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },

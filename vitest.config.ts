@@ -1,6 +1,6 @@
 // Two test projects: "workers" runs inside workerd (real Durable Objects and KV) against the GLM simulator
-// started by test/global-setup.ts; "node" runs the simulator's own tests and the end-to-end tests that
-// drive `wrangler dev` over real HTTP.
+// started by test/global-setup.ts; "node" runs the simulator's own tests (sim/) and the end-to-end tests
+// that drive `wrangler dev` over real HTTP (test-node/).
 import { defineConfig } from "vitest/config";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 
@@ -43,7 +43,7 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["test-node/**/*.test.ts"],
+          include: ["test-node/**/*.test.ts", "sim/**/*.test.ts"],
           environment: "node",
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -4,7 +4,7 @@
 // Worker, or the gateway.
 import http from "node:http";
 import autocannon from "autocannon";
-import { pool, streamRequest } from "./http.ts";
+import { pool, streamRequest } from "../test-support/http.ts";
 
 export interface Target {
   name: string;

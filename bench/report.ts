@@ -229,14 +229,14 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
   if (r.limiter) {
     L.push(
       "Timed through bench/probe/worker.ts, a bench-only Worker bound to the gateway's own KeyObject and UpstreamGuard classes and calling their RPC methods " +
-        "(acquire, release) the way the gateway's admission does as of this writing: the key's lease, then the upstream guard's. One operation per request, paths alternating; " +
+        "(acquire, release) the way the gateway's admission does as of this writing: one call to the key's object to admit (its block of the guard's slots hands out the upstream slot) and one to release. One operation per request, paths alternating; " +
         "a cost is the difference to a request that does everything else.",
       "",
     );
     L.push("| measure | p50 | p99 |");
     L.push("|---|---:|---:|");
     for (const [path, d] of Object.entries(r.limiter.latency)) L.push(`| request ${path} (ms) | ${f2(d.p50)} | ${f2(d.p99)} |`);
-    L.push(`| **both acquires + releases per request** (/slot − /auth, ms) | ${f2(r.limiter.acquireRelease.p50)} | ${f2(r.limiter.acquireRelease.p99)} |`);
+    L.push(`| **acquire + release per request** (/slot − /auth, ms) | ${f2(r.limiter.acquireRelease.p50)} | ${f2(r.limiter.acquireRelease.p99)} |`);
     L.push(`| **recording usage with the release** (/slot-usage − /slot, ms) | ${f2(r.limiter.usageRecord.p50)} | ${f2(r.limiter.usageRecord.p99)} |`);
     L.push("");
     L.push("| rate inside one request, 50 at a time | acquire + release pairs/s |");
@@ -312,7 +312,7 @@ export function findings(r: Results): string[] {
       const auth = r.limiter.latency["/auth"]!.p50 - r.limiter.latency["/noop"]!.p50;
       const both = r.limiter.acquireRelease.p50;
       parts.push(
-        `the probe times a key check in the key's object at ${ms(auth)} and the gateway's two acquires + releases (key's object, then upstream guard, one after the other) at ${ms(both)} over it, ` +
+        `the probe times a key check in the key's object at ${ms(auth)} and the gateway's acquire + release (one call each way to the key's object, which hands out the upstream slot from its block) at ${ms(both)} over it, ` +
           "against the limiter floor's one acquire",
       );
     }

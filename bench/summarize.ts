@@ -151,7 +151,7 @@ function arg(name: string): string | undefined {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { startE2E } = await import("../test-node/harness.ts");
+  const { startE2E } = await import("../test-support/harness.ts");
   const chars = Number(arg("chars") ?? 1_000_000);
   const runs = Number(arg("runs") ?? 3);
   const which = arg("language") ?? "both";

@@ -12,7 +12,7 @@
 import http from "node:http";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pool, rawRequest } from "../bench/http.ts";
+import { pool, rawRequest } from "../test-support/http.ts";
 import { guardRun, logger, runMain, startAll, track } from "../bench/lifecycle.ts";
 import { machine, startSimProcess } from "../bench/procs.ts";
 import { freePort, type GatewayProcess } from "./wrangler-dev.ts";

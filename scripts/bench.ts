@@ -17,7 +17,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { freePort, type GatewayProcess, type StartOptions } from "./wrangler-dev.ts";
 import { guardRun, logger, runMain, startAll as startAllLogged, startOne as startOneLogged, STATE_ROOT, track } from "../bench/lifecycle.ts";
-import { percentile, rawRequest, streamRequest, type AbortPoint } from "../bench/http.ts";
+import { percentile, rawRequest, streamRequest, type AbortPoint } from "../test-support/http.ts";
 import { chatBody, streams, throughput, type Target } from "../bench/load.ts";
 import { cpuMs, machine, startSimProcess, workerdPids, type SimProcess } from "../bench/procs.ts";
 import { hotspots, profileWorker } from "../bench/profile.ts";

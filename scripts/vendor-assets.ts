@@ -1,6 +1,7 @@
 // Copies the browser bundles the static pages load from node_modules into public/vendor/, so they work
 // offline and `wrangler deploy` uploads them with the other static assets: the API reference (Scalar's
-// standalone build, for GET /docs) and the console's charts (uPlot's ES module and its styles). Runs as
+// standalone build, for GET /docs), the console's charts (uPlot's ES module and its styles) and the
+// playground's SSE parser (eventsource-parser's ES modules, which import one another by relative path). Runs as
 // npm's "prepare" step (after `npm ci` / `npm install`); the copies are not committed.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -18,6 +19,7 @@ interface Vendored {
 const VENDORED: Vendored[] = [
   { pkg: "@scalar/api-reference", usedBy: "the API reference page", out: "scalar", files: ["dist/browser/standalone.js"] },
   { pkg: "uplot", usedBy: "the console's charts", out: "uplot", files: ["dist/uPlot.esm.js", "dist/uPlot.min.css", "LICENSE"] },
+  { pkg: "eventsource-parser", usedBy: "the playground's streaming", out: "eventsource-parser", files: ["dist/index.js", "dist/parse.js", "dist/errors.js", "LICENSE"] },
 ];
 
 for (const { pkg, usedBy, out, files } of VENDORED) {

@@ -2,12 +2,13 @@
 // /api/paas/v4 (GLM's own) — so every SDK works by changing only its base URL.
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
+import { methodNotAllowed } from "hono/method-not-allowed";
 import { Codes, GatewayError, errorResponse } from "./errors.ts";
-import { log } from "./http/log.ts";
+import { log } from "./shared/log.ts";
 import { uniqueJsonKeys } from "./http/json-keys.ts";
-import { adminAuth, clientAuth, clientCors, requestContext, requireJson } from "./http/middleware.ts";
+import { adminAuth, clientCors, clientCredential, requestContext, requireJson } from "./http/middleware.ts";
 import { createRoute, newRouter, type Router } from "./http/openapi.ts";
-import * as z from "./http/zod.ts";
+import * as z from "./shared/zod.ts";
 import { adminCatalog } from "./routes/admin-catalog.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { adminLoad } from "./routes/admin-load.ts";
@@ -40,41 +41,36 @@ function clientApi(): Router {
   const api = newRouter();
   api.use("*", clientCors());
   api.route("/", models);
-  api.use("/chat/*", requireJson(), clientAuth(), uniqueJsonKeys());
+  api.use("/chat/*", requireJson(), clientCredential(), uniqueJsonKeys());
   // Browser tokens are for chat and summarize from a page: whatever acts with the key's full authority or
   // shows the whole key's data is refused to them (403), so only the key's holder can, for example, have a
   // webhook signed with the key's secret.
-  api.use("/usage", clientAuth({ refuseBrowserTokens: "read the key's usage" }));
-  api.use("/tokens", clientAuth({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
+  api.use("/usage", clientCredential({ refuseBrowserTokens: "read the key's usage" }));
+  api.use("/tokens", clientCredential({ refuseBrowserTokens: "mint tokens" }), uniqueJsonKeys());
   api.route("/", chat);
   api.route("/", usage);
-  api.use("/summarize", clientAuth(), uniqueJsonKeys());
+  api.use("/summarize", clientCredential(), uniqueJsonKeys());
   api.route("/", summarize);
-  api.use("/async/*", requireJson(), clientAuth({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
-  api.use("/async-result/*", clientAuth({ refuseBrowserTokens: "read async job results" }));
+  api.use("/async/*", requireJson(), clientCredential({ refuseBrowserTokens: "submit async jobs" }), uniqueJsonKeys());
+  api.use("/async-result/*", clientCredential({ refuseBrowserTokens: "read async job results" }));
   api.route("/", asyncJobs);
   api.route("/", tokens);
   return api;
 }
 
-/**
- * Which methods the app serves on a path, so a wrong method gets 405 with Allow instead of 404. The index is
- * built on the first unmatched request, not when the isolate starts.
- */
-function methodIndex(app: Router): (path: string) => string[] {
-  let routes: { method: string; re: RegExp }[] | undefined;
-  const build = () => app.routes
-    .filter((r) => r.method !== "ALL" && r.method !== "OPTIONS")
-    .map((r) => ({
-      method: r.method,
-      re: new RegExp("^" + r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+").replace(/\*$/, ".*") + "/?$"),
-    }));
-  return (path) => [...new Set((routes ??= build()).filter((r) => r.re.test(path)).map((r) => r.method))];
-}
-
 export function createApp(): Router {
   const app = newRouter();
   app.use("*", requestContext());
+  // A wrong method on a served path gets 405 with Allow instead of 404. Hono builds its index of the app's
+  // routes on the first unmatched request, not when the isolate starts.
+  app.use(
+    "*",
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, methods) =>
+        errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") }),
+    }),
+  );
   app.use(
     "*",
     bodyLimit({
@@ -95,12 +91,7 @@ export function createApp(): Router {
 
   const admin = newRouter();
   admin.use("*", adminAuth());
-  admin.use("*", async (c, next) => {
-    if (c.req.method === "POST" || c.req.method === "PUT" || c.req.method === "PATCH") {
-      if (c.req.header("content-length") !== "0" && c.req.header("content-type") !== undefined) return requireJson()(c, next);
-    }
-    await next();
-  });
+  admin.use("*", requireJson({ optional: true }));
   admin.use("*", uniqueJsonKeys());
   admin.route("/", adminKeys);
   admin.route("/", adminCatalog);
@@ -120,15 +111,8 @@ export function createApp(): Router {
 
   // After every router: the document (generated at build time from docEntries) lists all their routes.
   mountDocs(app);
-  const allowed = methodIndex(app);
 
-  app.notFound((c) => {
-    const methods = allowed(c.req.path);
-    if (methods.length > 0 && !methods.includes(c.req.method)) {
-      return errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") });
-    }
-    return errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`);
-  });
+  app.notFound((c) => errorResponse(404, Codes.notFound, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => onError(err, c.get("requestId") ?? "unknown"));
   return app;
 }

@@ -2,10 +2,10 @@
 // through playwright-core) against `wrangler dev` with the GLM simulator upstream. Each state the page
 // goes through is kept as a screenshot in artifacts/screenshots/.
 import type { Browser, BrowserContextOptions, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
-import { browserAvailability, launchBrowser, loopbackContext, pageErrors, shot } from "./browser.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { browserAvailability, launchBrowser, loopbackContext, openPage, pageErrors, shot } from "./browser.ts";
 import { startFrontendApp } from "./frontend-example.ts";
-import { ADMIN_TOKEN, startE2E, type E2E } from "./harness.ts";
+import { ADMIN_TOKEN, startE2E, type E2E } from "../test-support/harness.ts";
 
 const availability = browserAvailability();
 if (!availability.run) console.warn(availability.reason);
@@ -39,19 +39,9 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
 
   /** A fresh page on the playground, cut off from everything but loopback. */
   async function open(options: BrowserContextOptions = {}) {
-    const { context, blocked } = await loopbackContext(browser, options);
-    context.setDefaultTimeout(20_000);
-    const page = await context.newPage();
-    const errors = pageErrors(page);
-    // On failure, keep what the page showed and what the gateway printed: enough to diagnose a CI run.
-    onTestFailed(async ({ task }) => {
-      await shot(page, `failed-${task.name.replace(/\W+/g, "-").slice(0, 60)}`, true).catch(() => undefined);
-      console.error(`page text:\n${await page.locator("main").innerText().catch(() => "(page closed)")}\nconsole errors: ${JSON.stringify(errors)}\ngateway output:\n${e2e.gateway.output().slice(-6000)}`);
-    });
-    const res = await page.goto(`${e2e.url}/`);
-    expect(res?.status()).toBe(200);
-    await page.locator("#model:not([disabled])").waitFor();
-    return { page, context, blocked, errors };
+    const opened = await openPage(browser, `${e2e.url}/`, { name: "failed", textOf: "main", gatewayOutput: () => e2e.gateway.output(), options });
+    await opened.page.locator("#model:not([disabled])").waitFor();
+    return opened;
   }
 
   /** Console errors other than the browser's own line for each HTTP error response the page handled. */
@@ -133,6 +123,33 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     expect(recorded).toBeGreaterThan(0);
     expect(Math.abs(shown - recorded)).toBeLessThanOrEqual(recorded * 0.01);
     await shot(page, "04-chat-done");
+    expect(unexpected(errors)).toEqual([]);
+    await context.close();
+  });
+
+  it("reads a stream framed with CRLF and bare CR line ends, comments and multi-line data (as proxies may re-frame it)", async () => {
+    const { page, context, errors } = await open();
+    await page.getByLabel("API key or browser token").fill(key);
+    await page.getByLabel("Model").selectOption(AIR);
+    const chunk = (delta: object) => JSON.stringify({ id: "c", object: "chat.completion.chunk", model: AIR, choices: [{ index: 0, ...delta }] });
+    const body = [
+      `: keep-alive\r\n\r\n`,
+      `data: ${chunk({ delta: { role: "assistant", content: "Hello" } })}\r\n\r\n`,
+      // One JSON text over two data lines: the parser joins them with a newline, which JSON allows.
+      `data: {"choices":\r\ndata: [{"index":0,"delta":{"content":", CRLF"}}]}\r\n\r\n`,
+      `data: ${chunk({ delta: { content: " world" } })}\r\r`,
+      `data: ${chunk({ delta: {}, finish_reason: "stop" })}\r\n\r\n`,
+      `data: ${JSON.stringify({ id: "c", choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } })}\r\n\r\n`,
+      `data: [DONE]\r\n\r\n`,
+    ].join("");
+    await page.route("**/v1/chat/completions", (route) =>
+      route.fulfill({ status: 200, headers: { "content-type": "text/event-stream", "x-request-id": "crlf-framed" }, body }),
+    );
+    await send(page, "Frame it with CRLF");
+    await page.locator('[data-testid="answer-meta"][data-done="true"]').waitFor();
+    expect(await lastAnswer(page).getByTestId("answer-text").textContent()).toBe("Hello, CRLF world");
+    expect(await lastAnswer(page).getByTestId("usage").textContent()).toMatch(/3 in · 4 out tokens/);
+    expect(await page.getByTestId("error").count()).toBe(0);
     expect(unexpected(errors)).toEqual([]);
     await context.close();
   });

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
+import { expect, onTestFailed } from "vitest";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const SCREENSHOTS = resolve(import.meta.dirname, "..", "artifacts", "screenshots");
@@ -54,4 +55,36 @@ export async function shot(page: Page, name: string, fullPage = false): Promise<
   const path = join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path, fullPage });
   return path;
+}
+
+export interface OpenedPage {
+  page: Page;
+  context: BrowserContext;
+  /** Requests the context refused: anything not on loopback. */
+  blocked: string[];
+  errors: string[];
+}
+
+/**
+ * A fresh page at `url` (which must answer 200) in a loopback-only context. If the test fails, it keeps a
+ * screenshot named after the test and prints the page's text (`textOf`), its console errors and the end of
+ * the gateway's output: enough to diagnose a CI run.
+ */
+export async function openPage(
+  browser: Browser,
+  url: string,
+  o: { name: string; textOf: string; gatewayOutput: () => string; options?: BrowserContextOptions; onPage?: (page: Page) => void },
+): Promise<OpenedPage> {
+  const { context, blocked } = await loopbackContext(browser, o.options);
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  const errors = pageErrors(page);
+  o.onPage?.(page);
+  onTestFailed(async ({ task }) => {
+    await shot(page, `${o.name}-${task.name.replace(/\W+/g, "-").slice(0, 60)}`, true).catch(() => undefined);
+    console.error(`page text:\n${await page.locator(o.textOf).innerText().catch(() => "(page closed)")}\nconsole errors: ${JSON.stringify(errors)}\ngateway output:\n${o.gatewayOutput().slice(-6000)}`);
+  });
+  const res = await page.goto(url);
+  expect(res?.status()).toBe(200);
+  return { page, context, blocked, errors };
 }

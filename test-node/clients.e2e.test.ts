@@ -4,7 +4,7 @@
 import OpenAI from "openai";
 import { ZhipuAI } from "zhipuai-sdk-nodejs-v4";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "./harness.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
 
 let e2e: E2E;
 let key: string;

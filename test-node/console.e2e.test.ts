@@ -4,9 +4,9 @@
 // The admin token must never show up in a URL, in localStorage or in the page's HTML.
 import { readFileSync } from "node:fs";
 import type { Browser, BrowserContextOptions, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
-import { browserAvailability, launchBrowser, loopbackContext, pageErrors, shot } from "./browser.ts";
-import { ADMIN_TOKEN, startE2E, type E2E } from "./harness.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { browserAvailability, launchBrowser, openPage, shot } from "./browser.ts";
+import { ADMIN_TOKEN, startE2E, type E2E } from "../test-support/harness.ts";
 
 const availability = browserAvailability();
 if (!availability.run) console.warn(availability.reason);
@@ -32,19 +32,12 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
   });
 
   async function open(options: BrowserContextOptions = {}) {
-    const { context, blocked } = await loopbackContext(browser, options);
-    context.setDefaultTimeout(20_000);
-    const page = await context.newPage();
-    const errors = pageErrors(page);
-    page.on("request", (r) => urls.push(r.url()));
-    onTestFailed(async ({ task }) => {
-      await shot(page, `console-failed-${task.name.replace(/\W+/g, "-").slice(0, 50)}`, true).catch(() => undefined);
-      console.error(`page text:\n${await page.locator("body").innerText().catch(() => "(page closed)")}\nconsole errors: ${JSON.stringify(errors)}\ngateway output:\n${e2e.gateway.output().slice(-6000)}`);
+    const opened = await openPage(browser, `${e2e.url}/console`, {
+      name: "console-failed", textOf: "body", gatewayOutput: () => e2e.gateway.output(), options,
+      onPage: (page) => page.on("request", (r) => urls.push(r.url())),
     });
-    const res = await page.goto(`${e2e.url}/console`);
-    expect(res?.status()).toBe(200);
-    expect(new URL(page.url()).pathname).toBe("/console/");
-    return { page, context, blocked, errors };
+    expect(new URL(opened.page.url()).pathname).toBe("/console/");
+    return opened;
   }
 
   async function signIn(page: Page) {

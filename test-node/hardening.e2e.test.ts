@@ -3,7 +3,7 @@
 // authority is needed, and async submissions bounded by the key's budget, its cap on active jobs and
 // request_id idempotency.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ADMIN_TOKEN, startE2E, type E2E } from "./harness.ts";
+import { ADMIN_TOKEN, startE2E, type E2E } from "../test-support/harness.ts";
 
 let e2e: E2E;
 

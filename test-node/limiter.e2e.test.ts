@@ -4,8 +4,8 @@
 // are admitted at once; and a client that vanishes while the upstream is silent is freed by the idle timeout.
 // Sized for CI; LIMITER_E2E_FULL=1 runs the full figures (10,000 requests, 1,000 disconnects).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "./harness.ts";
-import { pool, type AbortPoint } from "../bench/http.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
+import { pool, type AbortPoint } from "../test-support/http.ts";
 import {
   MODEL, REPORTED_DISCONNECT_BOUND_MS, chat, isGlmError, keyInFlight, pollUntil, quiet, rng, sseData, usageRows,
 } from "../test-robust/helpers.ts";

@@ -4,7 +4,7 @@
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHookReceiver, type HookReceiver } from "../test/jobs-receiver.ts";
-import { startE2E, type E2E } from "./harness.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
 
 let e2e: E2E;
 let receiver: HookReceiver;

@@ -3,8 +3,8 @@
 // may be held and no upstream request left open, and every request that reached the upstream must have been
 // recorded exactly once, as abandoned or (when its answer had been relayed in full) completed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "../test-node/harness.ts";
-import { pool, type AbortPoint } from "../bench/http.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
+import { pool, type AbortPoint } from "../test-support/http.ts";
 import { REPORTED_DISCONNECT_BOUND_MS, chat, healthy, quiet, rng, usageRows } from "./helpers.ts";
 
 const STREAMS = 1_000;

@@ -4,8 +4,8 @@
 // the gateway must be healthy afterwards with no slot held.
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ADMIN_TOKEN, startE2E, type E2E } from "../test-node/harness.ts";
-import { pool, rawRequest, type RawResponse } from "../bench/http.ts";
+import { ADMIN_TOKEN, startE2E, type E2E } from "../test-support/harness.ts";
+import { pool, rawRequest, type RawResponse } from "../test-support/http.ts";
 import { CLIENT_TIMEOUT_MS, chat, healthy, isGlmError, keyInFlight, sseData } from "./helpers.ts";
 import { malformed, operations, oversized, type Fixture, type Malformed, type OpenApiDoc, type Operation } from "./malformed.ts";
 

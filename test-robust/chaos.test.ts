@@ -3,8 +3,8 @@
 // GLM's [DONE] or an in-band error event; the usage records must agree with what each client saw and with what
 // the upstream reported; and no slot may be held afterwards.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "../test-node/harness.ts";
-import { pool, streamRequest } from "../bench/http.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
+import { pool, streamRequest } from "../test-support/http.ts";
 import { REPORTED_DISCONNECT_BOUND_MS, chat, healthy, isGlmError, pollUntil, quiet, sseData, usageRows, usageTotals, type UsageRow } from "./helpers.ts";
 
 const REQUESTS = 400;

@@ -1,8 +1,8 @@
 // Helpers for the end-to-end suites that drive the gateway under `wrangler dev` (test-node/harness.ts):
 // chat requests as raw HTTP, the slot and upstream counters the suites check after every part (the
 // gateway's own per-key in_flight and the simulator's in_flight), usage records, and GLM's error shape.
-import { ADMIN_TOKEN, type E2E } from "../test-node/harness.ts";
-import { rawRequest, streamRequest, type AbortPoint, type StreamResult } from "../bench/http.ts";
+import { ADMIN_TOKEN, type E2E } from "../test-support/harness.ts";
+import { rawRequest, streamRequest, type AbortPoint, type StreamResult } from "../test-support/http.ts";
 
 export const MODEL = "glm-4-flash-250414";
 
@@ -140,14 +140,7 @@ export function isGlmError(text: string): boolean {
   }
 }
 
-/** The data payloads of an SSE body, in order ("[DONE]" included). */
-export function sseData(text: string): string[] {
-  return text
-    .split("\n\n")
-    .map((e) => e.trim())
-    .filter((e) => e.startsWith("data:"))
-    .map((e) => e.slice(5).trim());
-}
+export { sseData } from "../test-support/sse.ts";
 
 /** Deterministic PRNG (mulberry32) so every suite replays the same run from its seed. */
 export function rng(seed: number): () => number {

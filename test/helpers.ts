@@ -81,14 +81,7 @@ export async function waitFor<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ti
   return v;
 }
 
-/** Parses an SSE body into its data payloads (strings, "[DONE]" included). */
-export function sseData(text: string): string[] {
-  return text
-    .split("\n\n")
-    .map((e) => e.trim())
-    .filter((e) => e.startsWith("data:"))
-    .map((e) => e.slice(5).trim());
-}
+export { sseData } from "../test-support/sse.ts";
 
 /** A chat request through a fresh app whose bindings are overridden (a broken upstream, a missing secret…). */
 export async function chatWithEnv(key: string, overrides: Partial<Env>, body: unknown = chatBody("x")): Promise<Response> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { errorResponse, GatewayError } from "../src/errors.ts";
 import { openApiDocument } from "../src/http/openapi-document.ts";
 import { createRoute, newRouter } from "../src/http/openapi.ts";
-import * as z from "../src/http/zod.ts";
+import * as z from "../src/shared/zod.ts";
 import { mountDocs } from "../src/routes/docs.ts";
 
 function app() {

@@ -10,7 +10,7 @@ import { GatewayError } from "../src/errors.ts";
 import type { KeyObject } from "../src/keys/key-object.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import type { UpstreamGuard } from "../src/limiter/guard.ts";
-import { acquireSlot } from "../src/limiter/slots.ts";
+import { acquireSlot } from "../src/keys/slot.ts";
 import { CIRCUIT, defaultPools, waitFor } from "./helpers.ts";
 import { guard, guardLeased, keyFor, keyInFlight, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
 

@@ -212,7 +212,7 @@ describe("upstream guard", () => {
 
 describe("keep-alive while the gateway waits on GLM", () => {
   it("renews both leases on a timer until stopped", async () => {
-    const { acquireSlot } = await import("../src/limiter/slots.ts");
+    const { acquireSlot } = await import("../src/keys/slot.ts");
     const { DEFAULT_CATALOG } = await import("../src/catalog/default.ts");
     const k = await createKey();
     const model = DEFAULT_CATALOG.models.find((m) => m.id === "glm-4-long")!;

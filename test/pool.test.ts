@@ -12,7 +12,7 @@ import type { ModelEntry } from "../src/catalog/schema.ts";
 import { GatewayError } from "../src/errors.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import { guardStub, poolsFor } from "../src/limiter/pools.ts";
-import { acquireSlot, type Slot } from "../src/limiter/slots.ts";
+import { acquireSlot, type Slot } from "../src/keys/slot.ts";
 import { costNano } from "../src/usage/cost.ts";
 import type { SimStats } from "../sim/simulator.ts";
 import { ADMIN, chatBody, CIRCUIT, createKey, sseData, waitFor } from "./helpers.ts";

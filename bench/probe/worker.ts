@@ -11,7 +11,7 @@
 import { sha256Hex, randomB64url, randomHex, seal } from "../../src/auth/crypto.ts";
 import { parseCredential, type Credential } from "../../src/auth/credentials.ts";
 import { getCatalog } from "../../src/catalog/store.ts";
-import { resolveModel } from "../../src/chat/validate.ts";
+import { resolveModel } from "../../src/catalog/rules.ts";
 import { keySealingSecret } from "../../src/config.ts";
 import type { KeyRecord } from "../../src/keys/types.ts";
 import type { UsageRecord } from "../../src/usage/ledger.ts";

@@ -1,4 +1,4 @@
-// Recent requests of one key (the per-request records, kept 7 days): time, model, status, how it ended,
+// Recent requests of one key (the per-request records, kept 8 days): time, model, status, how it ended,
 // tokens, cost, whether the tokens were estimated, and the request id to quote.
 import { copyButton, h } from "../lib/dom.js";
 import { count, dateTime, spent } from "../lib/format.js";
@@ -20,7 +20,7 @@ const columns = [
 
 export function renderRequests(root, records) {
   if (records.length === 0) {
-    root.replaceChildren(h("p", { class: "empty-note" }, "No requests from this key in the last 7 days."));
+    root.replaceChildren(h("p", { class: "empty-note" }, "No requests from this key in the last 8 days."));
     return;
   }
   root.replaceChildren(table(columns, records, { caption: "Recent requests, newest first", rowProps: () => ({ "data-testid": "request-row" }) }));

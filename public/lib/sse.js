@@ -1,49 +1,32 @@
 // Server-sent events from a fetch() body, read as they arrive: yields {data} per event and {comment} per
-// comment line (": …"). Handles CRLF, events split across network chunks and multi-line data fields.
+// comment line (": …"). The parsing is eventsource-parser's (vendored by scripts/vendor-assets.ts): LF, CR
+// and CRLF line ends, events split across network chunks, multi-line data fields.
+import { createParser } from "../vendor/eventsource-parser/index.js";
 
 /** @param {ReadableStream<Uint8Array>} body */
 export async function* readSse(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  let buffer = "";
-  let carry = ""; // a trailing "\r" whose "\n" may come in the next network chunk
+  /** @type {({data: string} | {comment: string})[]} */
+  const ready = [];
+  const parser = createParser({
+    onEvent: (event) => ready.push({ data: event.data }),
+    onComment: (comment) => ready.push({ comment: comment.trim() }),
+  });
   let finished = false;
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      let text = carry + decoder.decode(value, { stream: true });
-      carry = text.endsWith("\r") ? "\r" : "";
-      if (carry) text = text.slice(0, -1);
-      buffer += text.replace(/\r\n?/g, "\n");
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        yield* parseBlock(block);
-      }
+      parser.feed(decoder.decode(value, { stream: true }));
+      yield* ready.splice(0);
     }
-    buffer += (carry + decoder.decode()).replace(/\r\n?/g, "\n");
-    if (buffer.trim() !== "") yield* parseBlock(buffer);
+    // A last event without its blank line still counts (the stream ended after it).
+    parser.feed(decoder.decode() + "\n\n");
+    yield* ready.splice(0);
     finished = true;
   } finally {
     // Leaving early (a Stop click, an exception in the consumer) must also close the connection.
     if (!finished) await reader.cancel().catch(() => undefined);
   }
-}
-
-function* parseBlock(block) {
-  const data = [];
-  for (const line of block.split("\n")) {
-    if (line.startsWith(":")) {
-      yield { comment: line.slice(1).trim() };
-      continue;
-    }
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") data.push(value);
-  }
-  if (data.length) yield { data: data.join("\n") };
 }

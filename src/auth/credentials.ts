@@ -1,9 +1,10 @@
-// Parses the Authorization header forms GLM clients really send (reference: glm-api.md "Auth forms"):
+// Parses the Authorization header forms GLM clients really send (GLM's docs at docs.bigmodel.cn and its SDKs):
 //   Bearer <id>.<secret>   — current docs, OpenAI SDK, zai-sdk
 //   Bearer <jwt> / <jwt>   — zhipuai-sdk-nodejs-v4 and older SDKs, signed HS256 with the key's secret
 // Only the shape is checked here; the key's Durable Object verifies the secret or signature.
-import { verify } from "hono/jwt";
+import { decode, verify } from "hono/jwt";
 import { GatewayError, Codes } from "../errors.ts";
+import { BoundedCache } from "./bounded-cache.ts";
 import { sha256Hex } from "./crypto.ts";
 
 export const KEY_ID_RE = /^[0-9a-f]{32}$/;
@@ -25,11 +26,10 @@ export function bearerValue(header: string | undefined | null): string | undefin
   return (m ? m[1] : v)?.trim();
 }
 
+/** The payload of a JWT, unverified (the key's object verifies it): only to learn which key it names. */
 function decodeJwtPayload(token: string): Record<string, unknown> | undefined {
   try {
-    const part = token.split(".")[1] ?? "";
-    const json = atob(part.replaceAll("-", "+").replaceAll("_", "/") + "===".slice((part.length + 3) % 4));
-    const v: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
+    const v: unknown = decode(token).payload;
     return v && typeof v === "object" ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -41,14 +41,12 @@ function decodeJwtPayload(token: string): Record<string, unknown> | undefined {
  * and the digest is the most expensive step of parsing it; the cache holds nothing a request does not
  * carry itself, and is bounded (oldest first out).
  */
-const SECRET_HASHES_MAX = 1024;
-const secretHashes = new Map<string, string>();
+const secretHashes = new BoundedCache<string>(1024);
 
 async function secretHash(secret: string): Promise<string> {
   const known = secretHashes.get(secret);
   if (known !== undefined) return known;
   const hash = await sha256Hex(secret);
-  if (secretHashes.size >= SECRET_HASHES_MAX) secretHashes.delete(secretHashes.keys().next().value!);
   secretHashes.set(secret, hash);
   return hash;
 }

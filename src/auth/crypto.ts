@@ -1,5 +1,8 @@
 // Small crypto helpers on WebCrypto: random ids, hashes, constant-time compare, and AES-GCM sealing
 // (key secrets are kept hashed for bearer auth and sealed only because GLM's JWT form is signed with them).
+// Base64 in either alphabet is Hono's (hono/utils/encode), the same code hono/jwt signs and verifies with.
+import { decodeBase64, decodeBase64Url, encodeBase64, encodeBase64Url } from "hono/utils/encode";
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -9,21 +12,22 @@ function bytesToHex(b: Uint8Array): string {
   return s;
 }
 
+/** Unpadded base64url (RFC 4648 §5), as in JWTs. */
 export function toB64url(b: Uint8Array): string {
-  let s = "";
-  for (const x of b) s += String.fromCharCode(x);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return encodeBase64Url(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)).replace(/=+$/, "");
 }
 
 export function fromB64url(s: string): Uint8Array {
-  const b = atob(s.replaceAll("-", "+").replaceAll("_", "/") + "===".slice((s.length + 3) % 4));
-  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+  return decodeBase64Url(s);
 }
 
+/** Padded standard base64. */
 export function toB64(b: Uint8Array): string {
-  let s = "";
-  for (const x of b) s += String.fromCharCode(x);
-  return btoa(s);
+  return encodeBase64(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function fromB64(s: string): Uint8Array {
+  return decodeBase64(s);
 }
 
 export function randomHex(bytes: number): string {

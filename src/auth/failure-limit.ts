@@ -10,6 +10,7 @@
 //
 // A credential this isolate has seen succeed recently is exempt from both blocks: it is not what is being
 // guessed, so its owner keeps working while their key id, or their shared IP, is under attack.
+import { BoundedCache } from "./bounded-cache.ts";
 
 /** What the counters key on when the runtime gives no client address (never in production). */
 export const UNKNOWN_IP = "unknown";
@@ -28,45 +29,23 @@ export function clientIp(headers: Headers): string {
   return forwarded ? forwarded.slice(0, 64) : UNKNOWN_IP;
 }
 
-/** A Map used as a bounded memory of deadlines: expired entries read as absent. */
-class Deadlines {
-  private readonly map = new Map<string, number>();
-
-  until(key: string, now: number): number | undefined {
-    const t = this.map.get(key);
-    if (t === undefined) return undefined;
-    if (t > now) return t;
-    this.map.delete(key);
-    return undefined;
-  }
-
-  set(key: string, until: number): void {
-    this.map.delete(key);
-    if (this.map.size >= MAX_ENTRIES) this.map.delete(this.map.keys().next().value!);
-    this.map.set(key, until);
-  }
-
-  clear(): void {
-    this.map.clear();
-  }
-}
-
-const blocked = new Deadlines();
-const good = new Deadlines();
+/** Blocked IPs and key ids → until when; credentials that succeeded → until when they stay exempt. */
+const blocked = new BoundedCache<number>(MAX_ENTRIES);
+const good = new BoundedCache<true>(MAX_ENTRIES);
 
 /** Seconds left on a block of this IP or key id, or 0 when neither is blocked. */
 export function blockedFor(ip: string, keyId: string | null, now = Date.now()): number {
-  const until = Math.max(blocked.until(`ip:${ip}`, now) ?? 0, keyId ? (blocked.until(`key:${keyId}`, now) ?? 0) : 0);
+  const until = Math.max(blocked.get(`ip:${ip}`, now) ?? 0, keyId ? (blocked.get(`key:${keyId}`, now) ?? 0) : 0);
   return until > now ? Math.max(1, Math.ceil((until - now) / 1000)) : 0;
 }
 
 /** Remembers a credential (by its fingerprint) that its key's object accepted. */
 export function rememberGood(fingerprint: string, now = Date.now()): void {
-  good.set(fingerprint, now + GOOD_FOR_MS);
+  good.set(fingerprint, true, now + GOOD_FOR_MS);
 }
 
 export function isKnownGood(fingerprint: string, now = Date.now()): boolean {
-  return good.until(fingerprint, now) !== undefined;
+  return good.get(fingerprint, now) !== undefined;
 }
 
 /**
@@ -79,13 +58,7 @@ export async function recordFailure(env: Env, ip: string, keyId: string | null, 
     limiter ? limiter.limit({ key }).then((r) => !r.success, (err: unknown) => (onError(err), false)) : Promise.resolve(false);
   const [ipOver, keyOver] = await Promise.all([count(env.AUTH_FAILURES_IP, ip), keyId ? count(env.AUTH_FAILURES_KEY, keyId) : false]);
   const until = now + FAILURE_PERIOD_S * 1000;
-  if (ipOver) blocked.set(`ip:${ip}`, until);
-  if (keyOver && keyId) blocked.set(`key:${keyId}`, until);
+  if (ipOver) blocked.set(`ip:${ip}`, until, until);
+  if (keyOver && keyId) blocked.set(`key:${keyId}`, until, until);
   return ipOver || keyOver ? FAILURE_PERIOD_S : 0;
-}
-
-/** Tests only: forget every block and good credential this isolate knows. */
-export function resetFailureMemory(): void {
-  blocked.clear();
-  good.clear();
 }

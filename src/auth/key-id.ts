@@ -7,6 +7,7 @@
 // Keys created before ids carried a tag are still honoured: an id whose tag does not verify is looked up in
 // the key index in KV (one cached read, no object call) and accepted when the index lists it.
 import { keySealingSecret } from "../config.ts";
+import { BoundedCache } from "./bounded-cache.ts";
 
 const RANDOM_HEX = 16;
 const TAG_HEX = 16;
@@ -15,8 +16,7 @@ const encoder = new TextEncoder();
 /** The HMAC key per secret (importing it is the costly part); plain data, safe to share across requests. */
 const hmacKeys = new Map<string, Promise<CryptoKey>>();
 /** Ids this isolate has already verified (bounded, oldest out): the common case costs no HMAC. */
-const verified = new Set<string>();
-const VERIFIED_MAX = 4096;
+const verified = new BoundedCache<true>(4096);
 
 function idSecret(env: Env): string {
   const own = (env as { KEY_ID_SECRET?: string }).KEY_ID_SECRET;
@@ -49,15 +49,14 @@ export async function newKeyId(env: Env): Promise<string> {
 /** True when the id carries a valid tag. Constant work per id; never calls an object. */
 export async function hasValidTag(env: Env, id: string): Promise<boolean> {
   if (id.length !== RANDOM_HEX + TAG_HEX) return false;
-  if (verified.has(id)) return true;
+  if (verified.get(id)) return true;
   const expected = await tagOf(env, id.slice(0, RANDOM_HEX));
   // Compared in full (no early exit): the tag is what an attacker would try to guess byte by byte.
   let diff = 0;
   const given = id.slice(RANDOM_HEX);
   for (let i = 0; i < TAG_HEX; i++) diff |= expected.charCodeAt(i) ^ given.charCodeAt(i);
   if (diff !== 0) return false;
-  if (verified.size >= VERIFIED_MAX) verified.delete(verified.values().next().value!);
-  verified.add(id);
+  verified.set(id, true);
   return true;
 }
 

@@ -1,6 +1,6 @@
 // Catalog schema: one definition validates admin writes, types the code and documents the API. Each schema is
 // built on first use (see src/lazy.ts).
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { once } from "../lazy.ts";
 
 const parts = once(() => {
@@ -72,4 +72,3 @@ export const modelPatchSchema = once(() =>
 
 export type Catalog = z.infer<ReturnType<typeof catalogSchema>>;
 export type ModelEntry = z.infer<ReturnType<typeof modelEntrySchema>>;
-export type ModelPatch = z.infer<ReturnType<typeof modelPatchSchema>>;

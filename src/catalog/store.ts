@@ -3,8 +3,8 @@
 import { DEFAULT_CATALOG } from "./default.ts";
 import { catalogSchema, type Catalog, type ModelEntry } from "./schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import { log } from "../http/log.ts";
-import type { WaitUntil } from "../http/context.ts";
+import { log } from "../shared/log.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
 
 export const CATALOG_KV_KEY = "catalog:v1";
 /** How long a cached copy is served without a refresh; KV adds its own edge cache (cacheTtl) on top. */

@@ -1,8 +1,8 @@
-// The chat request as GLM defines it (reference: glm-api.md "Request body"). Unknown fields pass through
+// The chat request as GLM defines it (docs.bigmodel.cn, the chat completions request body). Unknown fields pass through
 // untouched, so newer upstream options keep working. Model-dependent rules (known model, max_tokens within
-// the model's output limit) need the catalog and are checked in validate.ts. Each schema is built on first use
+// the model's output limit) need the catalog and are checked in src/catalog/rules.ts. Each schema is built on first use
 // (see src/lazy.ts).
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { once } from "../lazy.ts";
 import { REQUEST_ID_RE } from "../request-id.ts";
 

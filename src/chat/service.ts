@@ -3,7 +3,7 @@
 // Returns facts (the admission's numbers and what was sent); the route turns them into a Response.
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
-import type { WaitUntil } from "../http/context.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
 import { admit, send, type Sent } from "../pipeline/index.ts";
 import { estimatePromptTokens } from "../usage/estimate.ts";
 import type { UsageRecord } from "../usage/ledger.ts";

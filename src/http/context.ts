@@ -1,6 +1,6 @@
 // The typed Hono environment shared by middleware and routes.
 import type { Credential } from "../auth/credentials.ts";
-import type { LogFields } from "./log.ts";
+import type { LogFields } from "../shared/log.ts";
 
 export interface AppVariables {
   requestId: string;
@@ -16,8 +16,3 @@ export interface AppVariables {
 }
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables };
-
-/** The part of the execution context services use. Call it as ctx.waitUntil(…): never detach the method. */
-export interface WaitUntil {
-  waitUntil(promise: Promise<unknown>): void;
-}

@@ -1,8 +1,11 @@
 // Cross-cutting middleware: request ids and the one-line request log, CORS for the client API,
-// content-type checks for JSON routes, and the two kinds of authentication (client keys, admin token).
+// content-type checks for JSON routes, the client's credential (read here, verified by the key's object) and
+// the admin token; and requireCaller(c), the one way a route verifies its caller itself.
 import { mayBeKey } from "../auth/key-id.ts";
 import { isIndexed } from "../keys/key-index.ts";
-import type { MiddlewareHandler } from "hono";
+import { keyStub } from "../keys/stub.ts";
+import type { Caller } from "../keys/types.ts";
+import type { Context, MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { parseCredential, type Credential } from "../auth/credentials.ts";
 import { blockedFor, clientIp, isKnownGood, recordFailure, rememberGood } from "../auth/failure-limit.ts";
@@ -11,7 +14,7 @@ import { readConfig, requireSecret } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { REQUEST_ID_RE } from "../request-id.ts";
 import type { AppEnv } from "./context.ts";
-import { log } from "./log.ts";
+import { log } from "../shared/log.ts";
 
 
 /**
@@ -98,10 +101,24 @@ export function clientCors(): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** JSON routes: 415 for a body that is not JSON (before any parsing). */
-export function requireJson(): MiddlewareHandler<AppEnv> {
+/**
+ * Whether the request comes with a body: a non-zero content-length, or no length at all and a body streamed
+ * (transfer-encoding) or typed (content-type). A declared length of 0 is no body, whatever its type says.
+ */
+function hasBody(c: Context<AppEnv>): boolean {
+  const length = c.req.header("content-length");
+  if (length !== undefined) return length !== "0";
+  return c.req.header("transfer-encoding") !== undefined || c.req.header("content-type") !== undefined;
+}
+
+/**
+ * JSON routes: 415 for a body that is not JSON (before any parsing). With `optional`, a request without a
+ * body passes (routes whose fields all have defaults, the admin actions that take none).
+ */
+export function requireJson(opts: { optional?: boolean } = {}): MiddlewareHandler<AppEnv> {
   return async function requireJson(c, next) {
     if (c.req.method !== "POST" && c.req.method !== "PUT" && c.req.method !== "PATCH") return next();
+    if (opts.optional && !hasBody(c)) return next();
     const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== "application/json" && !/^application\/[\w.-]+\+json$/.test(type)) {
       throw new GatewayError(415, Codes.badParams, `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json`);
@@ -130,7 +147,7 @@ function fingerprint(cred: Credential): string {
   return cred.kind === "key" ? `${cred.keyId}.${cred.secretHash}` : cred.kind === "internal" ? cred.keyId : cred.token;
 }
 
-export interface ClientAuthOptions {
+export interface ClientCredentialOptions {
   /**
    * Set on routes that act with the key's full authority or show the whole key's data (async jobs, usage,
    * minting tokens): a browser token gets 403 there, before anything else. Says what the token may not do.
@@ -139,12 +156,14 @@ export interface ClientAuthOptions {
 }
 
 /**
- * Client routes: a gateway key (or GLM JWT, or browser token). The admin token is not a client key.
+ * Client routes: reads the caller's credential — a gateway key, GLM JWT or browser token; the admin token is
+ * not a client key — into c.var.cred. It checks the credential's form and its key id's tag, not its secret:
+ * the key's object verifies that, at admission or in requireCaller(c) (and here first for a large body).
  * Failed authentication is limited per client IP and key id (auth/failure-limit.ts): a blocked source is
  * answered 429 before its credential reaches any object, and every refused credential is counted.
  */
-export function clientAuth(opts: ClientAuthOptions = {}): MiddlewareHandler<AppEnv> {
-  return async function clientAuth(c, next) {
+export function clientCredential(opts: ClientCredentialOptions = {}): MiddlewareHandler<AppEnv> {
+  return async function clientCredential(c, next) {
     if (c.req.method === "OPTIONS") return next();
     const ip = clientIp(c.req.raw.headers);
     const line = c.get("logLine");
@@ -182,7 +201,7 @@ export function clientAuth(opts: ClientAuthOptions = {}): MiddlewareHandler<AppE
       if (!(await mayBeKey(c.env, cred.keyId, (id) => isIndexed(c.env, id)))) {
         throw refusal(cred, { status: 401, code: Codes.authFailed, message: "unknown API key (its id's tag does not verify)" });
       }
-      if (bodyNeedsAuthFirst(c.req.raw)) await authenticateFirst(c.env, cred, c.req.header("origin") ?? null);
+      if (bodyNeedsAuthFirst(c.req.raw)) await requireCaller(c);
       await next();
     } catch (err) {
       if (!(err instanceof CredentialRefused)) throw err;
@@ -201,16 +220,22 @@ export function clientAuth(opts: ClientAuthOptions = {}): MiddlewareHandler<AppE
   };
 }
 
-/** One authenticate call on the key's object, for a request whose body is too large to read unauthenticated. */
-async function authenticateFirst(env: Env, cred: Credential, origin: string | null): Promise<void> {
+/**
+ * Verifies the caller behind c.var.cred with one call to its key's object (set by clientCredential): its
+ * caller record, or the refusal. For routes that act without an admission (job results, usage), and for a
+ * body too large to read before the caller is known.
+ */
+export async function requireCaller(c: Context<AppEnv>): Promise<Caller> {
+  const cred = c.get("cred");
   let auth;
   try {
-    auth = await env.KEYS.get(env.KEYS.idFromName(cred.keyId)).authenticate(cred, origin);
+    auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
   } catch (err) {
-    log({ level: "error", msg: "key object unreachable for authentication", error: String(err) });
+    log({ level: "error", msg: "key object unreachable for authentication", request_id: c.get("requestId"), error: String(err) });
     throw new GatewayError(503, Codes.unavailable, "could not reach the key's state to authenticate; retry in a few seconds", { "retry-after": "2" });
   }
   if (!auth.ok) throw refusal(cred, auth);
+  return auth.caller;
 }
 
 function tooManyFailures(retryAfter: number): GatewayError {

@@ -4,7 +4,7 @@
 // become GLM-style 400s through the shared hook.
 //
 // A route: `router.openapi(createRoute({ method, path, request, responses, … }), handler)` on a `newRouter()`,
-// with schemas from `import * as z from "../http/zod.ts"`. The request checks are those of @hono/zod-openapi's
+// with schemas from `import * as z from "../shared/zod.ts"`. The request checks are those of @hono/zod-openapi's
 // OpenAPIHono (whose types this keeps, for `c.req.valid(…)`), without its document registry in the Worker.
 import { zValidator } from "@hono/zod-validator";
 import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
@@ -12,10 +12,10 @@ import type { OpenAPIRegistry } from "@asteasolutions/zod-to-openapi";
 import { Hono, type Context, type Env, type MiddlewareHandler, type Schema } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { mergePath } from "hono/utils/url";
-import { zodToGlmError } from "../chat/validate.ts";
+import { zodToGlmError } from "./zod-error.ts";
 import { once } from "../lazy.ts";
 import type { AppEnv } from "./context.ts";
-import * as z from "./zod.ts";
+import * as z from "../shared/zod.ts";
 
 /** What /openapi.json is made of, in the order it was registered: routes (at their full path) and components. */
 export type DocEntry =

@@ -4,7 +4,7 @@
 // same message with backoff; a job that failed for good after its attempts is forwarded to the
 // dead-letter queue. Messages on the dead-letter queue make sure their job ends FAIL with a cause.
 import { Codes } from "../errors.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { JOB_HEARTBEAT_MS, JOB_RUN_TIMEOUT_MS } from "./config.ts";
 import { runJob } from "./run.ts";
 import { jobStub, JOB_ID_RE } from "./store.ts";

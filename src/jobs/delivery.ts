@@ -2,10 +2,10 @@
 // short timeout, never follow redirects. Returns what happened; the job's object records it and decides
 // when to try again (schedule.ts).
 import { unseal } from "../auth/crypto.ts";
-import { keySealingSecret } from "../config.ts";
-import { log } from "../http/log.ts";
-import { keyStub } from "../limiter/slots.ts";
-import { jobConfig, WEBHOOK_TIMEOUT_MS } from "./config.ts";
+import { keySealingSecret, readConfig } from "../config.ts";
+import { log } from "../shared/log.ts";
+import { keyStub } from "../keys/stub.ts";
+import { WEBHOOK_TIMEOUT_MS } from "./config.ts";
 import { checkCallbackUrl } from "./ssrf.ts";
 import type { DeliveryAttempt } from "./types.ts";
 import { signedHeaders } from "./webhook-signing.ts";
@@ -45,7 +45,7 @@ export async function attemptDelivery(
     attempt: req.attempt, at: started, status, error, duration_ms: Math.max(0, now() - started),
   });
 
-  const policy = checkCallbackUrl(req.url, { allowPrivate: jobConfig(env).allowPrivate });
+  const policy = checkCallbackUrl(req.url, { allowPrivate: readConfig(env).webhookAllowPrivate });
   if (!policy.ok) {
     const reason = `callback_url is no longer allowed: ${policy.reason}`;
     return { result: "give_up", attempt: attempt(null, reason), reason };

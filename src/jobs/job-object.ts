@@ -7,8 +7,9 @@
 // running (retry later) or finished (ack); a run whose lease lapsed — its consumer crashed or stalled — is
 // fenced out: its late `settle` is ignored, so only one run's result ever counts.
 import { DurableObject } from "cloudflare:workers";
-import { log } from "../http/log.ts";
-import { JOB_LEASE_MS, JOB_MAX_AGE_MS, JOB_MAX_ATTEMPTS, JOB_RETENTION_MS, jobConfig } from "./config.ts";
+import { log } from "../shared/log.ts";
+import { JOB_LEASE_MS, JOB_MAX_AGE_MS, JOB_MAX_ATTEMPTS, JOB_RETENTION_MS } from "./config.ts";
+import { readConfig } from "../config.ts";
 import { attemptDelivery } from "./delivery.ts";
 import { jobIndexStub } from "./job-index.ts";
 import { nextWebhookAttempt, slotWaitDelayS, upstreamRetryDelayS } from "./schedule.ts";
@@ -152,7 +153,7 @@ export class JobObject extends DurableObject<Env> {
           await this.finish(r, null, { code: outcome.error.code, message: `${outcome.error.message} (gave up after ${r.attempts} attempts)` });
           return { do: "dead-letter" };
         }
-        const delaySeconds = upstreamRetryDelayS(r.attempts, jobConfig(this.env).jobRetryBaseS);
+        const delaySeconds = upstreamRetryDelayS(r.attempts, readConfig(this.env).jobRetryBaseS);
         this.requeued(r, outcome.error, now + delaySeconds * 1000);
         return { do: "retry", delaySeconds };
       }
@@ -275,7 +276,7 @@ export class JobObject extends DurableObject<Env> {
       d.gave_up = outcome.reason;
     } else {
       const failed = d.attempts.length;
-      const next = nextWebhookAttempt(Date.now(), d.first_attempt_at, failed, jobConfig(this.env).webhookBaseS);
+      const next = nextWebhookAttempt(Date.now(), d.first_attempt_at, failed, readConfig(this.env).webhookRetryBaseS);
       d.next_attempt_at = next;
       if (next === null) {
         d.state = "failed";

@@ -6,10 +6,10 @@
 import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import { runChat } from "../chat/service.ts";
-import { resolveModel } from "../chat/validate.ts";
+import { resolveModel } from "../catalog/rules.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { WaitUntil } from "../http/context.ts";
-import { log, type LogFields } from "../http/log.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
+import { log, type LogFields } from "../shared/log.ts";
 import { codeRule } from "../pipeline/glm-codes.ts";
 import { outcomeFields } from "../pipeline/index.ts";
 import { summarizeWithMeta, type SummarizeInput } from "../summarize/service.ts";

@@ -1,7 +1,7 @@
 // Standard Webhooks signatures (https://www.standardwebhooks.com): the secret is the base64 part after
 // "whsec_", the signed content is `${webhook-id}.${webhook-timestamp}.${body}`, and the header carries
 // `v1,<base64 HMAC-SHA256>`. Receivers verify with the `standardwebhooks` library (or these few lines).
-import { hmacSha256, toB64 } from "../auth/crypto.ts";
+import { fromB64, hmacSha256, toB64 } from "../auth/crypto.ts";
 
 export const SECRET_PREFIX = "whsec_";
 
@@ -14,8 +14,7 @@ export interface WebhookHeaders {
 /** The raw HMAC key of a `whsec_…` secret. */
 export function secretBytes(secret: string): Uint8Array {
   const b64 = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
-  const bin = atob(b64);
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return fromB64(b64);
 }
 
 /** `v1,<signature>` for one message; timestamp in seconds since the epoch. */

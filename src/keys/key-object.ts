@@ -7,15 +7,15 @@
 import { DurableObject } from "cloudflare:workers";
 import { constantTimeEqual, unseal } from "../auth/crypto.ts";
 import { verifyGlmJwt, type Credential } from "../auth/credentials.ts";
-import { keySealingSecret } from "../config.ts";
+import { keySealingSecret, readConfig } from "../config.ts";
 import { Codes } from "../errors.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { UpstreamBlock, type Verdict } from "../limiter/block.ts";
 import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";
 import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
 import { rollupStub } from "../usage/rollup.ts";
-import { flushDelayMs, RollupOutbox } from "../usage/rollup-outbox.ts";
+import { RollupOutbox } from "../usage/rollup-outbox.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
@@ -497,7 +497,7 @@ export class KeyObject extends DurableObject<Env> {
    * (so a busy key sends one batch per delay, not one call per request), or at once when the delay is 0.
    */
   private async rollupSoon(): Promise<void> {
-    const delay = flushDelayMs(this.env);
+    const delay = readConfig(this.env).rollupFlushMs;
     if (delay === 0) return this.flushRollup(0);
     const due = this.outbox.dueAt(delay);
     if (due !== null) await this.leases.ensureAlarm(due);
@@ -535,7 +535,7 @@ export class KeyObject extends DurableObject<Env> {
     await this.leases.expire();
     await this.block.maintain();
     this.ledger.prune(Date.now());
-    await this.flushRollup(flushDelayMs(this.env));
+    await this.flushRollup(readConfig(this.env).rollupFlushMs);
     // Keep a daily alarm for ledger housekeeping when no lease needs an earlier one.
     const next = await this.ctx.storage.getAlarm();
     if (next === null) await this.ctx.storage.setAlarm(Date.now() + 86_400_000);

@@ -39,7 +39,7 @@
 // count and circuit state, so choosing costs nothing extra. A failed attempt is reported to its pool's
 // guard (with the successes seen there since the last report) and moves its circuit; an account whose
 // circuit is open is skipped until the guard's cooldown has passed, and then only the guard's probe goes.
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import type { BlockAnswer, CircuitView, UpstreamGuard } from "./guard.ts";
 import { Lines, type LeaseTable } from "./leases.ts";
 import type { CircuitConfig, Pool } from "./pools.ts";

@@ -3,6 +3,7 @@
 // A pool's name is its guard object's name and the key its leases are counted under.
 import type { ModelEntry } from "../catalog/schema.ts";
 import type { Account } from "../config.ts";
+import type { PoolState } from "./guard.ts";
 
 export interface Pool {
   /** "<account>:<model>", or "<account>:<model>#<shard>" when the account's limit is sharded. */
@@ -45,4 +46,13 @@ export function poolsFor(accounts: Account[], model: ModelEntry, shardSlots: num
 
 export function guardStub(env: Env, pool: string) {
   return env.GUARD.get(env.GUARD.idFromName(pool));
+}
+
+/**
+ * For each model served at the accounts, its pools and what their guards report now, asked all at once (one
+ * call per shard): the read-only snapshot the admin views sum up. A model no account serves is left out.
+ */
+export async function poolStates(env: Env, accounts: Account[], models: ModelEntry[], shardSlots: number): Promise<{ model: ModelEntry; pools: Pool[]; states: PoolState[] }[]> {
+  const served = models.map((model) => ({ model, pools: poolsFor(accounts, model, shardSlots) })).filter((m) => m.pools.length > 0);
+  return Promise.all(served.map(async (m) => ({ ...m, states: await Promise.all(m.pools.map((p) => guardStub(env, p.name).state(p.name))) })));
 }

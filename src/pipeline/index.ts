@@ -1,7 +1,7 @@
 // The request pipeline: the life of every upstream call the gateway makes — chat (plain and streamed), each
 // call of a summary, each async-job run — in four phases:
 //   admit   the credential, the budget, the key's slot and an upstream slot at one of the accounts
-//           (limiter/slots.ts picks the account through the key's object);
+//           (keys/slot.ts picks the account through the key's object);
 //   call    GLM, with a header timeout, the leases kept alive while it thinks, cancelled if the caller goes;
 //           a failure before the first byte is retried on another account, or the same after a backoff,
 //           then on the fallback models (see send());
@@ -12,24 +12,24 @@ import type { Credential } from "../auth/credentials.ts";
 import { refusal } from "../auth/refusal.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { getCatalog } from "../catalog/store.ts";
-import { resolveModel } from "../chat/validate.ts";
+import { resolveModel } from "../catalog/rules.ts";
 import { readAccounts, readConfig, type Account, type GatewayConfig } from "../config.ts";
 import { Codes, errorBody, GatewayError } from "../errors.ts";
-import type { WaitUntil } from "../http/context.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
 import type { Verdict } from "../limiter/block.ts";
 import { LEASE_RENEW_MS, LEASE_TTL_MS } from "../limiter/leases.ts";
 import { poolsFor, type CircuitConfig } from "../limiter/pools.ts";
-import { acquireSlot, type Slot } from "../limiter/slots.ts";
+import { acquireSlot, type Slot } from "../keys/slot.ts";
 import { callUpstream, upstreamErrorBody, type UpstreamResponse } from "../upstream/client.ts";
 import type { GlmUsage } from "../upstream/sse-observer.ts";
 import { costNano } from "../usage/cost.ts";
 import type { Ending, UsageRecord } from "../usage/ledger.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { clientStatus } from "./glm-codes.ts";
 import { relaySse, type RelayOutcome } from "./relay.ts";
 import { settle, usageRecord, type CallFacts, type EndFacts } from "./settle.ts";
 
-export type { Slot } from "../limiter/slots.ts";
+export type { Slot } from "../keys/slot.ts";
 
 export interface AdmitRequest {
   env: Env;

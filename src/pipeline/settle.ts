@@ -2,9 +2,9 @@
 // path. Nothing here may throw: a record that cannot be computed from what GLM said is estimated (from the
 // messages, else from the body's size), and the release runs whatever the estimate or the ledger did.
 import type { ModelEntry } from "../catalog/schema.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import type { Verdict } from "../limiter/block.ts";
-import type { Slot } from "../limiter/slots.ts";
+import type { Slot } from "../keys/slot.ts";
 import type { GlmUsage } from "../upstream/sse-observer.ts";
 import { costNano, type TokenUsage } from "../usage/cost.ts";
 import { estimatePromptTokens } from "../usage/estimate.ts";

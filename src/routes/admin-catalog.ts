@@ -1,6 +1,6 @@
 // Admin API for the model catalog: read, replace (validated) and patch one model, e.g. a price change.
 // Writes go to KV; this isolate sees them at once, others within the cache refresh (see catalog/store.ts).
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { getCatalog, putCatalog } from "../catalog/store.ts";
 import { catalogSchema, modelPatchSchema, type Catalog, type ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";

@@ -1,16 +1,16 @@
 // Admin API for gateway keys. A key's Durable Object is the source of truth (a revoked key is refused on
 // its next request); KV holds a listing index that may lag by up to a minute and is only used for lists.
 import { newKeyId } from "../auth/key-id.ts";
-import { KEY_INDEX_PREFIX } from "../keys/key-index.ts";
-import * as z from "../http/zod.ts";
+import { indexPage, writeIndex } from "../keys/key-index.ts";
+import * as z from "../shared/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
-import { resolveModel } from "../chat/validate.ts";
-import type { WaitUntil } from "../http/context.ts";
+import { resolveModel } from "../catalog/rules.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
 import { randomB64url, seal, sha256Hex, toB64 } from "../auth/crypto.ts";
 import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 import { toPublic, type KeyRecord, type PublicKey } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
@@ -119,10 +119,6 @@ function checkId(id: string): string {
   return id;
 }
 
-async function writeIndex(env: Env, key: PublicKey): Promise<void> {
-  await env.KV.put(KEY_INDEX_PREFIX + key.id, JSON.stringify(key));
-}
-
 export function newWebhookSecret(): string {
   return "whsec_" + toB64(crypto.getRandomValues(new Uint8Array(24)));
 }
@@ -176,9 +172,8 @@ adminKeys.openapi(
   })),
   async (c) => {
     const q = c.req.valid("query");
-    const page = await c.env.KV.list({ prefix: KEY_INDEX_PREFIX, limit: q.limit ?? 100, ...(q.cursor ? { cursor: q.cursor } : {}) });
-    const data = (await Promise.all(page.keys.map((k) => c.env.KV.get<PublicKey>(k.name, "json")))).filter((k) => k !== null);
-    return c.json({ data, cursor: page.list_complete ? null : page.cursor }, 200);
+    const page = await indexPage(c.env, q.limit ?? 100, q.cursor);
+    return c.json({ data: page.keys, cursor: page.cursor }, 200);
   },
 );
 

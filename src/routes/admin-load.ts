@@ -2,17 +2,17 @@
 // per model against its limit, its last use and today's spend, and the gateway's upstream capacity: requests
 // in flight per model against the limit, summed over the upstream accounts (GET /admin/upstreams has them one
 // by one). Nothing here takes or frees a slot.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { readAccounts, readConfig, TIERS, type Tier } from "../config.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { guardStub, poolsFor } from "../limiter/pools.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { poolStates, poolsFor } from "../limiter/pools.ts";
+import { allKeyIds } from "../keys/key-index.ts";
+import { keyStub } from "../keys/stub.ts";
 import type { KeyStatus } from "../keys/types.ts";
 import { publicKeySchema } from "./admin-keys.ts";
-import { allKeyIds } from "./admin-usage.ts";
 
 const modelLoadSchema = once(() => z.object({
   model: z.string(),
@@ -71,11 +71,8 @@ adminLoad.openapi(
     const poolsOf = (m: ModelEntry | undefined) => (m ? poolsFor(accounts, m, readConfig(c.env).guardShardSlots) : []);
     const [statuses, upstream] = await Promise.all([
       allKeyIds(c.env).then((ids) => Promise.all(ids.map((id) => keyStub(c.env, id).status()))),
-      Promise.all(
-        models.map(async (m) => {
-          const counts = await Promise.all(poolsOf(m).map(async (p) => (await guardStub(c.env, p.name).inFlight())[p.name] ?? 0));
-          return [m.id, counts.reduce((a, b) => a + b, 0)] as const;
-        }),
+      poolStates(c.env, accounts, models, readConfig(c.env).guardShardSlots).then((rows) =>
+        rows.map(({ model, states }) => [model.id, states.reduce((n, s) => n + s.in_flight, 0)] as const),
       ),
     ]);
     const keys = statuses

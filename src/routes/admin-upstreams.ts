@@ -1,13 +1,13 @@
 // GET /admin/upstreams: the upstream accounts, and per account and model the slots in flight against the
 // account's tier limit (summed over the guard's shards), the failures reported lately and the circuit's
 // state, read from each pool's UpstreamGuard. Upstream keys are never shown. Nothing here takes a slot.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { getCatalog } from "../catalog/store.ts";
 import { readAccounts, readConfig, TIERS } from "../config.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { guardStub, poolsFor } from "../limiter/pools.ts";
-import type { CircuitState, PoolState } from "../limiter/guard.ts";
+import { poolStates } from "../limiter/pools.ts";
+import type { CircuitState } from "../limiter/guard.ts";
 
 const upstreamsSchema = once(() => {
   const CircuitSchema = z.object({
@@ -77,33 +77,24 @@ adminUpstreams.openapi(
     const out = await Promise.all(
       accounts.map(async (a) => ({
         id: a.id, tier: a.tier, base_url: safeUrl(a.baseUrl), weight: a.weight,
-        models: await Promise.all(
-          models.flatMap((m) => {
-            const pools = poolsFor([a], m, guardShardSlots);
-            if (pools.length === 0) return [];
-            return [
-              (async () => {
-                const states: PoolState[] = await Promise.all(pools.map((p) => guardStub(c.env, p.name).state(p.name)));
-                const state = worst(states.map((s) => s.circuit.state));
-                const retryAt = Math.min(...states.filter((s) => s.circuit.state !== "closed").map((s) => s.circuit.retryAt ?? Infinity));
-                return {
-                  model: m.id,
-                  in_flight: states.reduce((n, s) => n + s.in_flight, 0),
-                  limit: pools.reduce((n, p) => n + p.limit, 0),
-                  shards: pools.length,
-                  // Every shard hears every report: the count of one is the account's.
-                  recent_failures: Math.max(0, ...states.map((s) => s.recent_failures)),
-                  last_failure_at: iso(Math.max(0, ...states.map((s) => s.last_failure_at ?? 0)) || null),
-                  circuit: {
-                    state,
-                    consecutive_failures: Math.max(...states.map((s) => s.circuit.consecutive)),
-                    retry_at: state === "closed" ? null : iso(Number.isFinite(retryAt) ? retryAt : null),
-                  },
-                };
-              })(),
-            ];
-          }),
-        ),
+        models: (await poolStates(c.env, [a], models, guardShardSlots)).map(({ model, pools, states }) => {
+          const state = worst(states.map((s) => s.circuit.state));
+          const retryAt = Math.min(...states.filter((s) => s.circuit.state !== "closed").map((s) => s.circuit.retryAt ?? Infinity));
+          return {
+            model: model.id,
+            in_flight: states.reduce((n, s) => n + s.in_flight, 0),
+            limit: pools.reduce((n, p) => n + p.limit, 0),
+            shards: pools.length,
+            // Every shard hears every report: the count of one is the account's.
+            recent_failures: Math.max(0, ...states.map((s) => s.recent_failures)),
+            last_failure_at: iso(Math.max(0, ...states.map((s) => s.last_failure_at ?? 0)) || null),
+            circuit: {
+              state,
+              consecutive_failures: Math.max(...states.map((s) => s.circuit.consecutive)),
+              retry_at: state === "closed" ? null : iso(Number.isFinite(retryAt) ? retryAt : null),
+            },
+          };
+        }),
       })),
     );
     return c.json({ at: new Date().toISOString(), accounts: out }, 200);

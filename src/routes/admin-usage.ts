@@ -2,15 +2,15 @@
 // roll-up, one call per month in the range whatever the number of keys; it may lag by the flush delay),
 // as JSON (with totals per day and model for charts) or as CSV (one row per day, key and model); and a
 // key's most recent per-request records.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
 import { monthsIn, rollupStub, type RollupRow } from "../usage/rollup.ts";
-import { flushDelayMs } from "../usage/rollup-outbox.ts";
+import { readConfig } from "../config.ts";
 import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
 
 const ZERO: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
@@ -85,17 +85,6 @@ function toUsageRow({ cost_nano, ...r }: RollupRow): UsageRow & { key_id: string
   return { ...r, cost_cny: cost_nano / 1e9 };
 }
 
-export async function allKeyIds(env: Env): Promise<string[]> {
-  const ids: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await env.KV.list({ prefix: "key:", ...(cursor ? { cursor } : {}) });
-    ids.push(...page.keys.map((k) => k.name.slice(4)));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return ids;
-}
-
 export const adminUsage = newRouter();
 
 adminUsage.openapi(
@@ -149,7 +138,7 @@ adminUsage.openapi(
       const flushed = Math.max(0, ...months.map((m) => m.flushedAt ?? 0));
       freshness = {
         source: "rollup",
-        max_lag_seconds: flushDelayMs(c.env) / 1000,
+        max_lag_seconds: readConfig(c.env).rollupFlushMs / 1000,
         flushed_at: flushed > 0 ? new Date(flushed).toISOString() : null,
       };
     }
@@ -172,7 +161,7 @@ const recordSchema = once(() => z.object({
 
 adminUsage.openapi(
   createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 7 days)",
+    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 8 days)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),

@@ -1,20 +1,21 @@
 // Async jobs in GLM's shape: POST /async/chat/completions (and /async/summarize) answers at once with a
 // task id and PROCESSING; the work runs on the job queue; GET /async-result/{id} polls it, and a signed
 // webhook to `callback_url` announces the end. Mounted at /v1 and /api/paas/v4 like the rest of the API.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
 import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
-import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
 import { sha256Hex } from "../auth/crypto.ts";
-import { refusal } from "../auth/refusal.ts";
+import { requireCaller } from "../http/middleware.ts";
 import type { Caller } from "../keys/types.ts";
 import { utcDay } from "../usage/ledger.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter, notFound } from "../http/openapi.ts";
-import { keyStub } from "../limiter/slots.ts";
-import { jobConfig, MAX_METADATA_BYTES } from "../jobs/config.ts";
+import { keyStub } from "../keys/stub.ts";
+import { readConfig } from "../config.ts";
+import { MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH, underAllowedPrefix } from "../jobs/ssrf.ts";
 import { jobIndexStub } from "../jobs/job-index.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
@@ -129,7 +130,7 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
   if (body.stream === true) throw illegal("stream", "async jobs do not stream; poll GET /async-result/{id} or set callback_url");
   let callbackUrl: string | null = null;
   if (body.callback_url !== undefined) {
-    const check = checkCallbackUrl(body.callback_url, { allowPrivate: jobConfig(env).allowPrivate });
+    const check = checkCallbackUrl(body.callback_url, { allowPrivate: readConfig(env).webhookAllowPrivate });
     if (!check.ok) throw illegal("callback_url", `refused because ${check.reason}`);
     callbackUrl = check.url;
   }
@@ -144,13 +145,11 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
 
 /** Authenticates the caller now: the job later runs with the internal credential of this key. */
 async function authorize(c: Context<AppEnv>, model: string): Promise<Caller> {
-  const cred = c.get("cred");
-  const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-  if (!auth.ok) throw refusal(cred, auth);
-  if (auth.caller.token?.models && !auth.caller.token.models.includes(model)) {
+  const caller = await requireCaller(c);
+  if (caller.token?.models && !caller.token.models.includes(model)) {
     throw new GatewayError(403, Codes.illegalField, `this token may not use model ${model}`);
   }
-  return auth.caller;
+  return caller;
 }
 
 /**
@@ -194,7 +193,7 @@ async function submit(c: Context<AppEnv>, s: Submission) {
   const answer = { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
   const index = jobIndexStub(c.env, keyId);
   const fingerprint = await sha256Hex(JSON.stringify([s.kind, s.model, s.body, s.callbackUrl, s.metadata]));
-  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: jobConfig(c.env).maxActiveJobs });
+  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: readConfig(c.env).maxActiveJobs });
   if (!reserved.ok && "existing" in reserved) {
     const prior = reserved.existing;
     if (!prior.sameRequest) {
@@ -279,10 +278,8 @@ asyncJobs.openapi(
   })),
   async (c) => {
     const id = c.req.valid("param").id;
-    const cred = c.get("cred");
-    const auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw refusal(cred, auth);
-    const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(auth.caller.id) : null;
+    const caller = await requireCaller(c);
+    const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
     return c.json(view as z.infer<ReturnType<typeof asyncResultSchema>>, 200);
   },

@@ -1,11 +1,11 @@
 // POST /v1/chat/completions (and /api/paas/v4/chat/completions): validate by GLM's rules, then hand over
 // to the chat service, which streams GLM's answer straight through.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { getCatalog, type CatalogView } from "../catalog/store.ts";
 import { chatRequestSchema, chatResponseSchema } from "../chat/schema.ts";
 import { runChat, withRequestId } from "../chat/service.ts";
-import { checkMaxTokens, resolveModel } from "../chat/validate.ts";
+import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { outcomeFields } from "../pipeline/index.ts";
 import { formatCny } from "../usage/cost.ts";

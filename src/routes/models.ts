@@ -1,7 +1,7 @@
 // GET /v1/models and /v1/models/{id}: the catalog in OpenAI's list shape, with GLM's context, output
 // limit, prices and per-tier concurrency. Public (model metadata is not secret), served from the
 // isolate's catalog cache with an ETag, so it costs no KV round trip on the hot path.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import type { Context } from "hono";
 import { getCatalog, type CatalogView } from "../catalog/store.ts";
 import { capabilitiesSchema, concurrencySchema, type ModelEntry } from "../catalog/schema.ts";

@@ -1,6 +1,6 @@
 // POST /v1/summarize (and /api/paas/v4/summarize): a JSON body, or raw text (text/plain or text/markdown)
 // with the options as query parameters. Checks the content type and hands over to the summarize service.
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import type { MiddlewareHandler } from "hono";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";

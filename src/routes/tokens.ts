@@ -1,20 +1,18 @@
 // POST /v1/tokens: a back end holding a gateway key mints a short-lived browser token, optionally limited
 // to some models and to one web origin. The key's Durable Object signs it with the key's secret, so the
 // token dies at its expiry and with the key; a browser uses it like a key on the client API only.
-import * as z from "../http/zod.ts";
-import type { MiddlewareHandler } from "hono";
+import * as z from "../shared/zod.ts";
 import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
 import { getCatalog } from "../catalog/store.ts";
-import { resolveModel } from "../chat/validate.ts";
+import { resolveModel } from "../catalog/rules.ts";
 import { readConfig } from "../config.ts";
 import { refusal } from "../auth/refusal.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { AppEnv } from "../http/context.ts";
 import { requireJson } from "../http/middleware.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, newRouter } from "../http/openapi.ts";
-import { log } from "../http/log.ts";
+import { log } from "../shared/log.ts";
 import { once } from "../lazy.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 
 const MAX_MODELS = 64;
 
@@ -70,17 +68,8 @@ export function parseOrigin(raw: string): string {
   return url.origin;
 }
 
-/** A body is optional (all fields have defaults), but when one is sent it must be JSON. */
-function jsonIfBody(): MiddlewareHandler<AppEnv> {
-  return async function jsonIfBody(c, next) {
-    const length = c.req.header("content-length");
-    const hasBody = c.req.header("content-type") !== undefined || (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
-    if (hasBody) return requireJson()(c, next);
-    await next();
-  };
-}
 
-const route = createRoute({ method: "post", path: "/tokens", middleware: [jsonIfBody()] }, () => ({
+const route = createRoute({ method: "post", path: "/tokens", middleware: [requireJson({ optional: true })] }, () => ({
   tags: ["tokens"],
   security: bearerSecurity,
   summary: "Mint a short-lived browser token",

@@ -1,10 +1,10 @@
 // GET /v1/usage: the caller's own usage and cost per day and model, from its key's Durable Object.
-import * as z from "../http/zod.ts";
-import { refusal } from "../auth/refusal.ts";
+import * as z from "../shared/zod.ts";
+import { requireCaller } from "../http/middleware.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { bearerSecurity, commonErrors, createRoute, newRouter } from "../http/openapi.ts";
 import { once } from "../lazy.ts";
-import { keyStub } from "../limiter/slots.ts";
+import { keyStub } from "../keys/stub.ts";
 import { utcDay } from "../usage/ledger.ts";
 
 const totals = once(() =>
@@ -63,11 +63,8 @@ usage.openapi(
   })),
   async (c) => {
     const range = resolveRange(c.req.valid("query"));
-    const cred = c.get("cred");
-    const stub = keyStub(c.env, cred.keyId);
-    const auth = await stub.authenticate(cred, c.req.header("origin") ?? null);
-    if (!auth.ok) throw refusal(cred, auth);
-    const report = await stub.usage(range.from, range.to);
+    const caller = await requireCaller(c);
+    const report = await keyStub(c.env, caller.id).usage(range.from, range.to);
     return c.json({ ...range, ...report }, 200);
   },
 );

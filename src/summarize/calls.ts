@@ -10,7 +10,7 @@
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { WaitUntil } from "../http/context.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
 import { admit, send, type Outcome, type Slot } from "../pipeline/index.ts";
 import { estimatePromptTokens } from "../usage/estimate.ts";
 import type { UsageRecord } from "../usage/ledger.ts";

@@ -6,7 +6,7 @@ import { Codes, GatewayError } from "../errors.ts";
 import type { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
 import { groupPartials, MAX_COMBINE_LEVELS, partialTokens, pieceCount, plannedMerges, type Budgets } from "./planner.ts";
-import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type Partial, type PromptOptions } from "./prompts.ts";
+import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type PartialSummary, type PromptOptions } from "./prompts.ts";
 import { packSegments, piecesOf, segmentText, splitAgain, totalTokens, type Piece } from "./splitter.ts";
 import { quietSink, type Sink } from "./stream.ts";
 import { estimateTokens } from "../usage/estimate.ts";
@@ -116,18 +116,18 @@ export class Summarizer {
     }
   }
 
-  private sizes(partials: readonly Partial[], total: number): number[] {
+  private sizes(partials: readonly PartialSummary[], total: number): number[] {
     return partials.map((p) => partialTokens(p, total, this.job.prompt.target.chinese));
   }
 
   /** Merges partial summaries level by level until one final merge writes the summary. */
-  private async reduce(partials: Partial[]): Promise<string | undefined> {
+  private async reduce(partials: PartialSummary[]): Promise<string | undefined> {
     const total = partials.length;
     const { budgets } = this.job;
     let level = partials;
     for (let depth = 0; depth <= MAX_COMBINE_LEVELS; depth++) {
       const fits = estimateTokens(combineDocument(level, total, this.job.prompt.target.chinese)) <= budgets.combineFinal;
-      let groups: Partial[][];
+      let groups: PartialSummary[][];
       if (fits) {
         try {
           return await this.finalStep(combinePrompt(this.job.prompt, level, total, budgets.finalOut, true), "combining the partial summaries");
@@ -151,7 +151,7 @@ export class Summarizer {
   }
 
   /** An intermediate merge of consecutive partials into one (or, after a 1261, into two or more). */
-  private async combineGroup(group: Partial[], total: number): Promise<Partial[]> {
+  private async combineGroup(group: PartialSummary[], total: number): Promise<PartialSummary[]> {
     if (group.length === 1) return group;
     const from = group[0]!.from;
     const to = group[group.length - 1]!.to;

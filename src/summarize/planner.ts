@@ -9,7 +9,7 @@ import type { CatalogView } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { estimateTokens } from "../usage/estimate.ts";
-import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type Partial, type PromptOptions } from "./prompts.ts";
+import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type PartialSummary, type PromptOptions } from "./prompts.ts";
 import type { Style } from "./schema.ts";
 
 export const SAFETY = 1.1;
@@ -24,19 +24,12 @@ const STYLE_OUTPUT_TOKENS: Record<Style, number> = { paragraph: 1_024, bullets: 
 const MIN_DEFAULT_CONTEXT = 16_000;
 /** Deepest chain of merges before giving up (each level divides the partials by at least 2). */
 export const MAX_COMBINE_LEVELS = 8;
-/**
- * Upstream calls one summary may plan when SUMMARIZE_MAX_UPSTREAM_CALLS is not set. A Worker invocation may
- * make 1000 subrequests on the paid plan (50 on the free plan), and each upstream call also costs Durable
- * Object calls around it (admission, release, lease renewals), so about five subrequests per call; a
- * transient failure may be retried once. 150 calls stay well inside 1000; on the free plan set 8.
+/*
+ * Upstream calls one summary may plan (SUMMARIZE_MAX_UPSTREAM_CALLS, default 150, in src/config.ts): a Worker
+ * invocation may make 1000 subrequests on the paid plan (50 on the free plan), and each upstream call also
+ * costs Durable Object calls around it (admission, release, lease renewals), so about five subrequests per
+ * call; a transient failure may be retried once. 150 calls stay well inside 1000; on the free plan set 8.
  */
-export const DEFAULT_MAX_UPSTREAM_CALLS = 150;
-
-/** SUMMARIZE_MAX_UPSTREAM_CALLS, else the default. */
-export function maxUpstreamCalls(env: Env): number {
-  const n = Number(env.SUMMARIZE_MAX_UPSTREAM_CALLS);
-  return env.SUMMARIZE_MAX_UPSTREAM_CALLS && Number.isInteger(n) && n > 0 ? n : DEFAULT_MAX_UPSTREAM_CALLS;
-}
 
 /**
  * The merge calls a summary of `pieces` partial summaries will make, planned as the orchestrator merges:
@@ -103,7 +96,7 @@ export function budgets(model: ModelEntry, o: PromptOptions, maxTokens: number |
   const ctx = model.context_window;
   const finalOut = maxTokens ?? Math.max(16, Math.min(STYLE_OUTPUT_TOKENS[o.style], model.max_output_tokens, Math.floor(ctx / 4)));
   const mapOut = Math.max(16, Math.min(MAP_OUTPUT_TOKENS, model.max_output_tokens, Math.floor(ctx / 8)));
-  const one: Partial[] = [{ text: "", from: 1, to: 1 }];
+  const one: PartialSummary[] = [{ text: "", from: 1, to: 1 }];
   const b: Budgets = {
     finalOut,
     mapOut,
@@ -140,7 +133,7 @@ export function pieceCount(total: number, pieceBudget: number, parallel: number)
 }
 
 /** Estimated tokens of a partial summary inside a combine document (its label included). */
-export function partialTokens(p: Partial, total: number, zh: boolean): number {
+export function partialTokens(p: PartialSummary, total: number, zh: boolean): number {
   return estimateTokens(combineDocument([p], total, zh)) + 2;
 }
 
@@ -148,15 +141,15 @@ export function partialTokens(p: Partial, total: number, zh: boolean): number {
  * Groups consecutive partial summaries so that each group's document fits `budget`, with groups of similar
  * size. A group of one needs no merge and passes through to the next level unchanged.
  */
-export function groupPartials(partials: readonly Partial[], sizes: readonly number[], budget: number): Partial[][] {
+export function groupPartials(partials: readonly PartialSummary[], sizes: readonly number[], budget: number): PartialSummary[][] {
   const total = sizes.reduce((a, b) => a + b, 0);
   const count = Math.max(2, Math.ceil(total / budget));
-  const groups: Partial[][] = [];
+  const groups: PartialSummary[][] = [];
   let left = total;
   let i = 0;
   while (i < partials.length) {
     const target = left / Math.max(1, count - groups.length);
-    const group: Partial[] = [partials[i]!];
+    const group: PartialSummary[] = [partials[i]!];
     let acc = sizes[i]!;
     i++;
     while (i < partials.length && acc + sizes[i]! <= budget && acc + sizes[i]! / 2 <= target) {

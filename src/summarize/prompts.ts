@@ -21,7 +21,7 @@ export interface PromptOptions {
 }
 
 /** A partial summary and the consecutive original pieces it covers (1-based, inclusive). */
-export interface Partial {
+export interface PartialSummary {
   text: string;
   from: number;
   to: number;
@@ -115,13 +115,13 @@ export function mapPrompt(o: PromptOptions, piece: string, index: number, total:
   ];
 }
 
-function label(p: Partial, total: number, zh: boolean): string {
+function label(p: PartialSummary, total: number, zh: boolean): string {
   if (zh) return p.from === p.to ? `【第 ${p.from}/${total} 部分】` : `【第 ${p.from}–${p.to}/${total} 部分】`;
   return p.from === p.to ? `[Part ${p.from} of ${total}]` : `[Parts ${p.from}–${p.to} of ${total}]`;
 }
 
 /** The document of a combine step: the partial summaries in order, each under its label. */
-export function combineDocument(partials: readonly Partial[], total: number, zh: boolean): string {
+export function combineDocument(partials: readonly PartialSummary[], total: number, zh: boolean): string {
   return partials.map((p) => `${label(p, total, zh)}\n${p.text.trim()}`).join("\n\n");
 }
 
@@ -129,7 +129,7 @@ export function combineDocument(partials: readonly Partial[], total: number, zh:
  * Merges consecutive partial summaries. `final` writes the summary the caller asked for; otherwise it writes
  * a longer partial summary of the parts covered, for a later merge (when all of them do not fit at once).
  */
-export function combinePrompt(o: PromptOptions, partials: readonly Partial[], total: number, maxTokens: number, final: boolean): ChatMessage[] {
+export function combinePrompt(o: PromptOptions, partials: readonly PartialSummary[], total: number, maxTokens: number, final: boolean): ChatMessage[] {
   const zh = o.target.chinese;
   const from = partials[0]!.from;
   const to = partials[partials.length - 1]!.to;

@@ -1,7 +1,7 @@
 // The summarize API's shapes: the JSON body, the query options of a text/plain body, the answer and the
 // streamed progress chunk. One definition validates requests, types the code and documents /openapi.json; each
 // is built on first use (see src/lazy.ts).
-import * as z from "../http/zod.ts";
+import * as z from "../shared/zod.ts";
 import { once } from "../lazy.ts";
 
 /** Longest text accepted, in UTF-16 code units (a CJK character counts 1); longer texts get 413. */
@@ -95,12 +95,3 @@ export const summarySchema = once(() =>
     .openapi("Summary"),
 );
 
-export const progressSchema = once(() =>
-  z
-    .object({
-      done: z.number().int(),
-      total: z.number().int(),
-      stage: z.enum(["map", "combine", "final", "done"]),
-    })
-    .openapi("SummarizeProgress"),
-);

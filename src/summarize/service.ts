@@ -4,40 +4,25 @@
 import type { Credential } from "../auth/credentials.ts";
 import { getCatalog } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
-import { checkMaxTokens, resolveModel, zodToGlmError } from "../chat/validate.ts";
+import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
+import { zodToGlmError } from "../http/zod-error.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { WaitUntil } from "../http/context.ts";
-import { log } from "../http/log.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
+import { log } from "../shared/log.ts";
 import { formatCny } from "../usage/cost.ts";
 import { estimateTokens } from "../usage/estimate.ts";
 import { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
 import { resolveTarget } from "./language.ts";
 import { Summarizer, type Job } from "./orchestrator.ts";
-import { budgets, defaultModel, maxUpstreamCalls } from "./planner.ts";
-import { MAX_TEXT_CHARS, summarizeInputSchema } from "./schema.ts";
+import { readConfig } from "../config.ts";
+import { budgets, defaultModel } from "./planner.ts";
+import type * as z from "../shared/zod.ts";
+import { MAX_TEXT_CHARS, summarizeInputSchema, type summarySchema } from "./schema.ts";
 import { quietSink, SseSink, unusableFinish } from "./stream.ts";
 
-export interface SummarizeInput {
-  text: string;
-  model?: string;
-  style?: "paragraph" | "bullets" | "tldr";
-  language?: string;
-  max_tokens?: number;
-  instructions?: string;
-}
-
-export interface SummarizeResult {
-  id: string;
-  object: "summary";
-  model: string;
-  summary: string;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  cost_cny: number;
-  chunks: number;
-  /** The summary was cut by max_tokens (it ends where the limit was reached). */
-  truncated: boolean;
-}
+export type SummarizeInput = z.infer<ReturnType<typeof summarizeInputSchema>>;
+export type SummarizeResult = z.infer<ReturnType<typeof summarySchema>>;
 
 export interface SummarizeOptions {
   requestId: string;
@@ -86,7 +71,7 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
   const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
   checkMaxTokens(model, body.max_tokens);
   const prompt = { target: resolveTarget(body.language, text), style: body.style ?? "paragraph", instructions: body.instructions?.trim() || undefined };
-  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: maxUpstreamCalls(env) } };
+  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: readConfig(env).summarizeMaxUpstreamCalls } };
 }
 
 /** The largest first call a summary can make: a single pass over the whole text, or the largest piece. */

@@ -1,5 +1,5 @@
 // The streamed answer of a summary: progress chunks while pieces are summarized, then the final upstream
-// stream relayed byte for byte (relay.ts: an in-band error if it breaks), then one closing chunk with the
+// stream relayed byte for byte (src/pipeline/relay.ts: an in-band error if it breaks), then one closing chunk with the
 // usage and cost of the whole summary, then `data: [DONE]`.
 //
 // Progress chunks are chat-completion chunks with `choices: []` and a top-level `progress` field: the shape

@@ -22,10 +22,6 @@ export function costNano(pricing: Pricing, u: TokenUsage): number {
   );
 }
 
-export function nanoToCny(nano: number): number {
-  return nano / 1e9;
-}
-
 /** Decimal string for headers: exact to 1e-9 CNY with trailing zeros removed. */
 export function formatCny(nano: number): string {
   const s = (nano / 1e9).toFixed(9);

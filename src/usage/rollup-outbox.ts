@@ -5,17 +5,6 @@
 import type { ExactRow } from "./rollup.ts";
 import { EXACT_COLUMNS, monthOf } from "./rollup.ts";
 
-/** Default delay between a key's first unsent change and its flush (USAGE_ROLLUP_FLUSH_MS). */
-export const DEFAULT_FLUSH_MS = 60_000;
-
-/** USAGE_ROLLUP_FLUSH_MS: 0 flushes in the call that records (tests); unset or invalid is the default. */
-export function flushDelayMs(env: Env): number {
-  const raw = (env as { USAGE_ROLLUP_FLUSH_MS?: string }).USAGE_ROLLUP_FLUSH_MS;
-  if (raw === undefined || raw === "") return DEFAULT_FLUSH_MS;
-  const n = Number(raw);
-  return Number.isFinite(n) && n >= 0 ? Math.floor(n) : DEFAULT_FLUSH_MS;
-}
-
 export type SendMonth = (month: string, rows: ExactRow[]) => Promise<unknown>;
 
 export class RollupOutbox {

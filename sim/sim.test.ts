@@ -2,8 +2,8 @@
 // gateway's own tests can trust its wire format, faults, concurrency limits and bookkeeping.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSimulator, type RunningSimulator } from '../sim/server.ts';
-import { simDigest, simTokenCount, type RequestRecord, type SimStats } from '../sim/simulator.ts';
+import { startSimulator, type RunningSimulator } from './server.ts';
+import { simDigest, simTokenCount, type RequestRecord, type SimStats } from './simulator.ts';
 
 let srv: RunningSimulator;
 let base: string; // .../api/paas/v4

@@ -6,14 +6,15 @@
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
-import type { KeyAcquireRequest, KeyAcquireResult, Reservation, Retake } from "../keys/key-object.ts";
-import type { Caller } from "../keys/types.ts";
+import type { KeyAcquireRequest, KeyAcquireResult, Reservation, Retake } from "./key-object.ts";
+import type { Caller } from "./types.ts";
 import type { UsageRecord } from "../usage/ledger.ts";
-import { log } from "../http/log.ts";
-import type { WaitUntil } from "../http/context.ts";
-import type { Verdict } from "./block.ts";
-import { LEASE_RENEW_MS } from "./leases.ts";
-import type { CircuitConfig, Pool } from "./pools.ts";
+import { log } from "../shared/log.ts";
+import { keyStub } from "./stub.ts";
+import type { WaitUntil } from "../shared/wait-until.ts";
+import type { Verdict } from "../limiter/block.ts";
+import { LEASE_RENEW_MS } from "../limiter/leases.ts";
+import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 
 /** The longest a caller may ask to wait for a slot (x-queue-timeout-ms is capped to this). */
 export const MAX_QUEUE_TIMEOUT_MS = 60_000;
@@ -63,7 +64,7 @@ export interface NextAttempt {
 export interface SlotRequest {
   cred: Credential;
   model: ModelEntry;
-  /** The model's pools over every upstream account (pools.ts). */
+  /** The model's pools over every upstream account (src/limiter/pools.ts). */
   pools: Pool[];
   circuit: CircuitConfig;
   queueTimeoutMs: number;
@@ -72,10 +73,6 @@ export interface SlotRequest {
   signal?: AbortSignal | null;
   /** The request's worst-case cost, held against the key's daily budget while it is in flight. */
   reserve?: Reservation;
-}
-
-export function keyStub(env: Env, keyId: string) {
-  return env.KEYS.get(env.KEYS.idFromName(keyId));
 }
 
 type KeyStub = ReturnType<typeof keyStub>;
