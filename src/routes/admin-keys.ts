@@ -11,7 +11,7 @@ import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../keys/stub.ts";
-import { toPublic, type KeyRecord, type PublicKey } from "../keys/types.ts";
+import { toPublic, type KeyRecord } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
 
