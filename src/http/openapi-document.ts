@@ -6,9 +6,9 @@ import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi } from "@ast
 import pkg from "../../package.json" with { type: "json" };
 import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
 import type { DocEntry } from "./openapi.ts";
-import * as z from "./zod.ts";
+import * as z from "../shared/zod.ts";
 
-// zod-to-openapi's `.openapi()` records the metadata the document is made of; the Worker's (see zod.ts) does not.
+// zod-to-openapi's `.openapi()` records the metadata the document is made of; the Worker's (see src/shared/zod.ts) does not.
 // Schemas are built lazily, on a route's first use, so every schema built after this import carries its metadata.
 const proto = z.ZodType.prototype as { openapi?: unknown };
 if (proto.openapi === z.openapiInWorker) delete proto.openapi;
