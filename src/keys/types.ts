@@ -1,9 +1,6 @@
 // Gateway keys: what is stored, what the admin API shows, and what a request learns about its caller.
 import type { PublicKey } from "./schema.ts";
 
-// Until the routes import them from schema.ts (the next commit).
-export type { KeyStatus, PublicKey } from "./schema.ts";
-
 /**
  * The settings an admin sets, as the admin API shows them (src/keys/schema.ts), except that a record stored before
  * max_upstream_share existed has none.
