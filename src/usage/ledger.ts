@@ -1,6 +1,10 @@
 // Usage records in a key's Durable Object: one row per request (kept 8 days) and one per day and model
 // (kept 400 days). Strongly consistent, and written in the same call that releases the request's slot.
 import type { TokenUsage } from "./cost.ts";
+import type { UsageReport, UsageRow, UsageTotals } from "./schema.ts";
+
+// Until the routes import them from schema.ts (the next commit).
+export type { UsageReport, UsageRow, UsageTotals } from "./schema.ts";
 
 export type Ending =
   | "completed"
@@ -31,26 +35,6 @@ export interface UsageRecord extends TokenUsage {
   attempt: number;
 }
 
-export interface UsageTotals {
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  cost_cny: number;
-  estimated: number;
-  errors: number;
-  incomplete: number;
-}
-
-/** One row per day and model: what the admin charts stack and the CSV export lists. */
-export type UsageRow = UsageTotals & { day: string; model: string };
-
-export interface UsageReport {
-  totals: UsageTotals;
-  by_day: (UsageTotals & { day: string })[];
-  by_model: (UsageTotals & { model: string })[];
-}
-
 const REQUEST_KEEP_MS = 8 * 86_400_000;
 const DAILY_KEEP_DAYS = 400;
 
@@ -59,16 +43,7 @@ export function utcDay(ts: number): string {
 }
 
 /** A usage_daily row's totals, exact (cost in integer nano-CNY): what the roll-up copies. */
-export interface ExactTotals {
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  cost_nano: number;
-  estimated: number;
-  errors: number;
-  incomplete: number;
-}
+export type ExactTotals = Omit<UsageTotals, "cost_cny"> & { cost_nano: number };
 
 interface Row extends ExactTotals {
   [k: string]: SqlStorageValue;
