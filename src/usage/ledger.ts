@@ -3,9 +3,6 @@
 import type { TokenUsage } from "./cost.ts";
 import type { UsageReport, UsageRow, UsageTotals } from "./schema.ts";
 
-// Until the routes import them from schema.ts (the next commit).
-export type { UsageReport, UsageRow, UsageTotals } from "./schema.ts";
-
 export type Ending =
   | "completed"
   | "client_abort"
