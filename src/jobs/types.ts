@@ -4,9 +4,6 @@
 import type { GlmErrorBody } from "../errors.ts";
 import type { JobKind } from "./schema.ts";
 
-// Until the async routes import it from schema.ts (the next commit).
-export type { JobKind } from "./schema.ts";
-
 export type JobState = "queued" | "running" | "succeeded" | "failed";
 export type GlmError = GlmErrorBody["error"];
 
