@@ -1,6 +1,6 @@
-// Usage as the API shows it: totals, the report per day and model (GET /v1/usage, GET /admin/usage). One
-// definition documents /openapi.json and types the ledger's answers (src/usage/ledger.ts); each is built on first
-// use (src/lazy.ts).
+// Usage as the API shows it: totals, the report per day and model (GET /v1/usage, GET /admin/usage), one request's
+// record (GET /admin/keys/{id}/requests). One definition documents /openapi.json and types the ledger's answers and
+// records (src/usage/ledger.ts); each is built on first use (src/lazy.ts).
 import * as z from "../shared/zod.ts";
 import { once } from "../lazy.ts";
 
@@ -46,6 +46,43 @@ export const adminUsageReportSchema = once(() =>
       })
       .openapi({ description: "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change" }),
   }),
+);
+
+/** How a request ended, as its record says. */
+export const ENDINGS = [
+  "completed",
+  "client_abort",
+  "upstream_error",
+  "upstream_break",
+  "timeout",
+  // The client stopped reading (without closing) for longer than a lease lives: the gateway ended it.
+  "client_stalled",
+  // The request's concurrency slot was lost and could not be retaken: the gateway ended it.
+  "slot_lost",
+  "rejected",
+] as const;
+
+/** One upstream attempt's record as GET /admin/keys/{id}/requests shows it (the ledger keeps the cost in nano-CNY). */
+export const usageRecordSchema = once(() =>
+  z
+    .object({
+      id: z.string(),
+      request_id: z.string(),
+      ts: z.number(),
+      model: z.string(),
+      kind: z.enum(["chat", "summarize", "job"]),
+      stream: z.boolean(),
+      status: z.number(),
+      ended: z.enum(ENDINGS),
+      prompt_tokens: z.number(),
+      completion_tokens: z.number(),
+      cached_tokens: z.number(),
+      cost_cny: z.number(),
+      estimated: z.boolean(),
+      account: z.string().openapi({ description: "the upstream account the attempt went to" }),
+      attempt: z.number().int().openapi({ description: "the attempt's number among the request's attempts (1 first)" }),
+    })
+    .openapi("UsageRecord"),
 );
 
 export type UsageTotals = z.infer<ReturnType<typeof usageTotalsSchema>>;
