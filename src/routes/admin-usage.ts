@@ -6,9 +6,8 @@ import * as z from "../shared/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
-import { once } from "../lazy.ts";
 import { keyStub } from "../keys/stub.ts";
-import { adminUsageReportSchema, type UsageFreshness, type UsageReport, type UsageRow, type UsageTotals } from "../usage/schema.ts";
+import { adminUsageReportSchema, usageRecordSchema, type UsageFreshness, type UsageReport, type UsageRow, type UsageTotals } from "../usage/schema.ts";
 import { monthsIn, rollupStub, type RollupRow } from "../usage/rollup.ts";
 import { readConfig } from "../config.ts";
 import { rangeQuery, resolveRange } from "./usage.ts";
@@ -135,12 +134,6 @@ adminUsage.openapi(
   },
 );
 
-const recordSchema = once(() => z.object({
-  id: z.string(), request_id: z.string(), ts: z.number(), model: z.string(), kind: z.string(), stream: z.boolean(),
-  status: z.number(), ended: z.string(), prompt_tokens: z.number(), completion_tokens: z.number(),
-  cached_tokens: z.number(), cost_cny: z.number(), estimated: z.boolean(),
-}).openapi("UsageRecord"));
-
 adminUsage.openapi(
   createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 8 days)",
@@ -148,7 +141,7 @@ adminUsage.openapi(
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(recordSchema()) }) } } }, ...commonErrors(), ...notFound() },
+    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } } }, ...commonErrors(), ...notFound() },
   })),
   async (c) => {
     const id = c.req.valid("param").id;
