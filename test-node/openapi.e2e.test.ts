@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startE2E, type E2E } from "./harness.ts";
+import { startE2E, type E2E } from "../test-support/harness.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 let e2e: E2E;

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { Credential } from "../src/auth/credentials.ts";
 import type { ModelEntry } from "../src/catalog/schema.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
-import { acquireSlot, type Slot } from "../src/limiter/slots.ts";
+import { acquireSlot, type Slot } from "../src/keys/slot.ts";
 import { env } from "cloudflare:test";
 import { admin, CIRCUIT, createKey, defaultPools, waitFor } from "./helpers.ts";
 import { guardLeased, keyFor, keyInFlight, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
