@@ -14,6 +14,7 @@ import { attemptDelivery } from "./delivery.ts";
 import { jobIndexStub } from "./job-index.ts";
 import { nextWebhookAttempt, slotWaitDelayS, upstreamRetryDelayS } from "./schedule.ts";
 import type { BeginResult, GlmError, JobRecord, JobResult, MessageAction, RunOutcome } from "./types.ts";
+import type { JobView } from "./schema.ts";
 import { jobView } from "./view.ts";
 
 /** Request bodies are stored in parts: a SQLite row holds at most 2 MB, a job body up to 8 MB. */
@@ -79,7 +80,7 @@ export class JobObject extends DurableObject<Env> {
   }
 
   /** The client's view, or null when the job does not exist or belongs to another key (both are a 404). */
-  view(keyId: string): Record<string, unknown> | null {
+  view(keyId: string): JobView | null {
     const r = this.record;
     return r && r.key_id === keyId ? jobView(r, this.result, true) : null;
   }

@@ -1,7 +1,9 @@
-// What a job is: its stored record, the outcome of one run, and the message that carries it on the queue.
+// What a job is: its stored record, the outcome of one run, and the message that carries it on the queue. These
+// never cross the wire as they are (times are ms here, ISO strings or seconds in the client's view), so they are
+// interfaces; what clients see is src/jobs/schema.ts, built from them by src/jobs/view.ts.
 import type { GlmErrorBody } from "../errors.ts";
+import type { JobKind } from "./schema.ts";
 
-export type JobKind = "chat" | "summarize";
 export type JobState = "queued" | "running" | "succeeded" | "failed";
 export type GlmError = GlmErrorBody["error"];
 
@@ -54,7 +56,10 @@ export interface JobRecord {
   delivery: Delivery | null;
 }
 
-/** What a finished chat or summarize run produced (the fields GET async-result adds for SUCCESS). */
+/**
+ * What a finished chat or summarize run produced (the fields GET async-result adds for SUCCESS). Open: a chat
+ * result carries what GLM sent (web_search), a summary its `truncated`, beyond the fields the schema names.
+ */
 export type JobResult = Record<string, unknown>;
 
 /** How one run ended, as the consumer reports it to the job's object. */

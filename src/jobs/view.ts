@@ -1,8 +1,7 @@
 // The job as clients see it — GET /async-result/{id} and the webhook body — in GLM's async shape
 // ({id, request_id, model, task_status, choices, usage} or error) plus the gateway's additions.
+import type { JobView, TaskStatus } from "./schema.ts";
 import type { Delivery, JobRecord, JobResult } from "./types.ts";
-
-export type TaskStatus = "PROCESSING" | "SUCCESS" | "FAIL";
 
 export function taskStatus(r: JobRecord): TaskStatus {
   return r.state === "succeeded" ? "SUCCESS" : r.state === "failed" ? "FAIL" : "PROCESSING";
@@ -10,9 +9,9 @@ export function taskStatus(r: JobRecord): TaskStatus {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-function webhookView(r: JobRecord, d: Delivery | null) {
+function webhookView(r: JobRecord, url: string, d: Delivery | null): NonNullable<JobView["webhook"]> {
   return {
-    url: r.callback_url,
+    url,
     webhook_id: d?.webhook_id ?? r.id,
     state: d?.state ?? "not_started",
     deliveries: (d?.attempts ?? []).map((a) => ({ ...a, at: iso(a.at)! })),
@@ -25,7 +24,7 @@ function webhookView(r: JobRecord, d: Delivery | null) {
  * The result object. `withWebhook` adds the delivery log (GET only: the webhook body must be the same
  * bytes on every attempt, so it never describes its own deliveries).
  */
-export function jobView(r: JobRecord, result: JobResult | null, withWebhook: boolean): Record<string, unknown> {
+export function jobView(r: JobRecord, result: JobResult | null, withWebhook: boolean): JobView {
   const status = taskStatus(r);
   return {
     id: r.id,
@@ -40,6 +39,6 @@ export function jobView(r: JobRecord, result: JobResult | null, withWebhook: boo
     attempts: r.attempts + (r.state === "running" ? 1 : 0),
     finished_at: iso(r.finished_at),
     metadata: r.metadata,
-    ...(withWebhook && r.callback_url ? { webhook: webhookView(r, r.delivery) } : {}),
+    ...(withWebhook && r.callback_url ? { webhook: webhookView(r, r.callback_url, r.delivery) } : {}),
   };
 }

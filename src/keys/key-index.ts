@@ -1,7 +1,7 @@
 // The index of keys in KV (`key:<id>` → the key's public record): what GET /admin/keys lists, and how a key
 // created before ids carried a tag is still recognised without calling its object. The key's object stays
 // the source of truth; this is only its listing.
-import type { PublicKey } from "./types.ts";
+import type { PublicKey } from "./schema.ts";
 
 const KEY_INDEX_PREFIX = "key:";
 

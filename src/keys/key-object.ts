@@ -13,11 +13,13 @@ import { log } from "../shared/log.ts";
 import { UpstreamBlock, type Verdict } from "../limiter/block.ts";
 import type { CircuitConfig, Pool } from "../limiter/pools.ts";
 import { LEASE_TTL_MS, LeaseTable } from "../limiter/leases.ts";
-import { Ledger, utcDay, type UsageRecord, type UsageReport, type UsageRow } from "../usage/ledger.ts";
+import { Ledger, utcDay, type UsageRecord } from "../usage/ledger.ts";
+import type { UsageReport, UsageRow } from "../usage/schema.ts";
 import { rollupStub } from "../usage/rollup.ts";
 import { RollupOutbox } from "../usage/rollup-outbox.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
-import type { Caller, KeyRecord, KeySettings, KeyStatus, PublicKey } from "./types.ts";
+import type { KeyDetail, KeyStatus, PublicKey } from "./schema.ts";
+import type { Caller, KeyRecord, KeySettings } from "./types.ts";
 import { toCaller, toPublic } from "./types.ts";
 
 export type Denial = { ok: false; status: 401 | 403 | 429 | 503; code: string; message: string; retryAfter?: number };
@@ -153,7 +155,7 @@ export class KeyObject extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(Date.now() + 86_400_000);
   }
 
-  info(): (PublicKey & { in_flight: Record<string, number> }) | null {
+  info(): KeyDetail | null {
     const r = this.stored;
     return r ? { ...toPublic(r), in_flight: this.leases.inFlightByModel() } : null;
   }

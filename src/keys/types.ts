@@ -1,49 +1,24 @@
 // Gateway keys: what is stored, what the admin API shows, and what a request learns about its caller.
-import type { Tier } from "../config.ts";
+import type { PublicKey } from "./schema.ts";
 
-export interface KeySettings {
-  name: string;
-  tier: Tier;
-  max_concurrency: number | null;
-  daily_budget_cny: number | null;
-  daily_token_limit: number | null;
-  /** Models tried in order when the requested one fails for good before its first byte (admin-set). */
-  fallback_models: string[] | null;
-  /** URL prefixes an async job's callback_url must start with; null: any URL the callback policy allows. */
-  webhook_urls: string[] | null;
-  /**
-   * The fraction (0 < x ≤ 1) of an upstream account's limit for a model this key may hold while other keys
-   * wait for that account and model; null or absent (keys made before it existed): no cap. Alone, the key
-   * may use all free capacity.
-   */
+/**
+ * The settings an admin sets, as the admin API shows them (src/keys/schema.ts), except that a record stored before
+ * max_upstream_share existed has none.
+ */
+export interface KeySettings
+  extends Pick<PublicKey, "name" | "tier" | "max_concurrency" | "daily_budget_cny" | "daily_token_limit" | "fallback_models" | "webhook_urls"> {
+  /** Absent in keys made before it existed: no cap. */
   max_upstream_share?: number | null;
 }
 
-/** Stored in the key's Durable Object. The secret only as a hash and, for GLM's JWT form, sealed. */
-export interface KeyRecord extends KeySettings {
-  id: string;
-  created_at: string;
-  updated_at: string;
-  revoked_at: string | null;
+/**
+ * Stored in the key's Durable Object: what the admin API shows plus the secret, only as a hash and, for GLM's JWT
+ * form, sealed. An interface, not a schema: it never crosses the wire, and what the API shows of it is PublicKey.
+ */
+export interface KeyRecord extends KeySettings, Pick<PublicKey, "id" | "created_at" | "updated_at" | "revoked_at" | "tokens_valid_after"> {
   secret_hash: string;
   secret_sealed: string;
   webhook_secret_sealed: string;
-  /** Browser tokens issued at or before this time (seconds) are refused: "revoke all tokens of the key". */
-  tokens_valid_after?: number | null;
-}
-
-/** What the admin API shows: never a secret; every setting, null when unset. */
-export type PublicKey = Omit<KeyRecord, "secret_hash" | "secret_sealed" | "webhook_secret_sealed" | "max_upstream_share"> & {
-  max_upstream_share: number | null;
-};
-
-/** A key as the operator console sees it (GET /admin/load). */
-export interface KeyStatus extends PublicKey {
-  in_flight: Record<string, number>;
-  /** The last request that reached upstream. */
-  last_used_at: string | null;
-  /** Spent since UTC midnight, as the budget check counts it. */
-  today: { cost_cny: number; tokens: number };
 }
 
 /** What the routes learn about an authenticated caller. */

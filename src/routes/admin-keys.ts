@@ -11,6 +11,7 @@ import { keySealingSecret, TIERS } from "../config.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 import { keyStub } from "../keys/stub.ts";
+import { createdKeySchema, keyDetailSchema, publicKeySchema } from "../keys/schema.ts";
 import { toPublic, type KeyRecord } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
@@ -70,43 +71,6 @@ const createKeySchema = once(() => {
 });
 
 const patchKeySchema = once(() => z.object(settings()).partial().strict().openapi("PatchKey"));
-
-export const publicKeySchema = once(() =>
-  z
-    .object({
-      id: z.string(),
-      name: z.string(),
-      tier: z.enum(TIERS),
-      max_concurrency: z.number().nullable(),
-      daily_budget_cny: z.number().nullable(),
-      daily_token_limit: z.number().nullable(),
-      fallback_models: z.array(z.string()).nullable(),
-      webhook_urls: z.array(z.string()).nullable(),
-      max_upstream_share: z.number().nullable(),
-      tokens_valid_after: z.number().nullable().optional().openapi({ description: "browser tokens issued at or before this time (Unix seconds) are refused" }),
-      created_at: z.string(),
-      updated_at: z.string(),
-      revoked_at: z.string().nullable(),
-    })
-    .openapi("Key"),
-);
-
-const keyDetailSchema = once(() =>
-  publicKeySchema()
-    .extend({
-      in_flight: z.record(z.string(), z.number()).openapi({ description: "requests in flight per model" }),
-    })
-    .openapi("KeyDetail"),
-);
-
-const createdKeySchema = once(() =>
-  publicKeySchema()
-    .extend({
-      key: z.string().openapi({ description: "the full key <id>.<secret>, shown only once" }),
-      webhook_secret: z.string().openapi({ description: "signing secret for this key's webhooks (whsec_…)" }),
-    })
-    .openapi("CreatedKey"),
-);
 
 const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "0123456789abcdef0123456789abcdef" }) }));
 

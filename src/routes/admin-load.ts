@@ -11,8 +11,7 @@ import { once } from "../lazy.ts";
 import { poolStates, poolsFor } from "../limiter/pools.ts";
 import { allKeyIds } from "../keys/key-index.ts";
 import { keyStub } from "../keys/stub.ts";
-import type { KeyStatus } from "../keys/types.ts";
-import { publicKeySchema } from "./admin-keys.ts";
+import { keyActivitySchema, publicKeySchema, type KeyStatus } from "../keys/schema.ts";
 
 const modelLoadSchema = once(() => z.object({
   model: z.string(),
@@ -23,8 +22,7 @@ const modelLoadSchema = once(() => z.object({
 const loadSchema = once(() => {
   const ModelLoadSchema = modelLoadSchema();
   const KeyLoadSchema = publicKeySchema().extend({
-  last_used_at: z.string().nullable().openapi({ description: "when the key's last request reached upstream" }),
-  today: z.object({ cost_cny: z.number(), tokens: z.number() }).openapi({ description: "spent since UTC midnight (what the daily budget counts)" }),
+    ...keyActivitySchema().shape,
     models: z.array(ModelLoadSchema).openapi({ description: "every model the catalog serves, and any other with requests in flight" }),
   }).openapi("KeyLoad");
   return z

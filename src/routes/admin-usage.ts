@@ -6,12 +6,11 @@ import * as z from "../shared/zod.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
-import { once } from "../lazy.ts";
 import { keyStub } from "../keys/stub.ts";
-import type { UsageReport, UsageRow, UsageTotals } from "../usage/ledger.ts";
+import { adminUsageReportSchema, usageRecordSchema, type UsageFreshness, type UsageReport, type UsageRow, type UsageTotals } from "../usage/schema.ts";
 import { monthsIn, rollupStub, type RollupRow } from "../usage/rollup.ts";
 import { readConfig } from "../config.ts";
-import { rangeQuery, resolveRange, usageReportSchema } from "./usage.ts";
+import { rangeQuery, resolveRange } from "./usage.ts";
 
 const ZERO: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
 
@@ -73,14 +72,6 @@ export function usageCsv(rows: (UsageRow & { key_id: string; key_name: string })
   return [CSV_COLUMNS.join(","), ...lines].join("\r\n") + "\r\n";
 }
 
-/** Where an admin usage answer comes from, and how far behind the keys' own ledgers it may be. */
-interface Freshness {
-  source: "key" | "rollup";
-  max_lag_seconds: number;
-  /** The roll-up's newest write in the months read (keys flush only when they changed). */
-  flushed_at: string | null;
-}
-
 function toUsageRow({ cost_nano, ...r }: RollupRow): UsageRow & { key_id: string; key_name: string } {
   return { ...r, cost_cny: cost_nano / 1e9 };
 }
@@ -100,17 +91,7 @@ adminUsage.openapi(
       200: {
         description: "Usage report",
         content: {
-          "application/json": {
-            schema: usageReportSchema().extend({
-              key_id: z.string().nullable(),
-              by_day_model: z.array(usageReportSchema().shape.totals.extend({ day: z.string(), model: z.string() })).openapi({ description: "totals per day and model, for charts stacked by model" }),
-              freshness: z.object({
-                source: z.enum(["key", "rollup"]),
-                max_lag_seconds: z.number(),
-                flushed_at: z.string().nullable(),
-              }).openapi({ description: "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change" }),
-            }),
-          },
+          "application/json": { schema: adminUsageReportSchema() },
           "text/csv": { schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }) },
         },
       },
@@ -123,7 +104,7 @@ adminUsage.openapi(
     const range = resolveRange(q);
     if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id)) throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
     let rows: (UsageRow & { key_id: string; key_name: string })[];
-    let freshness: Freshness;
+    let freshness: UsageFreshness;
     if (q.key_id) {
       const stub = keyStub(c.env, q.key_id);
       // An id with no key behind it is a 404, as on every other key route: an empty report would read as
@@ -153,12 +134,6 @@ adminUsage.openapi(
   },
 );
 
-const recordSchema = once(() => z.object({
-  id: z.string(), request_id: z.string(), ts: z.number(), model: z.string(), kind: z.string(), stream: z.boolean(),
-  status: z.number(), ended: z.string(), prompt_tokens: z.number(), completion_tokens: z.number(),
-  cached_tokens: z.number(), cost_cny: z.number(), estimated: z.boolean(),
-}).openapi("UsageRecord"));
-
 adminUsage.openapi(
   createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 8 days)",
@@ -166,7 +141,7 @@ adminUsage.openapi(
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(recordSchema()) }) } } }, ...commonErrors(), ...notFound() },
+    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } } }, ...commonErrors(), ...notFound() },
   })),
   async (c) => {
     const id = c.req.valid("param").id;

@@ -4,7 +4,7 @@
 import * as z from "../shared/zod.ts";
 import type { Context } from "hono";
 import { getCatalog } from "../catalog/store.ts";
-import { chatRequestSchema, usageSchema } from "../chat/schema.ts";
+import { chatRequestSchema } from "../chat/schema.ts";
 import { checkMaxTokens, resolveModel } from "../catalog/rules.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import { requireCaller } from "../http/middleware.ts";
@@ -19,7 +19,7 @@ import { MAX_METADATA_BYTES } from "../jobs/config.ts";
 import { checkCallbackUrl, MAX_CALLBACK_URL_LENGTH, underAllowedPrefix } from "../jobs/ssrf.ts";
 import { jobIndexStub } from "../jobs/job-index.ts";
 import { JOB_ID_RE, jobStub, newJobId } from "../jobs/store.ts";
-import type { JobKind } from "../jobs/types.ts";
+import { asyncResultSchema, asyncTaskSchema, type JobKind } from "../jobs/schema.ts";
 import { once } from "../lazy.ts";
 import { defaultModel } from "../summarize/planner.ts";
 import { MAX_TEXT_CHARS, summarizeRequestSchema } from "../summarize/schema.ts";
@@ -45,61 +45,6 @@ const asyncChatRequestSchema = once(() =>
 );
 const asyncSummarizeRequestSchema = once(() =>
   z.strictObject({ ...summarizeRequestSchema().shape, stream: noStream(), ...asyncFields() }).openapi("AsyncSummarizeRequest"),
-);
-
-const asyncTaskSchema = once(() =>
-  z
-    .object({
-      id: z.string().openapi({ example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }),
-      request_id: z.string(),
-      model: z.string(),
-      task_status: z.literal("PROCESSING"),
-    })
-    .openapi("AsyncTask"),
-);
-
-const webhookSchema = once(() => {
-  const delivery = z.object({
-    attempt: z.number().int(),
-    at: z.string().openapi({ description: "ISO 8601 time of the attempt" }),
-    status: z.number().int().nullable().openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
-    error: z.string().nullable(),
-    duration_ms: z.number(),
-  });
-  return z
-    .object({
-      url: z.string(),
-      webhook_id: z.string().openapi({ description: "the webhook-id header, the same on every attempt" }),
-      state: z.enum(["not_started", "pending", "delivered", "failed"]),
-      deliveries: z.array(delivery),
-      next_attempt_at: z.string().nullable(),
-      gave_up: z.string().nullable().openapi({ description: "why delivery stopped without a 2xx" }),
-    })
-    .openapi("WebhookDeliveries");
-});
-
-const asyncResultSchema = once(() =>
-  z
-    .looseObject({
-      id: z.string(),
-      request_id: z.string(),
-      model: z.string(),
-      task_status: z.enum(["PROCESSING", "SUCCESS", "FAIL"]),
-      kind: z.enum(["chat", "summarize"]),
-      created: z.number().int().openapi({ description: "submission time, Unix seconds" }),
-      choices: z.array(z.looseObject({})).optional().openapi({ description: "chat SUCCESS: GLM's choices" }),
-      usage: usageSchema().optional(),
-      cost_cny: z.number().optional(),
-      summary: z.string().optional().openapi({ description: "summarize SUCCESS: the summary" }),
-      chunks: z.number().int().optional(),
-      error: errorSchema().shape.error.optional().openapi({ description: "FAIL: the cause, GLM-style" }),
-      last_error: errorSchema().shape.error.optional().openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
-      attempts: z.number().int(),
-      finished_at: z.string().nullable(),
-      metadata: z.record(z.string(), z.unknown()).nullable(),
-      webhook: webhookSchema().optional(),
-    })
-    .openapi("AsyncResult"),
 );
 
 const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) }));
@@ -281,7 +226,7 @@ asyncJobs.openapi(
     const caller = await requireCaller(c);
     const view = JOB_ID_RE.test(id) ? await jobStub(c.env, id).view(caller.id) : null;
     if (!view) throw new GatewayError(404, Codes.notFound, "no such job for this key (results are kept 7 days)");
-    return c.json(view as z.infer<ReturnType<typeof asyncResultSchema>>, 200);
+    return c.json(view, 200);
   },
 );
 

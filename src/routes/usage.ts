@@ -6,31 +6,7 @@ import { bearerSecurity, commonErrors, createRoute, newRouter } from "../http/op
 import { once } from "../lazy.ts";
 import { keyStub } from "../keys/stub.ts";
 import { utcDay } from "../usage/ledger.ts";
-
-const totals = once(() =>
-  z.object({
-    requests: z.number(),
-    prompt_tokens: z.number(),
-    completion_tokens: z.number(),
-    cached_tokens: z.number(),
-    cost_cny: z.number(),
-    estimated: z.number().openapi({ description: "records whose tokens were estimated (usage missing upstream)" }),
-    errors: z.number(),
-    incomplete: z.number(),
-  }),
-);
-
-export const usageReportSchema = once(() =>
-  z
-    .object({
-      from: z.string(),
-      to: z.string(),
-      totals: totals(),
-      by_day: z.array(totals().extend({ day: z.string() })),
-      by_model: z.array(totals().extend({ model: z.string() })),
-    })
-    .openapi("UsageReport"),
-);
+import { usageReportSchema } from "../usage/schema.ts";
 
 export const rangeQuery = once(() => {
   const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "expected YYYY-MM-DD");

@@ -1,55 +1,15 @@
 // Usage records in a key's Durable Object: one row per request (kept 8 days) and one per day and model
 // (kept 400 days). Strongly consistent, and written in the same call that releases the request's slot.
-import type { TokenUsage } from "./cost.ts";
+import type * as z from "../shared/zod.ts";
+import type { ENDINGS, UsageReport, UsageRow, UsageTotals, usageRecordSchema } from "./schema.ts";
 
-export type Ending =
-  | "completed"
-  | "client_abort"
-  | "upstream_error"
-  | "upstream_break"
-  | "timeout"
-  /** The client stopped reading (without closing) for longer than a lease lives: the gateway ended it. */
-  | "client_stalled"
-  /** The request's concurrency slot was lost and could not be retaken: the gateway ended it. */
-  | "slot_lost"
-  | "rejected";
+export type Ending = (typeof ENDINGS)[number];
 
-export interface UsageRecord extends TokenUsage {
-  /** Unique per gateway request (the lease id): recording the same id twice is a no-op. */
-  id: string;
-  request_id: string;
-  ts: number;
-  model: string;
-  kind: "chat" | "summarize" | "job";
-  stream: boolean;
-  status: number;
-  ended: Ending;
-  cost_nano: number;
-  estimated: boolean;
-  /** The upstream account the attempt went to, and its number among the request's attempts (1 first). */
-  account: string;
-  attempt: number;
-}
-
-export interface UsageTotals {
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  cost_cny: number;
-  estimated: number;
-  errors: number;
-  incomplete: number;
-}
-
-/** One row per day and model: what the admin charts stack and the CSV export lists. */
-export type UsageRow = UsageTotals & { day: string; model: string };
-
-export interface UsageReport {
-  totals: UsageTotals;
-  by_day: (UsageTotals & { day: string })[];
-  by_model: (UsageTotals & { model: string })[];
-}
+/**
+ * One upstream attempt's record as the ledger stores it: the API's record (src/usage/schema.ts) with the cost exact,
+ * in integer nano-CNY. Its id is unique per gateway request (the lease id): recording the same id twice is a no-op.
+ */
+export type UsageRecord = Omit<z.infer<ReturnType<typeof usageRecordSchema>>, "cost_cny"> & { cost_nano: number };
 
 const REQUEST_KEEP_MS = 8 * 86_400_000;
 const DAILY_KEEP_DAYS = 400;
@@ -59,16 +19,7 @@ export function utcDay(ts: number): string {
 }
 
 /** A usage_daily row's totals, exact (cost in integer nano-CNY): what the roll-up copies. */
-export interface ExactTotals {
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  cost_nano: number;
-  estimated: number;
-  errors: number;
-  incomplete: number;
-}
+export type ExactTotals = Omit<UsageTotals, "cost_cny"> & { cost_nano: number };
 
 interface Row extends ExactTotals {
   [k: string]: SqlStorageValue;
