@@ -17,6 +17,7 @@ import { Ledger, utcDay, type UsageRecord } from "../usage/ledger.ts";
 import type { UsageReport, UsageRow } from "../usage/schema.ts";
 import { rollupStub } from "../usage/rollup.ts";
 import { RollupOutbox } from "../usage/rollup-outbox.ts";
+import { ZERO_TOTALS } from "../usage/report.ts";
 import { mintBrowserToken, verifyBrowserToken } from "../auth/browser-token.ts";
 import type { KeyDetail, KeyStatus, PublicKey } from "./schema.ts";
 import type { Caller, KeyRecord, KeySettings } from "./types.ts";
@@ -84,8 +85,7 @@ function keyLimit(caller: Pick<KeyRecord, "tier" | "max_concurrency">, limits: R
 const RESERVATION_GRACE_MS = 10_000;
 
 function emptyReport(): UsageReport {
-  const totals = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
-  return { totals, by_day: [], by_model: [] };
+  return { totals: { ...ZERO_TOTALS }, by_day: [], by_model: [] };
 }
 
 function secondsToUtcMidnight(now: number): number {
