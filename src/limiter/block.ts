@@ -39,6 +39,10 @@
 // count and circuit state, so choosing costs nothing extra. A failed attempt is reported to its pool's
 // guard (with the successes seen there since the last report) and moves its circuit; an account whose
 // circuit is open is skipped until the guard's cooldown has passed, and then only the guard's probe goes.
+// Slots of the block are handed out only while the pool's circuit is closed as last heard: once a guard
+// answer says open or half-open, the key gives its idle slots of that pool back and every slot freed there
+// goes back too (the probe's included), so neither a slot left over from before the circuit opened nor the
+// probe's own slot lets a second request through before the probe's verdict.
 import { log } from "../shared/log.ts";
 import type { BlockAnswer, CircuitView, UpstreamGuard } from "./guard.ts";
 import { Lines, type LeaseTable } from "./leases.ts";
@@ -209,9 +213,7 @@ export class UpstreamBlock {
     const order = this.order(req);
     if (order.length === 0) {
       // Every account the request may use has its circuit open (or it may use none: avoid).
-      const avoid = new Set(req.avoid ?? []);
-      const retryAt = Math.min(...req.pools.filter((p) => !avoid.has(p.account)).map((p) => this.known.get(p.name)?.circuit.retryAt ?? Infinity));
-      return { ok: false, inFlight: 0, limit: 0, ...(Number.isFinite(retryAt) ? { openUntil: retryAt } : {}) };
+      return { ok: false, inFlight: 0, limit: 0, ...this.openUntil(req) };
     }
     // When every account is full the request waits in one line: the one it is in already, else the best
     // account's. The others are asked first, without waiting.
@@ -229,10 +231,25 @@ export class UpstreamBlock {
       if (asked.ok) return asked;
     }
     if ((got = served())) return got;
-    if (waitAt) return this.ask(req, waitAt, true);
+    if (waitAt) {
+      const asked = await this.ask(req, waitAt, true);
+      return asked.ok || asked.ticket ? asked : { ...asked, ...this.openUntil(req) };
+    }
     const limit = req.pools.reduce((n, p) => n + p.limit, 0);
     const free = req.pools.reduce((n, p) => n + (this.known.get(p.name)?.free ?? 0), 0);
-    return { ok: false, inFlight: Math.max(0, limit - free), limit };
+    return { ok: false, inFlight: Math.max(0, limit - free), limit, ...this.openUntil(req) };
+  }
+
+  /**
+   * When every pool the request may use is refused by its circuit (open, or half-open with the probe out),
+   * the earliest time one may be probed: the refusal is then a 503 with Retry-After, not "full".
+   */
+  private openUntil(req: TakeRequest): { openUntil?: number } {
+    const avoid = new Set(req.avoid ?? []);
+    const mayUse = req.pools.filter((p) => !avoid.has(p.account));
+    if (!mayUse.every((p) => this.heardOpen(p.name))) return {};
+    const retryAt = Math.min(...mayUse.map((p) => this.known.get(p.name)?.circuit.retryAt ?? Infinity));
+    return Number.isFinite(retryAt) ? { openUntil: retryAt } : {};
   }
 
   /** Asks the pool's guard for this request's slot, and for the demand of the key's other requests. */
@@ -277,8 +294,11 @@ export class UpstreamBlock {
         call.then(
           (late) => {
             this.learn(pool.name, late);
-            if (late.granted) this.add(pool.name, late.leaseIds, late.expiresAt, pool.limit, undefined, late.probe);
-            else if (late.ticket) this.leaveQueue(pool.name, late.ticket);
+            if (late.granted) {
+              this.add(pool.name, late.leaseIds, late.expiresAt, pool.limit, undefined, late.probe);
+              // Nobody carries the probe: the guard lets the next caller probe instead.
+              if (late.probe) this.report(pool.name, "neutral", true);
+            } else if (late.ticket) this.leaveQueue(pool.name, late.ticket);
             this.settle(pool.name);
           },
           (err: unknown) => log({ level: "warn", msg: "upstream guard call failed after a slot was handed over", error: String(err) }),
@@ -293,6 +313,7 @@ export class UpstreamBlock {
     if (got.granted) {
       const held = this.poolOf(leaseId);
       this.add(pool.name, got.leaseIds, got.expiresAt, pool.limit, held ? undefined : leaseId, got.probe);
+      if (got.probe && held) this.report(pool.name, "neutral", true);
       this.dropWaiter(model, leaseId);
       this.notePeak(pool.name);
       // The others of this key waiting for this answer are about to take the rest.
@@ -311,10 +332,26 @@ export class UpstreamBlock {
     return { ok: false, inFlight: got.inFlight, limit: got.limit, ...(got.ticket ? { ticket: got.ticket, ticketPool: pool.name } : {}) };
   }
 
-  /** Remembers what a guard said about its pool. */
+  /** Remembers what a guard said about its pool; a circuit not closed takes the pool's idle slots back. */
   private learn(pool: string, a: BlockAnswer): void {
     this.tight.set(pool, a.tight);
     this.known.set(pool, { free: a.free, circuit: a.circuit, at: this.now() });
+    if (a.circuit.state !== "closed") void this.giveBack(pool, this.freeIds(pool));
+  }
+
+  /**
+   * Whether the block's own slots of a pool may be handed out: only while its circuit is closed as last
+   * heard. Open or half-open, a request must ask the guard, which refuses it or makes it the one probe; so
+   * must the first request after this object started (the block outlives it, what the guard said does not).
+   */
+  private claimable(pool: string): boolean {
+    return this.known.get(pool)?.circuit.state === "closed";
+  }
+
+  /** The pool's circuit is open or half-open as last heard (a pool not heard of counts as closed). */
+  private heardOpen(pool: string): boolean {
+    const state = this.known.get(pool)?.circuit.state;
+    return state !== undefined && state !== "closed";
   }
 
   /**
@@ -357,7 +394,7 @@ export class UpstreamBlock {
         .map((r) => r.pool),
     );
     if (withFree.size === 0) return undefined;
-    for (const p of this.order(req)) if (withFree.has(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
+    for (const p of this.order(req)) if (withFree.has(p.name) && this.claimable(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
     return undefined;
   }
 
@@ -504,6 +541,11 @@ export class UpstreamBlock {
    * slot goes back to the guard, whose line takes turns between keys.
    */
   private settle(pool: string, reserve?: number): void {
+    if (!this.claimable(pool)) {
+      // Open or half-open: a free slot here would let a request past the circuit (or past the probe).
+      void this.giveBack(pool, this.freeIds(pool));
+      return;
+    }
     const queue = this.waiters.get(modelOf(pool));
     const tight = this.tight.get(pool) === true;
     reserve ??= Math.max(0, (this.pending.get(modelOf(pool)) ?? 0) - (tight ? queue.length : 0));

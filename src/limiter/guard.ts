@@ -8,7 +8,7 @@
 // still exact: the slots leased out (the sum of all blocks) never exceed the limit, and a request reaches
 // GLM only on a slot of its key's block. Blocks expire like any lease unless their key renews them.
 //
-// Circuit: keys' objects report failed attempts here (connection refused, header timeout, 5xx, 1305), with
+// Circuit: keys' objects report failed attempts here (connection refused, header timeout, 5xx), with
 // the successes they saw since their previous report. Successes are not reported one by one — that would put
 // the guard back on every request's path — so "consecutive" means: failures with no success reported in
 // between. After `failures` of them the circuit opens: slots are refused for `cooldownMs`, then exactly one
@@ -129,7 +129,7 @@ export class UpstreamGuard extends DurableObject<Env> {
       // Shards other than the first never probe: they wait for the first one's verdict.
       if (/#[1-9]\d*$/.test(pool)) return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
       probe = true;
-      opts = { need: 1, ttlMs: opts.ttlMs };
+      opts = { need: 1, ttlMs: opts.ttlMs, owner: opts.owner };
     }
     const got = await this.leases.acquire(pool, limit, { ...opts, extraBelow: Math.floor(limit / 2) });
     if (probe && got.granted) {
