@@ -1,18 +1,20 @@
 // An account's circuit against the keys' blocks (issue 13): slots a key's block still holds of a pool whose
 // circuit has opened are not handed out (they go back to the guard), the probe's slot does not let a second
-// request through before the probe's verdict. These drive acquireSlot (the Worker side)
+// request through before the probe's verdict, and a 5xx answer at the model's last usable account does not
+// open its circuit (refused connections and timeouts still do). These drive acquireSlot (the Worker side)
 // against the real objects with a circuit of their own; verdicts are what the pipeline reports.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Credential } from "../src/auth/credentials.ts";
 import type { ModelEntry } from "../src/catalog/schema.ts";
+import type { Account } from "../src/config.ts";
 import { GatewayError } from "../src/errors.ts";
 import { IDLE_RETURN_MS } from "../src/limiter/block.ts";
 import type { CircuitView } from "../src/limiter/guard.ts";
-import { guardStub, type CircuitConfig, type Pool } from "../src/limiter/pools.ts";
+import { guardStub, poolsFor, type CircuitConfig, type Pool } from "../src/limiter/pools.ts";
 import { acquireSlot, type Slot } from "../src/keys/slot.ts";
 import { defaultPools, waitFor } from "./helpers.ts";
-import { guardLeased, keyFor, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
+import { guard, guardLeased, keyFor, keyObject, model, pool, sleep } from "./limiter-helpers.ts";
 
 // A cooldown shorter than a key keeps an idle block (IDLE_RETURN_MS): without the circuit's own check, the
 // slots a key took before the circuit opened would still be in its block when the cooldown ends.
@@ -116,5 +118,46 @@ describe("the probe decides alone", () => {
     const flow = await Promise.all([take(k.cred, m, undefined, SLOW), take(k.cred, m, undefined, SLOW), take(k.cred, m, undefined, SLOW)]);
     expect(flow).toHaveLength(3);
     await Promise.all(flow.map((s) => s.release(undefined, "ok")));
+  });
+});
+
+describe("5xx answers at the last usable account", () => {
+  const accounts = (...ids: string[]): Account[] => ids.map((id, i) => ({ id, key: "unused", tier: "V0", baseUrl: "", weight: ids.length - i }));
+  const THREE: CircuitConfig = { failures: 3, cooldownMs: 60_000 };
+  /** One attempt after another at whichever account admission picks, each ending with `verdict`. */
+  const attempts = async (cred: Credential, m: ModelEntry, pools: Pool[], n: number, verdict: "error" | "fail") => {
+    const at: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = await take(cred, m, pools, THREE);
+      at.push(s.account);
+      await s.release(undefined, verdict);
+      // Reports travel off the caller's path: let each reach its guard before the next attempt.
+      await sleep(50);
+    }
+    return at;
+  };
+
+  it("with one account, 5xx answers do not open its circuit but unreachability does", async () => {
+    const m = model("circuit-alone", 20);
+    const k = await keyFor();
+    await attempts(k.cred, m, defaultPools(m), 4, "error");
+    const state = await waitFor(() => guard(m.id).state(pool(m.id)), (s) => s.recent_failures === 4);
+    expect(state).toMatchObject({ recent_failures: 4, circuit: { state: "closed", consecutive: 0 } });
+    await attempts(k.cred, m, defaultPools(m), 3, "fail");
+    expect((await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "open")).state).toBe("open");
+  });
+
+  it("with two accounts, 5xx answers open the first one's circuit, then not the last one's", async () => {
+    const m = model("circuit-two", 20);
+    const a = `a${crypto.randomUUID().slice(0, 8)}`, b = `b${crypto.randomUUID().slice(0, 8)}`;
+    const pools = poolsFor(accounts(a, b), m, 500);
+    const k = await keyFor();
+    // The heavier account comes first while both are free; three 5xx there open its circuit.
+    expect(await attempts(k.cred, m, pools, 3, "error")).toEqual([a, a, a]);
+    expect((await waitFor(() => circuitOf(`${a}:${m.id}`), (c) => c.state === "open")).state).toBe("open");
+    // Now the other account is the last usable one: its 5xx are counted but do not open it.
+    expect(await attempts(k.cred, m, pools, 4, "error")).toEqual([b, b, b, b]);
+    const last = await waitFor(() => guardStub(env, `${b}:${m.id}`).state(`${b}:${m.id}`), (s) => s.recent_failures === 4);
+    expect(last).toMatchObject({ recent_failures: 4, circuit: { state: "closed" } });
   });
 });

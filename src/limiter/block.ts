@@ -42,7 +42,9 @@
 // Slots of the block are handed out only while the pool's circuit is closed as last heard: once a guard
 // answer says open or half-open, the key gives its idle slots of that pool back and every slot freed there
 // goes back too (the probe's included), so neither a slot left over from before the circuit opened nor the
-// probe's own slot lets a second request through before the probe's verdict.
+// probe's own slot lets a second request through before the probe's verdict. A 5xx answer at the model's
+// last usable account (no other account's circuit closed as last heard) does not count toward opening: with
+// nowhere to fail over, opening would only turn GLM's errors into 503s; refused connections and timeouts do.
 import { log } from "../shared/log.ts";
 import type { BlockAnswer, CircuitView, UpstreamGuard } from "./guard.ts";
 import { Lines, type LeaseTable } from "./leases.ts";
@@ -58,8 +60,12 @@ const DEFAULT_CIRCUIT: CircuitConfig = { failures: 3, cooldownMs: 30_000 };
 
 type GuardStub = DurableObjectStub<UpstreamGuard>;
 
-/** How an upstream attempt went, for the account's circuit: "neutral" says nothing (the caller left). */
-export type Verdict = "ok" | "fail" | "neutral";
+/**
+ * How an upstream attempt went, for the account's circuit: "fail" — unreachable or no headers in time;
+ * "error" — GLM answered with a 5xx (a failure, except at the model's last usable account); "neutral" says
+ * nothing (the caller left, the account was busy).
+ */
+export type Verdict = "ok" | "fail" | "error" | "neutral";
 
 interface Waiter {
   leaseId: string;
@@ -123,6 +129,8 @@ export class UpstreamBlock {
   private readonly keyLimits = new Map<string, number>();
   /** The key's max_upstream_share per model, as its last request said. */
   private readonly shares = new Map<string, number | null>();
+  /** Per model, its pools over every account, as the key's last request said. */
+  private readonly modelPools = new Map<string, Pool[]>();
   /** Per pool, the pools of the same account and model (its shards): reports go to all of them. */
   private readonly siblings = new Map<string, Pool[]>();
   private readonly renewing = new Map<string, Promise<void>>();
@@ -188,6 +196,7 @@ export class UpstreamBlock {
     this.keyLimits.set(req.model, req.keyLimit);
     this.shares.set(req.model, req.share ?? null);
     if (req.circuit) this.circuitConfig = req.circuit;
+    this.modelPools.set(req.model, req.pools);
     for (const p of req.pools) this.siblings.set(p.name, req.pools.filter((q) => q.account === p.account));
     this.pending.set(req.model, (this.pending.get(req.model) ?? 0) + 1);
     try {
@@ -438,11 +447,15 @@ export class UpstreamBlock {
    * caller's path), with the successes counted since, so its circuit sees "no success in between".
    */
   private report(pool: string, verdict: Verdict, probe: boolean): void {
-    const ok = (this.okSince.get(pool) ?? 0) + (verdict === "ok" ? 1 : 0);
+    // A 5xx at the model's last usable account shows the account answers: it is counted among the recent
+    // failures but does not open the circuit, and as the probe's outcome it closes it.
+    const answered = verdict === "error" && this.lastUsable(pool);
+    const failed = verdict === "fail" || (verdict === "error" && !answered);
+    const ok = (this.okSince.get(pool) ?? 0) + (verdict === "ok" || (answered && probe) ? 1 : 0);
     this.okSince.set(pool, ok);
-    if (verdict !== "fail" && !probe) return;
+    if (!failed && !answered && !probe) return;
     this.okSince.set(pool, 0);
-    const report = { ok, fail: verdict === "fail" ? 1 : 0, probe };
+    const report = { ok, fail: failed ? 1 : 0, probe, ...(answered ? { errors: 1 } : {}) };
     const to = this.siblings.get(pool) ?? [{ name: pool, limit: this.poolLimit(pool) ?? 0 }];
     for (const p of to) {
       this.guard(p.name)
@@ -450,6 +463,12 @@ export class UpstreamBlock {
         .then((a) => this.learn(p.name, a))
         .catch((err: unknown) => log({ level: "warn", msg: "reporting an upstream attempt to its guard failed", pool: p.name, error: String(err) }));
     }
+  }
+
+  /** No other account serving the pool's model has a circuit closed as last heard: nowhere to fail over. */
+  private lastUsable(pool: string): boolean {
+    const account = accountOf(pool);
+    return (this.modelPools.get(modelOf(pool)) ?? []).every((p) => p.account === account || this.heardOpen(p.name));
   }
 
   /** Gives up a place in a guard's line (the request stopped waiting). */

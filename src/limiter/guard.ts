@@ -48,6 +48,11 @@ export interface Report {
   ok: number;
   /** Failed attempts (0 or 1: a failure is reported when it happens). */
   fail: number;
+  /**
+   * 5xx answers that do not count toward opening the circuit (the model's last usable account, as the key
+   * saw it): shown in recent failures only.
+   */
+  errors?: number;
   /** The report is about the probe slot: it decides a half-open circuit. */
   probe?: boolean;
 }
@@ -145,8 +150,8 @@ export class UpstreamGuard extends DurableObject<Env> {
     const c = this.circuit(pool);
     const now = Date.now();
     if (r.ok > 0) c.consecutive = 0;
-    if (r.fail > 0) {
-      c.consecutive += r.fail;
+    if (r.fail > 0) c.consecutive += r.fail;
+    if (r.fail > 0 || (r.errors ?? 0) > 0) {
       c.failures.push(now);
       if (c.failures.length > 1000) c.failures.splice(0, c.failures.length - 1000);
     }
