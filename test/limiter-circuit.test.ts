@@ -121,6 +121,21 @@ describe("the probe decides alone", () => {
   });
 });
 
+describe("the guard's probe", () => {
+  it("is granted to one caller only, however many ask at once after the cooldown", async () => {
+    const p = `probe-race:${crypto.randomUUID().slice(0, 8)}`;
+    const g = guardStub(env, p);
+    await g.report(p, 10, { ok: 0, fail: 1 }, { failures: 1, cooldownMs: 200 });
+    const opened = await circuitOf(p);
+    expect(opened.state).toBe("open");
+    await untilRetry(opened);
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => g.take(p, 10, { need: 1, owner: `k${i}` })));
+    expect(answers.filter((a) => a.granted)).toHaveLength(1);
+    expect(answers.filter((a) => a.probe)).toHaveLength(1);
+    expect((await circuitOf(p)).state).toBe("half_open");
+  });
+});
+
 describe("5xx answers at the last usable account", () => {
   const accounts = (...ids: string[]): Account[] => ids.map((id, i) => ({ id, key: "unused", tier: "V0", baseUrl: "", weight: ids.length - i }));
   const THREE: CircuitConfig = { failures: 3, cooldownMs: 60_000 };

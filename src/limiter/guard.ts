@@ -135,12 +135,13 @@ export class UpstreamGuard extends DurableObject<Env> {
       if (/#[1-9]\d*$/.test(pool)) return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
       probe = true;
       opts = { need: 1, ttlMs: opts.ttlMs, owner: opts.owner };
-    }
-    const got = await this.leases.acquire(pool, limit, { ...opts, extraBelow: Math.floor(limit / 2) });
-    if (probe && got.granted) {
+      // Marked before the await below: another take() may run meanwhile, and it must find the probe out.
       c.state = "half_open";
       c.probeUntil = Date.now() + PROBE_TIMEOUT_MS;
     }
+    const got = await this.leases.acquire(pool, limit, { ...opts, extraBelow: Math.floor(limit / 2) });
+    // No slot for the probe (the pool is full): the next caller may probe.
+    if (probe && !got.granted) c.probeUntil = 0;
     return { ...got, ...this.answer(pool, limit), ...(probe && got.granted ? { probe: true } : {}) };
   }
 
