@@ -2,7 +2,8 @@
 // answer 503 naming the field; a failure before the first byte is retried on another account (and, failing
 // for good, on a fallback model, priced as that model); a mid-stream failure is never retried; a dead
 // account's circuit opens after one failure here and is skipped from then on; the sum in flight at each
-// simulator never passes its account's tier limit under a burst; and a sharded guard keeps the bound exactly.
+// simulator never passes its account's tier limit under a burst; a sharded guard keeps the bound exactly; and
+// the only account's 5xx answers pass through rather than open its circuit.
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.ts";
@@ -328,8 +329,9 @@ describe("the half-open probe", () => {
     const vars = {
       GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(2), weight: 2 }, { id: b, url: simBase(1) }]),
       UPSTREAM_CIRCUIT_FAILURES: "1",
-      // Longer than a key keeps an idle block (IDLE_RETURN_MS): the slots a key took at the failing account
-      // before its circuit opened are back at the guard when the cooldown ends, so only the guard's probe goes.
+      // Long enough for each burst to fit in one cooldown. (Slots a key took at the failing account before its
+      // circuit opened no longer matter here: a key gives them back when it hears the circuit opened —
+      // test/limiter-circuit.test.ts.)
       UPSTREAM_CIRCUIT_COOLDOWN_MS: String(IDLE_RETURN_MS + 1000),
     };
     const FLASH = "glm-4-flash-250414";
@@ -374,5 +376,39 @@ describe("the half-open probe", () => {
     const closed = await waitFor(circuitOf, (c) => c.state === "closed");
     expect(closed.state).toBe("closed");
     expect((await stats(2)).completed).toBe(1);
+  });
+});
+
+describe("the only account for a model", () => {
+  it("passes GLM's 5xx answers through rather than open its circuit; a refused connection still opens it", async () => {
+    const a = `a${uid()}`, d = `d${uid()}`;
+    await sim(2, { fault: { controls: "error=1234" } });
+    const FLASH = "glm-4-flash-250414";
+    const one = (id: string, url: string) => ({ GLM_UPSTREAMS: upstreams([{ id, url }]), UPSTREAM_CIRCUIT_FAILURES: "1", UPSTREAM_MAX_ATTEMPTS: "1" });
+    const modelView = async (vars: Record<string, string>, id: string) =>
+      ((await (await adminVia(vars, "/upstreams")).json()) as UpstreamsView).accounts.find((x) => x.id === id)!.models.find((m) => m.model === FLASH)!;
+    const k = await createKey();
+
+    // Three 5xx in a row at the only account: each is GLM's own answer, none a 503 from an open circuit.
+    const erring = one(a, simBase(2));
+    for (let i = 0; i < 3; i++) {
+      const res = await chatVia(erring, k.key, chatBody(`error ${i}`));
+      expect(res.status).toBe(500);
+      await res.text();
+    }
+    expect((await stats(2)).total).toBe(3);
+    const view = await waitFor(() => modelView(erring, a), (m) => m.recent_failures === 3);
+    expect(view).toMatchObject({ recent_failures: 3, circuit: { state: "closed" } });
+
+    // Unreachable, the only account's circuit opens all the same: the next caller gets a 503 at once.
+    const dead = one(d, DEAD);
+    const first = await chatVia(dead, k.key, chatBody("dead"));
+    expect(first.status).toBe(502);
+    await first.text();
+    await waitFor(() => modelView(dead, d), (m) => m.circuit.state === "open");
+    const next = await chatVia(dead, k.key, chatBody("dead again"));
+    expect(next.status).toBe(503);
+    expect(next.headers.get("retry-after")).not.toBeNull();
+    await next.text();
   });
 });

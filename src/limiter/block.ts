@@ -39,6 +39,12 @@
 // count and circuit state, so choosing costs nothing extra. A failed attempt is reported to its pool's
 // guard (with the successes seen there since the last report) and moves its circuit; an account whose
 // circuit is open is skipped until the guard's cooldown has passed, and then only the guard's probe goes.
+// Slots of the block are handed out only while the pool's circuit is closed as last heard: once a guard
+// answer says open or half-open, the key gives its idle slots of that pool back and every slot freed there
+// goes back too (the probe's included), so neither a slot left over from before the circuit opened nor the
+// probe's own slot lets a second request through before the probe's verdict. A 5xx answer at the model's
+// last usable account (no other account's circuit closed as last heard) does not count toward opening: with
+// nowhere to fail over, opening would only turn GLM's errors into 503s; refused connections and timeouts do.
 import { log } from "../shared/log.ts";
 import type { BlockAnswer, CircuitView, UpstreamGuard } from "./guard.ts";
 import { Lines, type LeaseTable } from "./leases.ts";
@@ -54,8 +60,12 @@ const DEFAULT_CIRCUIT: CircuitConfig = { failures: 3, cooldownMs: 30_000 };
 
 type GuardStub = DurableObjectStub<UpstreamGuard>;
 
-/** How an upstream attempt went, for the account's circuit: "neutral" says nothing (the caller left). */
-export type Verdict = "ok" | "fail" | "neutral";
+/**
+ * How an upstream attempt went, for the account's circuit: "fail" — unreachable or no headers in time;
+ * "error" — GLM answered with a 5xx (a failure, except at the model's last usable account); "neutral" says
+ * nothing (the caller left, the account was busy).
+ */
+export type Verdict = "ok" | "fail" | "error" | "neutral";
 
 interface Waiter {
   leaseId: string;
@@ -119,6 +129,8 @@ export class UpstreamBlock {
   private readonly keyLimits = new Map<string, number>();
   /** The key's max_upstream_share per model, as its last request said. */
   private readonly shares = new Map<string, number | null>();
+  /** Per model, its pools over every account, as the key's last request said. */
+  private readonly modelPools = new Map<string, Pool[]>();
   /** Per pool, the pools of the same account and model (its shards): reports go to all of them. */
   private readonly siblings = new Map<string, Pool[]>();
   private readonly renewing = new Map<string, Promise<void>>();
@@ -184,6 +196,7 @@ export class UpstreamBlock {
     this.keyLimits.set(req.model, req.keyLimit);
     this.shares.set(req.model, req.share ?? null);
     if (req.circuit) this.circuitConfig = req.circuit;
+    this.modelPools.set(req.model, req.pools);
     for (const p of req.pools) this.siblings.set(p.name, req.pools.filter((q) => q.account === p.account));
     this.pending.set(req.model, (this.pending.get(req.model) ?? 0) + 1);
     try {
@@ -209,9 +222,7 @@ export class UpstreamBlock {
     const order = this.order(req);
     if (order.length === 0) {
       // Every account the request may use has its circuit open (or it may use none: avoid).
-      const avoid = new Set(req.avoid ?? []);
-      const retryAt = Math.min(...req.pools.filter((p) => !avoid.has(p.account)).map((p) => this.known.get(p.name)?.circuit.retryAt ?? Infinity));
-      return { ok: false, inFlight: 0, limit: 0, ...(Number.isFinite(retryAt) ? { openUntil: retryAt } : {}) };
+      return { ok: false, inFlight: 0, limit: 0, ...this.openUntil(req) };
     }
     // When every account is full the request waits in one line: the one it is in already, else the best
     // account's. The others are asked first, without waiting.
@@ -229,10 +240,25 @@ export class UpstreamBlock {
       if (asked.ok) return asked;
     }
     if ((got = served())) return got;
-    if (waitAt) return this.ask(req, waitAt, true);
+    if (waitAt) {
+      const asked = await this.ask(req, waitAt, true);
+      return asked.ok || asked.ticket ? asked : { ...asked, ...this.openUntil(req) };
+    }
     const limit = req.pools.reduce((n, p) => n + p.limit, 0);
     const free = req.pools.reduce((n, p) => n + (this.known.get(p.name)?.free ?? 0), 0);
-    return { ok: false, inFlight: Math.max(0, limit - free), limit };
+    return { ok: false, inFlight: Math.max(0, limit - free), limit, ...this.openUntil(req) };
+  }
+
+  /**
+   * When every pool the request may use is refused by its circuit (open, or half-open with the probe out),
+   * the earliest time one may be probed: the refusal is then a 503 with Retry-After, not "full".
+   */
+  private openUntil(req: TakeRequest): { openUntil?: number } {
+    const avoid = new Set(req.avoid ?? []);
+    const mayUse = req.pools.filter((p) => !avoid.has(p.account));
+    if (!mayUse.every((p) => this.heardOpen(p.name))) return {};
+    const retryAt = Math.min(...mayUse.map((p) => this.known.get(p.name)?.circuit.retryAt ?? Infinity));
+    return Number.isFinite(retryAt) ? { openUntil: retryAt } : {};
   }
 
   /** Asks the pool's guard for this request's slot, and for the demand of the key's other requests. */
@@ -277,8 +303,11 @@ export class UpstreamBlock {
         call.then(
           (late) => {
             this.learn(pool.name, late);
-            if (late.granted) this.add(pool.name, late.leaseIds, late.expiresAt, pool.limit, undefined, late.probe);
-            else if (late.ticket) this.leaveQueue(pool.name, late.ticket);
+            if (late.granted) {
+              this.add(pool.name, late.leaseIds, late.expiresAt, pool.limit, undefined, late.probe);
+              // Nobody carries the probe: the guard lets the next caller probe instead.
+              if (late.probe) this.report(pool.name, "neutral", true);
+            } else if (late.ticket) this.leaveQueue(pool.name, late.ticket);
             this.settle(pool.name);
           },
           (err: unknown) => log({ level: "warn", msg: "upstream guard call failed after a slot was handed over", error: String(err) }),
@@ -293,6 +322,7 @@ export class UpstreamBlock {
     if (got.granted) {
       const held = this.poolOf(leaseId);
       this.add(pool.name, got.leaseIds, got.expiresAt, pool.limit, held ? undefined : leaseId, got.probe);
+      if (got.probe && held) this.report(pool.name, "neutral", true);
       this.dropWaiter(model, leaseId);
       this.notePeak(pool.name);
       // The others of this key waiting for this answer are about to take the rest.
@@ -311,10 +341,26 @@ export class UpstreamBlock {
     return { ok: false, inFlight: got.inFlight, limit: got.limit, ...(got.ticket ? { ticket: got.ticket, ticketPool: pool.name } : {}) };
   }
 
-  /** Remembers what a guard said about its pool. */
+  /** Remembers what a guard said about its pool; a circuit not closed takes the pool's idle slots back. */
   private learn(pool: string, a: BlockAnswer): void {
     this.tight.set(pool, a.tight);
     this.known.set(pool, { free: a.free, circuit: a.circuit, at: this.now() });
+    if (a.circuit.state !== "closed") void this.giveBack(pool, this.freeIds(pool));
+  }
+
+  /**
+   * Whether the block's own slots of a pool may be handed out: only while its circuit is closed as last
+   * heard. Open or half-open, a request must ask the guard, which refuses it or makes it the one probe; so
+   * must the first request after this object started (the block outlives it, what the guard said does not).
+   */
+  private claimable(pool: string): boolean {
+    return this.known.get(pool)?.circuit.state === "closed";
+  }
+
+  /** The pool's circuit is open or half-open as last heard (a pool not heard of counts as closed). */
+  private heardOpen(pool: string): boolean {
+    const state = this.known.get(pool)?.circuit.state;
+    return state !== undefined && state !== "closed";
   }
 
   /**
@@ -357,7 +403,7 @@ export class UpstreamBlock {
         .map((r) => r.pool),
     );
     if (withFree.size === 0) return undefined;
-    for (const p of this.order(req)) if (withFree.has(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
+    for (const p of this.order(req)) if (withFree.has(p.name) && this.claimable(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
     return undefined;
   }
 
@@ -401,11 +447,15 @@ export class UpstreamBlock {
    * caller's path), with the successes counted since, so its circuit sees "no success in between".
    */
   private report(pool: string, verdict: Verdict, probe: boolean): void {
-    const ok = (this.okSince.get(pool) ?? 0) + (verdict === "ok" ? 1 : 0);
+    // A 5xx at the model's last usable account shows the account answers: it is counted among the recent
+    // failures but does not open the circuit, and as the probe's outcome it closes it.
+    const answered = verdict === "error" && this.lastUsable(pool);
+    const failed = verdict === "fail" || (verdict === "error" && !answered);
+    const ok = (this.okSince.get(pool) ?? 0) + (verdict === "ok" || (answered && probe) ? 1 : 0);
     this.okSince.set(pool, ok);
-    if (verdict !== "fail" && !probe) return;
+    if (!failed && !answered && !probe) return;
     this.okSince.set(pool, 0);
-    const report = { ok, fail: verdict === "fail" ? 1 : 0, probe };
+    const report = { ok, fail: failed ? 1 : 0, probe, ...(answered ? { errors: 1 } : {}) };
     const to = this.siblings.get(pool) ?? [{ name: pool, limit: this.poolLimit(pool) ?? 0 }];
     for (const p of to) {
       this.guard(p.name)
@@ -413,6 +463,12 @@ export class UpstreamBlock {
         .then((a) => this.learn(p.name, a))
         .catch((err: unknown) => log({ level: "warn", msg: "reporting an upstream attempt to its guard failed", pool: p.name, error: String(err) }));
     }
+  }
+
+  /** No other account serving the pool's model has a circuit closed as last heard: nowhere to fail over. */
+  private lastUsable(pool: string): boolean {
+    const account = accountOf(pool);
+    return (this.modelPools.get(modelOf(pool)) ?? []).every((p) => p.account === account || this.heardOpen(p.name));
   }
 
   /** Gives up a place in a guard's line (the request stopped waiting). */
@@ -504,6 +560,11 @@ export class UpstreamBlock {
    * slot goes back to the guard, whose line takes turns between keys.
    */
   private settle(pool: string, reserve?: number): void {
+    if (!this.claimable(pool)) {
+      // Open or half-open: a free slot here would let a request past the circuit (or past the probe).
+      void this.giveBack(pool, this.freeIds(pool));
+      return;
+    }
     const queue = this.waiters.get(modelOf(pool));
     const tight = this.tight.get(pool) === true;
     reserve ??= Math.max(0, (this.pending.get(modelOf(pool)) ?? 0) - (tight ? queue.length : 0));

@@ -8,7 +8,7 @@
 // still exact: the slots leased out (the sum of all blocks) never exceed the limit, and a request reaches
 // GLM only on a slot of its key's block. Blocks expire like any lease unless their key renews them.
 //
-// Circuit: keys' objects report failed attempts here (connection refused, header timeout, 5xx, 1305), with
+// Circuit: keys' objects report failed attempts here (connection refused, header timeout, 5xx), with
 // the successes they saw since their previous report. Successes are not reported one by one — that would put
 // the guard back on every request's path — so "consecutive" means: failures with no success reported in
 // between. After `failures` of them the circuit opens: slots are refused for `cooldownMs`, then exactly one
@@ -48,6 +48,11 @@ export interface Report {
   ok: number;
   /** Failed attempts (0 or 1: a failure is reported when it happens). */
   fail: number;
+  /**
+   * 5xx answers that do not count toward opening the circuit (the model's last usable account, as the key
+   * saw it): shown in recent failures only.
+   */
+  errors?: number;
   /** The report is about the probe slot: it decides a half-open circuit. */
   probe?: boolean;
 }
@@ -129,13 +134,14 @@ export class UpstreamGuard extends DurableObject<Env> {
       // Shards other than the first never probe: they wait for the first one's verdict.
       if (/#[1-9]\d*$/.test(pool)) return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
       probe = true;
-      opts = { need: 1, ttlMs: opts.ttlMs };
-    }
-    const got = await this.leases.acquire(pool, limit, { ...opts, extraBelow: Math.floor(limit / 2) });
-    if (probe && got.granted) {
+      opts = { need: 1, ttlMs: opts.ttlMs, owner: opts.owner };
+      // Marked before the await below: another take() may run meanwhile, and it must find the probe out.
       c.state = "half_open";
       c.probeUntil = Date.now() + PROBE_TIMEOUT_MS;
     }
+    const got = await this.leases.acquire(pool, limit, { ...opts, extraBelow: Math.floor(limit / 2) });
+    // No slot for the probe (the pool is full): the next caller may probe.
+    if (probe && !got.granted) c.probeUntil = 0;
     return { ...got, ...this.answer(pool, limit), ...(probe && got.granted ? { probe: true } : {}) };
   }
 
@@ -145,8 +151,8 @@ export class UpstreamGuard extends DurableObject<Env> {
     const c = this.circuit(pool);
     const now = Date.now();
     if (r.ok > 0) c.consecutive = 0;
-    if (r.fail > 0) {
-      c.consecutive += r.fail;
+    if (r.fail > 0) c.consecutive += r.fail;
+    if (r.fail > 0 || (r.errors ?? 0) > 0) {
       c.failures.push(now);
       if (c.failures.length > 1000) c.failures.splice(0, c.failures.length - 1000);
     }

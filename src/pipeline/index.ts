@@ -256,12 +256,13 @@ function retryableStatus(status: number, code: string): boolean {
 }
 
 /**
- * How an answer counts for the account's circuit: a 5xx is the account failing. GLM's 1305 (the platform is
+ * How an answer counts for the account's circuit: a 5xx is the account failing, though it answered (the
+ * block does not let it open the circuit of the model's last usable account). GLM's 1305 (the platform is
  * overloaded right now) and 1302/429 (the account is busy) say nothing about the account being broken — they
  * are retried, but they do not open its circuit, which would turn a busy hour into refusals.
  */
 function verdictOf(status: number): Verdict {
-  if (status >= 500) return "fail";
+  if (status >= 500) return "error";
   if (status === 429) return "neutral";
   return "ok";
 }
