@@ -2,9 +2,13 @@
 // `wrangler check startup` on that bundle several times and reports the median busy CPU of the startup profile
 // (active samples, idle excluded — the figure wrangler prints as "Active"), the bundle size raw and gzipped, and
 // the functions with the most inclusive time. With --first-request it also starts `wrangler dev` a few times
-// and compares each route's first answer on the fresh isolate with its warm answers.
+// and compares each route's first answer on the fresh isolate with its warm answers. With --profile it records a CPU
+// profile (through wrangler's inspector) of the first chat request on a fresh, unminified `wrangler dev` of this
+// checkout (and of each --baseline) and names where that request's busy time goes, by inclusive and by self time, beside
+// a warm request's busy time (no startup profile then).
 //
 //   npm run bench:startup -- [--runs 7] [--first-request] [--sessions 3] [--baseline DIR] [--write]
+//   npm run bench:startup -- --profile [--baseline DIR] [--outfile first-request.cpuprofile]
 //
 // --baseline DIR (repeatable) measures other checkouts too (e.g. an older commit, extracted with `git archive` and
 // given this checkout's node_modules), alternating their runs with this one's so that all see the same load (an
@@ -28,6 +32,8 @@ const { values: args } = parseArgs({
     sessions: { type: "string", default: "3" },
     baseline: { type: "string", multiple: true },
     write: { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
+    outfile: { type: "string" },
   },
 });
 interface Target {
@@ -60,7 +66,7 @@ function wrangler(root: string, argv: string[]): string {
 }
 
 interface Profile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number; scriptId?: string }; children?: number[] }[];
   samples?: number[];
   timeDeltas?: number[];
 }
@@ -78,19 +84,24 @@ function busy(p: Profile): { busyUs: number; gcUs: number } {
   return { busyUs, gcUs };
 }
 
-/** Inclusive time per function (name file:line), each sample counted once per function on its stack. */
-function inclusive(p: Profile, into: Map<string, number>): void {
+type Frame = Profile["nodes"][number]["callFrame"];
+
+/**
+ * Inclusive time per function (name file:line, or as `label` names it), each sample counted once per function on
+ * its stack; with `self`, only the function the sample was taken in.
+ */
+function inclusive(p: Profile, into: Map<string, number>, self = false, label?: (f: Frame) => string): void {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   (p.samples ?? []).forEach((leaf, i) => {
     const dt = p.timeDeltas?.[i] ?? 0;
     const seen = new Set<string>();
-    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+    for (let id: number | undefined = leaf; id !== undefined; id = self ? undefined : parent.get(id)) {
       const f = byId.get(id)!.callFrame;
       if (f.functionName === "(root)" || f.functionName === "(idle)") continue;
       const file = f.url.split("/").pop() ?? "";
-      const key = `${f.functionName || "(module top level)"}${file ? ` ${file}:${f.lineNumber + 1}` : ""}`;
+      const key = label?.(f) ?? `${f.functionName || "(module top level)"}${file ? ` ${file}:${f.lineNumber + 1}` : ""}`;
       if (seen.has(key)) continue;
       seen.add(key);
       into.set(key, (into.get(key) ?? 0) + dt);
@@ -173,12 +184,12 @@ const PROBES: Probe[] = [
  * `wrangler dev` on persisted state. Ready when wrangler says so ("Ready on"), plus a few seconds of settling:
  * no HTTP request reaches the Worker before the measured ones.
  */
-async function devSession<T>(root: string, vars: Record<string, string>, state: string, body: (url: string) => Promise<T>): Promise<T> {
+async function devSession<T>(root: string, vars: Record<string, string>, state: string, body: (url: string) => Promise<T>, extra: string[] = []): Promise<T> {
   const port = await freePort();
   const child = spawn(
     NODE,
     [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false", "--log-level", "info",
-      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
+      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...extra],
     { cwd: root, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   let out = "";
@@ -260,6 +271,149 @@ async function measureFirstRequests(): Promise<FirstRequest[][]> {
   }
 }
 
+// ---- profile of the first chat request ----------------------------------------------------------------------------
+
+/** A Chrome DevTools Protocol session on wrangler's inspector (which relays it to the Worker's isolate). */
+async function inspector(port: number) {
+  const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
+  if (!target) throw new Error(`the inspector on port ${port} lists no Worker`);
+  // The proxy accepts only local origins; Node's WebSocket sends none unless told (undici's `headers` option).
+  const ws = new WebSocket(target.webSocketDebuggerUrl, { headers: { origin: "http://localhost" } } as unknown as string[]);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`could not connect to ${target.webSocketDebuggerUrl}`));
+  });
+  let next = 0;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  ws.onmessage = (e) => {
+    const m = JSON.parse(String(e.data)) as { id?: number; result?: unknown; error?: { message: string } };
+    const p = m.id === undefined ? undefined : pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id!);
+    if (m.error) p.reject(new Error(m.error.message));
+    else p.resolve(m.result);
+  };
+  const send = <T>(method: string, params: object = {}) =>
+    new Promise<T>((resolve, reject) => {
+      const id = ++next;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return { send, close: () => ws.close() };
+}
+
+/**
+ * The CPU profiles of the first chat request on a fresh isolate (key created in an earlier session) and of a warm
+ * one after it, unminified so that functions keep their names. The profiler is started after "Ready on", so startup
+ * is not in them.
+ */
+async function profileFirstRequest(target: Target): Promise<FirstRequestProfile> {
+  const sim = await startSimProcess(await freePort());
+  const vars = { GLM_BASE_URL: sim.baseUrl, GLM_API_KEY: "bench.upstream", ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-secret", GLM_ACCOUNT_TIER: "V3" };
+  const state = mkdtempSync(join(tmpdir(), "glm-edge-startup-state-"));
+  const extra = ["--minify=false"];
+  try {
+    const key = await devSession(target.root, vars, state, async (url) => {
+      const res = await fetch(`${url}/admin/keys`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "startup-bench", tier: "V3" }),
+      });
+      return ((await res.json()) as { key: string }).key;
+    }, extra);
+    const inspectorPort = await freePort();
+    return await devSession(target.root, vars, state, async (url) => {
+      const cdp = await inspector(inspectorPort);
+      try {
+        await cdp.send("Profiler.enable");
+        await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+        const { path, init } = PROBES[0]!.init(key);
+        const profiled = async () => {
+          await cdp.send("Profiler.start");
+          const ms = await timed(url, path, init);
+          return { ms, profile: (await cdp.send<{ profile: Profile }>("Profiler.stop")).profile };
+        };
+        const { profile, ms } = await profiled();
+        for (let i = 0; i < 5; i++) await timed(url, path, init);
+        const warm = await profiled();
+        // The bundle's text, to name each function's module by the bundler's `// src/…` comments (after the profile,
+        // so that the debugger costs the request nothing).
+        await cdp.send("Debugger.enable");
+        const sources = new Map<string, string>();
+        for (const id of new Set(profile.nodes.map((n) => n.callFrame.scriptId ?? ""))) {
+          if (!id || id === "0") continue;
+          const got = await cdp.send<{ scriptSource: string }>("Debugger.getScriptSource", { scriptId: id }).catch(() => undefined);
+          if (got) sources.set(id, got.scriptSource);
+        }
+        return { target, profile, ms, warm, sources };
+      } finally {
+        cdp.close();
+      }
+    }, [...extra, "--inspector-port", String(inspectorPort)]);
+  } finally {
+    await sim.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+interface FirstRequestProfile {
+  target: Target;
+  profile: Profile;
+  ms: number;
+  /** The sixth request, for comparison. */
+  warm: { profile: Profile; ms: number };
+  /** Script id → source, for naming modules. */
+  sources: Map<string, string>;
+}
+
+/** `name module @bundle line`, the module from the last `// path` comment esbuild wrote above the function's line. */
+function moduleLabeller(sources: Map<string, string>): (f: Frame) => string {
+  const starts = new Map<string, { line: number; module: string }[]>();
+  for (const [id, text] of sources) {
+    const list: { line: number; module: string }[] = [];
+    text.split("\n").forEach((line, i) => {
+      const m = /^\/\/ ((?:src|node_modules|\.\.\/)\S*)$/.exec(line);
+      if (m) list.push({ line: i, module: m[1]!.replace(/^(\.\.\/)*node_modules\//, "") });
+    });
+    starts.set(id, list);
+  }
+  return (f) => {
+    const list = starts.get(f.scriptId ?? "") ?? [];
+    let module = f.url.split("/").pop() ?? "";
+    for (const s of list) {
+      if (s.line > f.lineNumber) break;
+      module = s.module;
+    }
+    const name = f.functionName || (f.lineNumber === 0 ? "(module top level)" : "(anonymous)");
+    return `${name} ${module} @${f.lineNumber + 1}`;
+  };
+}
+
+function profileReport({ target, profile, ms: took, warm, sources }: FirstRequestProfile): string {
+  const { busyUs, gcUs } = busy(profile);
+  const warmBusy = busy(warm.profile);
+  const label = moduleLabeller(sources);
+  const table = (self: boolean) => {
+    const by = new Map<string, number>();
+    inclusive(profile, by, self, label);
+    return [...by].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([fn, us]) => `| ${ms(us).toFixed(1)} | \`${fn}\` |`);
+  };
+  return [
+    `First ${PROBES[0]!.name} on a fresh, unminified \`wrangler dev\` of ${target.root === HERE ? commitOf(HERE) : target.root} (${target.label}): ` +
+      `answered in ${took.toFixed(1)} ms, busy CPU in the Worker's isolate ${ms(busyUs)} ms (GC ${ms(gcUs)} ms); the sixth request: ` +
+      `${warm.ms.toFixed(1)} ms, busy ${ms(warmBusy.busyUs)} ms. Sampled every 0.1 ms (the profiler inflates every figure); ` +
+      "the isolate runs the Durable Objects too.",
+    "",
+    "| inclusive ms | function |",
+    "|---:|---|",
+    ...table(false),
+    "",
+    "| self ms | function |",
+    "|---:|---|",
+    ...table(true),
+  ].join("\n");
+}
+
 // ---- report ------------------------------------------------------------------------------------------------------
 
 function commitOf(dir: string): string {
@@ -311,6 +465,15 @@ function report(results: StartupResult[], first: FirstRequest[][] | null): strin
 
 const BEGIN = "<!-- startup:begin (npm run bench:startup -- --write) -->";
 const END = "<!-- startup:end -->";
+
+if (args.profile) {
+  for (const target of TARGETS) {
+    const result = await profileFirstRequest(target);
+    if (args.outfile && target.root === HERE) writeFileSync(resolve(args.outfile), JSON.stringify(result.profile));
+    process.stdout.write(profileReport(result) + "\n\n");
+  }
+  process.exit(0);
+}
 
 const startup = measureStartup();
 const first = args["first-request"] ? await measureFirstRequests() : null;

@@ -84,7 +84,7 @@ export function createApp(): Router {
   app.openapi(
     createRoute({ method: "get", path: "/healthz" }, () => ({
       tags: ["health"], summary: "Liveness (no auth)",
-      responses: { 200: { description: "The Worker is up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } },
+      responses: () => ({ 200: { description: "The Worker is up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } }),
     })),
     (c) => c.json({ ok: true as const }, 200),
   );

@@ -3,8 +3,8 @@
 // src/http/openapi-document.ts: nothing that only the document needs is in the Worker. Validation failures
 // become GLM-style 400s through the shared hook.
 //
-// A route: `router.openapi(createRoute({ method, path, request, responses, … }), handler)` on a `newRouter()`,
-// with schemas from `import * as z from "../shared/zod.ts"`. The request checks are those of @hono/zod-openapi's
+// A route: `router.openapi(createRoute({ method, path }, () => ({ request, responses: () => ({ … }), … })), handler)`
+// on a `newRouter()`, with schemas from `import * as z from "../shared/zod.ts"`. The request checks are those of @hono/zod-openapi's
 // OpenAPIHono (whose types this keeps, for `c.req.valid(…)`), without its document registry in the Worker.
 import { zValidator } from "@hono/zod-validator";
 import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
@@ -64,9 +64,8 @@ async function hasRequestBody(c: Context): Promise<boolean> {
 }
 
 /** The request checks of a route, in @hono/zod-openapi's order: query, path, headers, cookies, then the body. */
-function validators(route: RouteConfig, hook: Hook): MiddlewareHandler[] {
+function validators(request: RouteConfig["request"], hook: Hook): MiddlewareHandler[] {
   const list: MiddlewareHandler[] = [];
-  const request = route.request;
   if (request?.query) list.push(zValidator("query", request.query, hook));
   if (request?.params) list.push(zValidator("param", request.params, hook));
   if (request?.headers) list.push(zValidator("header", request.headers as z.ZodObject, hook));
@@ -125,16 +124,24 @@ const toOpenApiPath = (path: string) => path.replaceAll(/:([^/]+)/g, "{$1}");
 /** What must be known when a route is registered: how it is reached, and the middleware that runs first. */
 type RouteHead = Pick<RouteConfig, "method" | "path" | "middleware" | "hide">;
 
+/** A route's definition after its head, as createRoute's function returns it: the responses are a function again. */
+type RouteBody = Omit<RouteConfig, keyof RouteHead | "responses"> & { responses: () => RouteConfig["responses"] };
+
+/** The definition R describes once its responses are built: the type handlers are checked against. */
+type Built<B extends RouteBody> = Omit<B, "responses"> & { responses: ReturnType<B["responses"]> };
+
 /**
- * A route whose schemas are built on its first request (or when /openapi.json is generated), not when the isolate
- * starts: see createRoute.
+ * A route whose request schemas are built on its first request, and its responses only when /openapi.json is
+ * generated, never when the isolate starts: see createRoute. R is the whole definition, responses built.
  */
-export interface LazyRoute<R extends RouteConfig> {
+export interface LazyRoute<R> {
   readonly head: RouteHead;
-  readonly build: () => R;
+  readonly build: () => RouteHead & RouteBody;
+  /** Types only: the definition this stands for. */
+  readonly _route?: R;
 }
 
-function isLazy<R extends RouteConfig>(route: LazyRoute<R> | R): route is LazyRoute<R> {
+function isLazy<R>(route: LazyRoute<R> | R): route is LazyRoute<R> {
   return typeof (route as Partial<LazyRoute<R>>).build === "function";
 }
 
@@ -168,16 +175,19 @@ export class Router extends Hono<AppEnv> {
 
   /**
    * Registers a route: its middleware, then its request checks, then the handler; and records it for the
-   * document. The route's schemas (its createRoute body) are built on its first request.
+   * document. A request builds only what validates it (the createRoute body, not its responses), on the route's
+   * first request; the responses are built for the document alone.
    */
   openapi<R extends RouteConfig>(route: LazyRoute<R> | R, handler: Handler<R>, hook?: Hook): this {
-    const { head, build }: LazyRoute<R> = isLazy(route) ? route : { head: route, build: () => route };
-    const config = once(() => {
-      const { middleware: _m, hide: _h, ...rest } = build();
-      return rest;
+    const { head, build }: LazyRoute<R> = isLazy(route) ? route : { head: route, build: () => ({ ...route, responses: () => route.responses }) };
+    const spec = once(build);
+    // Every mount's entry shares this one function: the document sees the instances that validate, built once.
+    const documented = once((): RouteConfig => {
+      const { middleware: _m, hide: _h, responses, ...rest } = spec();
+      return { ...rest, responses: responses() };
     });
-    if (!head.hide) this.#recorded.push({ type: "route", path: head.path, route: config });
-    const checks = once(() => inSequence(validators(config(), hook ?? glmHook)));
+    if (!head.hide) this.#recorded.push({ type: "route", path: head.path, route: documented });
+    const checks = once(() => inSequence(validators(spec().request, hook ?? glmHook)));
     const before = head.middleware === undefined ? [] : Array.isArray(head.middleware) ? head.middleware : [head.middleware];
     const on = this.on as (methods: string[], paths: string[], ...handlers: MiddlewareHandler[]) => unknown;
     on.call(this, [head.method], [toHonoPath(head.path)], ...(before as MiddlewareHandler[]), (c, next) => checks()(c, next), handler as MiddlewareHandler);
@@ -204,15 +214,17 @@ export function newRouter(): Router {
  * A route's definition. Two forms:
  *
  *   createRoute({ method, path, middleware?, request?, responses, … })        as @hono/zod-openapi's createRoute
- *   createRoute({ method, path, middleware? }, () => ({ request?, responses, … }))
+ *   createRoute({ method, path, middleware? }, () => ({ request?, responses: () => ({ … }), … }))
  *
- * The second builds the schemas on the route's first request instead of when the module loads: use it, so that
- * an isolate's startup builds no schema at all. Schemas shared between routes are `once(…)` functions.
+ * The second builds the request schemas on the route's first request instead of when the module loads, and the
+ * responses (which the Worker never checks) only for the document: use it, so that an isolate's startup builds no
+ * schema at all and a first request no more than it validates with. Schemas shared between routes are `once(…)`
+ * functions.
  */
 export function createRoute<P extends string, R extends Omit<RouteConfig, "path"> & { path: P }>(config: R): R;
-export function createRoute<const H extends RouteHead, B extends Omit<RouteConfig, keyof RouteHead>>(head: H, body: () => B): LazyRoute<H & B>;
-export function createRoute(head: RouteConfig | RouteHead, body?: () => object): RouteConfig | LazyRoute<RouteConfig> {
-  return body ? { head, build: () => ({ ...head, ...body() }) as RouteConfig } : (head as RouteConfig);
+export function createRoute<const H extends RouteHead, B extends RouteBody>(head: H, body: () => B): LazyRoute<H & Built<B>>;
+export function createRoute(head: RouteConfig | RouteHead, body?: () => RouteBody): RouteConfig | LazyRoute<RouteConfig> {
+  return body ? { head, build: () => ({ ...head, ...body() }) } : (head as RouteConfig);
 }
 
 // Response schemas only /openapi.json reads: built when it is generated, never for a request.

@@ -13,7 +13,7 @@ export const adminCatalog = newRouter();
 adminCatalog.openapi(
   createRoute({ method: "get", path: "/catalog" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "The model catalog",
-    responses: { 200: json(catalogSchema(), "The catalog in effect"), ...commonErrors() },
+    responses: () => ({ 200: json(catalogSchema(), "The catalog in effect"), ...commonErrors() }),
   })),
   async (c) => c.json((await getCatalog(c.env, c.executionCtx)).catalog, 200),
 );
@@ -22,7 +22,7 @@ adminCatalog.openapi(
   createRoute({ method: "put", path: "/catalog" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "Replace the catalog",
     request: { body: { required: true, content: { "application/json": { schema: catalogSchema() } } } },
-    responses: { 200: json(catalogSchema(), "The stored catalog"), ...commonErrors() },
+    responses: () => ({ 200: json(catalogSchema(), "The stored catalog"), ...commonErrors() }),
   })),
   async (c) => {
     const body = c.req.valid("json");
@@ -39,7 +39,7 @@ adminCatalog.openapi(
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }),
       body: { required: true, content: { "application/json": { schema: modelPatchSchema() } } },
     },
-    responses: { 200: json(catalogSchema(), "The stored catalog"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(catalogSchema(), "The stored catalog"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const id = c.req.valid("param").id;

@@ -93,7 +93,7 @@ adminKeys.openapi(
   createRoute({ method: "post", path: "/keys" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "Create a key",
     request: { body: { required: true, content: { "application/json": { schema: createKeySchema() } } } },
-    responses: { 201: json(createdKeySchema(), "The new key; `key` and `webhook_secret` are shown only here"), ...commonErrors() },
+    responses: () => ({ 201: json(createdKeySchema(), "The new key; `key` and `webhook_secret` are shown only here"), ...commonErrors() }),
   })),
   async (c) => {
     const body = c.req.valid("json");
@@ -132,7 +132,7 @@ adminKeys.openapi(
   createRoute({ method: "get", path: "/keys" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "List keys",
     request: { query: z.object({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }) },
-    responses: { 200: json(z.object({ data: z.array(publicKeySchema()), cursor: z.string().nullable() }), "Keys, newest index entries first"), ...commonErrors() },
+    responses: () => ({ 200: json(z.object({ data: z.array(publicKeySchema()), cursor: z.string().nullable() }), "Keys, newest index entries first"), ...commonErrors() }),
   })),
   async (c) => {
     const q = c.req.valid("query");
@@ -145,7 +145,7 @@ adminKeys.openapi(
   createRoute({ method: "get", path: "/keys/{id}" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "A key, with its in-flight count per model",
     request: { params: idParam() },
-    responses: { 200: json(keyDetailSchema(), "The key"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(keyDetailSchema(), "The key"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const info = await keyStub(c.env, checkId(c.req.valid("param").id)).info();
@@ -158,7 +158,7 @@ adminKeys.openapi(
   createRoute({ method: "patch", path: "/keys/{id}" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits, budgets, fallback models, webhook URLs or upstream share",
     request: { params: idParam(), body: { required: true, content: { "application/json": { schema: patchKeySchema() } } } },
-    responses: { 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     await checkFallbacks(c, c.req.valid("json").fallback_models);
@@ -174,7 +174,7 @@ adminKeys.openapi(
     tags: ["admin"], security: adminSecurity,
     summary: "Revoke every browser token of a key (the key itself keeps working; tokens minted from now on work)",
     request: { params: idParam() },
-    responses: { 200: json(publicKeySchema(), "The key, with tokens_valid_after set"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(publicKeySchema(), "The key, with tokens_valid_after set"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const key = await keyStub(c.env, checkId(c.req.valid("param").id)).revokeTokens();
@@ -187,7 +187,7 @@ adminKeys.openapi(
   createRoute({ method: "delete", path: "/keys/{id}" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "Revoke a key (refused on its next request)",
     request: { params: idParam() },
-    responses: { 200: json(publicKeySchema(), "The revoked key"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(publicKeySchema(), "The revoked key"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const revoked = await keyStub(c.env, checkId(c.req.valid("param").id)).revoke();
@@ -201,7 +201,7 @@ adminKeys.openapi(
   createRoute({ method: "post", path: "/keys/{id}/webhook-secret" }, () => ({
     tags: ["admin"], security: adminSecurity, summary: "Rotate the key's webhook signing secret",
     request: { params: idParam() },
-    responses: { 200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"), ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const id = checkId(c.req.valid("param").id);

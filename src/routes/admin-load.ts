@@ -60,7 +60,7 @@ adminLoad.openapi(
   createRoute({ method: "get", path: "/load" }, () => ({
     tags: ["admin"], security: adminSecurity,
     summary: "Requests in flight per model for every key and for the upstream account, with each key's last use and today's spend",
-    responses: { 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } }, ...commonErrors() },
+    responses: () => ({ 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } }, ...commonErrors() }),
   })),
   async (c) => {
     const { models } = (await getCatalog(c.env, c.executionCtx)).catalog;

@@ -68,7 +68,7 @@ adminUpstreams.openapi(
   createRoute({ method: "get", path: "/upstreams" }, () => ({
     tags: ["admin"], security: adminSecurity,
     summary: "The upstream accounts: in flight against the limit, recent failures and circuit state per model (keys never shown)",
-    responses: { 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: upstreamsSchema() } } }, ...commonErrors() },
+    responses: () => ({ 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: upstreamsSchema() } } }, ...commonErrors() }),
   })),
   async (c) => {
     const accounts = readAccounts(c.env);

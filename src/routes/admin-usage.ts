@@ -51,7 +51,7 @@ adminUsage.openapi(
         format: z.enum(["json", "csv"]).optional().openapi({ description: "csv: one row per day, key and model (a download)" }),
       }),
     },
-    responses: {
+    responses: () => ({
       200: {
         description: "Usage report",
         content: {
@@ -61,7 +61,7 @@ adminUsage.openapi(
       },
       ...commonErrors(),
       ...notFound(),
-    },
+    }),
   })),
   async (c) => {
     const q = c.req.valid("query");
@@ -105,7 +105,7 @@ adminUsage.openapi(
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: { 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } } }, ...commonErrors(), ...notFound() },
+    responses: () => ({ 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } } }, ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
     const id = c.req.valid("param").id;

@@ -191,7 +191,7 @@ asyncJobs.openapi(
     description:
       "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none is free, and retries transient upstream failures.",
     request: { body: { required: true, content: { "application/json": { schema: asyncChatRequestSchema() } } } },
-    responses: submitResponses(),
+    responses: submitResponses,
   })),
   async (c) => {
     const body = c.req.valid("json");
@@ -215,11 +215,11 @@ asyncJobs.openapi(
     summary: "An async job's status and result, with its webhook deliveries",
     description: "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
     request: { params: idParam() },
-    responses: {
+    responses: () => ({
       200: { description: "The job", content: { "application/json": { schema: asyncResultSchema() } } },
       ...commonErrors(),
       ...notFound(),
-    },
+    }),
   })),
   async (c) => {
     const id = c.req.valid("param").id;
@@ -237,7 +237,7 @@ asyncJobs.openapi(
     description:
       "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
     request: { body: { required: true, content: { "application/json": { schema: asyncSummarizeRequestSchema() } } } },
-    responses: submitResponses(),
+    responses: submitResponses,
   })),
   async (c) => {
     const body = c.req.valid("json");

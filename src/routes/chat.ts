@@ -53,7 +53,7 @@ const route = createRoute({ method: "post", path: "/chat/completions" }, () => (
     }),
     body: { required: true, content: { "application/json": { schema: chatRequestSchema() } } },
   },
-  responses: {
+  responses: () => ({
     200: {
       description: "GLM's answer; `text/event-stream` when streaming",
       headers: z.object({
@@ -71,7 +71,7 @@ const route = createRoute({ method: "post", path: "/chat/completions" }, () => (
     },
     ...commonErrors(),
     ...limitErrors(),
-  },
+  }),
 }));
 
 export const chat = newRouter();

@@ -64,10 +64,10 @@ export const models = newRouter();
 models.openapi(
   createRoute({ method: "get", path: "/models" }, () => ({
     tags: ["models"], summary: "List models with limits and prices",
-    responses: {
+    responses: () => ({
       200: { description: "The catalog", content: { "application/json": { schema: z.object({ object: z.literal("list"), data: z.array(modelSchema()) }) } } },
       304: { description: "Not modified (If-None-Match)" },
-    },
+    }),
   })),
   async (c) => {
     const view = await getCatalog(c.env, c.executionCtx);
@@ -82,11 +82,11 @@ models.openapi(
   createRoute({ method: "get", path: "/models/{id}" }, () => ({
     tags: ["models"], summary: "One model",
     request: { params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }) },
-    responses: {
+    responses: () => ({
       200: { description: "The model", content: { "application/json": { schema: modelSchema() } } },
       304: { description: "Not modified (If-None-Match)" },
       ...notFound(),
-    },
+    }),
   })),
   async (c) => {
     const view = await getCatalog(c.env, c.executionCtx);

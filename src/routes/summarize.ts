@@ -72,7 +72,7 @@ const route = createRoute({ method: "post", path: "/summarize", middleware: [con
       },
     },
   },
-  responses: {
+  responses: () => ({
     200: {
       description: "The summary; `text/event-stream` when streaming (see above)",
       headers: z.object({
@@ -91,7 +91,7 @@ const route = createRoute({ method: "post", path: "/summarize", middleware: [con
     413: { description: `Text longer than ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (1261), or body over 8 MiB`, content: { "application/json": { schema: errorSchema() } } },
     415: { description: "Body is neither JSON nor UTF-8 text/plain or text/markdown", content: { "application/json": { schema: errorSchema() } } },
     ...limitErrors(),
-  },
+  }),
 }));
 
 export const summarize = newRouter();

@@ -78,7 +78,7 @@ const route = createRoute({ method: "post", path: "/tokens", middleware: [requir
     "`/chat/completions`, `/summarize` and `/models`, counts against the key's concurrency, budget and usage, " +
     "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens, read `/usage`, submit or read async jobs (403), or use `/admin`.",
   request: { body: { required: false, content: { "application/json": { schema: tokenRequestSchema() } } } },
-  responses: {
+  responses: () => ({
     201: {
       description: "The token; not cacheable",
       headers: z.object({ "cache-control": z.string().openapi({ example: "no-store" }) }),
@@ -86,7 +86,7 @@ const route = createRoute({ method: "post", path: "/tokens", middleware: [requir
     },
     ...commonErrors(),
     403: { description: "The caller is itself a browser token (1000)", content: { "application/json": { schema: errorSchema() } } },
-  },
+  }),
 }));
 
 export const tokens = newRouter();

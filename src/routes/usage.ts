@@ -35,7 +35,7 @@ usage.openapi(
   createRoute({ method: "get", path: "/usage" }, () => ({
     tags: ["usage"], security: bearerSecurity, summary: "Your key's usage and cost",
     request: { query: rangeQuery() },
-    responses: { 200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema() } } }, ...commonErrors() },
+    responses: () => ({ 200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema() } } }, ...commonErrors() }),
   })),
   async (c) => {
     const range = resolveRange(c.req.valid("query"));
