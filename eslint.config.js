@@ -5,7 +5,17 @@ import tseslint from "typescript-eslint";
 import folderCycles from "./eslint-rules/folder-cycles.js";
 
 export default tseslint.config(
-  { ignores: ["node_modules", "dist", "**/.wrangler", "worker-configuration.d.ts", "artifacts", "public/vendor", "eslint.config.js"] },
+  {
+    ignores: [
+      "node_modules",
+      "dist",
+      "**/.wrangler",
+      "worker-configuration.d.ts",
+      "artifacts",
+      "public/vendor",
+      "eslint.config.js",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -15,7 +25,10 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-floating-promises": "error",
       "@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: false }],
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" },
+      ],
     },
   },
   // The Worker's schemas come from src/shared/zod.ts: a value import of zod through @hono/zod-openapi (or of zod's
@@ -26,14 +39,31 @@ export default tseslint.config(
     files: ["src/**/*.ts"],
     ignores: ["src/shared/zod.ts", "src/http/openapi-document.ts"],
     rules: {
-      "@typescript-eslint/no-restricted-imports": ["error", {
-        paths: [
-          { name: "@hono/zod-openapi", message: "use `import * as z from \"../shared/zod.ts\"` and createRoute from src/http/openapi.ts", allowTypeImports: true },
-          { name: "zod", message: "use `import * as z from \"../shared/zod.ts\"`", allowTypeImports: true },
-          { name: "@asteasolutions/zod-to-openapi", message: "the document is generated at build time (src/http/openapi-document.ts)", allowTypeImports: true },
-        ],
-        patterns: [{ group: ["**/openapi-document.ts"], message: "build time only: it would put zod-to-openapi in the Worker's bundle", allowTypeImports: true }],
-      }],
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          paths: [
+            {
+              name: "@hono/zod-openapi",
+              message: 'use `import * as z from "../shared/zod.ts"` and createRoute from src/http/openapi.ts',
+              allowTypeImports: true,
+            },
+            { name: "zod", message: 'use `import * as z from "../shared/zod.ts"`', allowTypeImports: true },
+            {
+              name: "@asteasolutions/zod-to-openapi",
+              message: "the document is generated at build time (src/http/openapi-document.ts)",
+              allowTypeImports: true,
+            },
+          ],
+          patterns: [
+            {
+              group: ["**/openapi-document.ts"],
+              message: "build time only: it would put zod-to-openapi in the Worker's bundle",
+              allowTypeImports: true,
+            },
+          ],
+        },
+      ],
     },
   },
   // Data flows one way between src/'s folders (README, Architecture): a folder never imports one that imports it.
@@ -47,5 +77,24 @@ export default tseslint.config(
   { files: ["eslint-rules/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false } } },
   // The playground's plain browser scripts belong to no tsconfig: lint them without type information.
   { files: ["public/**/*.js"], ...tseslint.configs.disableTypeChecked },
-  { files: ["public/**/*.js"], languageOptions: { parserOptions: { project: false, projectService: false }, globals: { window: "readonly", document: "readonly", fetch: "readonly", localStorage: "readonly", console: "readonly", TextDecoder: "readonly", AbortController: "readonly", navigator: "readonly", setTimeout: "readonly", URL: "readonly", FileReader: "readonly", performance: "readonly" } } },
+  {
+    files: ["public/**/*.js"],
+    languageOptions: {
+      parserOptions: { project: false, projectService: false },
+      globals: {
+        window: "readonly",
+        document: "readonly",
+        fetch: "readonly",
+        localStorage: "readonly",
+        console: "readonly",
+        TextDecoder: "readonly",
+        AbortController: "readonly",
+        navigator: "readonly",
+        setTimeout: "readonly",
+        URL: "readonly",
+        FileReader: "readonly",
+        performance: "readonly",
+      },
+    },
+  },
 );

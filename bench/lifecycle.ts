@@ -12,7 +12,8 @@ let stopping: Promise<void> | undefined;
 
 export function stopAll(): Promise<void> {
   stopping ??= (async () => {
-    for (const p of running.reverse()) await p.stop().catch((err: unknown) => console.error(`stopping ${p.name}: ${String(err)}`));
+    for (const p of running.reverse())
+      await p.stop().catch((err: unknown) => console.error(`stopping ${p.name}: ${String(err)}`));
   })();
   return stopping;
 }
@@ -42,7 +43,8 @@ export function track<T extends GatewayProcess | SimProcess>(name: string, p: T)
   return p;
 }
 
-export const logger = (label: string) => (msg: string) => console.log(`[${label} ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+export const logger = (label: string) => (msg: string) =>
+  console.log(`[${label} ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
 /**
  * Local Durable Object state goes to memory when the machine has a tmpfs: SQLite's fsync on a shared disk
@@ -55,9 +57,15 @@ export const STATE_ROOT = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
  * Starts a `wrangler dev`, again on other ports if a free port it was given was taken meanwhile. Each gets
  * its own inspector port: left to itself, every wrangler reaches for 9229 at the same moment.
  */
-export async function startOne(name: string, opts: Omit<StartOptions, "port" | "persistTo">, log: (msg: string) => void): Promise<GatewayProcess> {
+export async function startOne(
+  name: string,
+  opts: Omit<StartOptions, "port" | "persistTo">,
+  log: (msg: string) => void,
+): Promise<GatewayProcess> {
   for (let attempt = 1; ; attempt++) {
-    const extraArgs = opts.extraArgs?.includes("--inspector-port") ? opts.extraArgs : [...(opts.extraArgs ?? []), "--inspector-port", String(await freePort())];
+    const extraArgs = opts.extraArgs?.includes("--inspector-port")
+      ? opts.extraArgs
+      : [...(opts.extraArgs ?? []), "--inspector-port", String(await freePort())];
     const persistTo = mkdtempSync(join(STATE_ROOT, `glm-edge-bench-${name.replace(/\W+/g, "-")}-`));
     const forget = () => rmSync(persistTo, { recursive: true, force: true });
     try {
@@ -72,7 +80,10 @@ export async function startOne(name: string, opts: Omit<StartOptions, "port" | "
 }
 
 /** Starts all at once; every one that started is tracked (for stopping) before any failure is thrown. */
-export async function startAll(specs: [string, Omit<StartOptions, "port" | "persistTo">][], log: (msg: string) => void): Promise<GatewayProcess[]> {
+export async function startAll(
+  specs: [string, Omit<StartOptions, "port" | "persistTo">][],
+  log: (msg: string) => void,
+): Promise<GatewayProcess[]> {
   const settled = await Promise.allSettled(specs.map(([name, opts]) => startOne(name, opts, log)));
   settled.forEach((r, i) => {
     if (r.status === "fulfilled") track(specs[i]![0], r.value);

@@ -34,7 +34,11 @@ export async function streams(t: Target, n: number, concurrency: number, content
     await pool(n, concurrency, async () => {
       try {
         const r = await streamRequest({
-          url: `${t.base}/chat/completions`, method: "POST", agent, body, timeoutMs: 60_000,
+          url: `${t.base}/chat/completions`,
+          method: "POST",
+          agent,
+          body,
+          timeoutMs: 60_000,
           headers: { authorization: t.authorization, "content-type": "application/json" },
         });
         if (r.status !== 200 || !r.complete || r.ttfbMs === undefined) {
@@ -61,7 +65,13 @@ export interface Throughput {
 }
 
 /** Completed 2xx requests per second over `seconds`, `connections` at a time, bodies read in full. */
-export async function throughput(t: Target, stream: boolean, content: string, connections: number, seconds: number): Promise<Throughput> {
+export async function throughput(
+  t: Target,
+  stream: boolean,
+  content: string,
+  connections: number,
+  seconds: number,
+): Promise<Throughput> {
   const result = await autocannon({
     url: `${t.base}/chat/completions`,
     method: "POST",

@@ -18,7 +18,9 @@ export interface SimProcess {
 /** The GLM simulator as a child process (own process group), ready when it answers /_sim/stats. */
 export async function startSimProcess(port: number): Promise<SimProcess> {
   const child = spawn(process.execPath, [join(ROOT, "sim", "server.ts"), "--port", String(port)], {
-    cwd: ROOT, stdio: ["ignore", "ignore", "inherit"], detached: true,
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    detached: true,
   });
   const url = `http://127.0.0.1:${port}`;
   let exited = false;
@@ -123,7 +125,8 @@ export interface Machine {
 
 function pkgVersion(name: string): string {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string })
+      .version;
   } catch {
     return "unknown";
   }

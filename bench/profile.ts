@@ -24,8 +24,14 @@ export interface CpuProfile {
 }
 
 /** Runs `during` while the Worker's isolate is being profiled (sampling every intervalUs). */
-export async function profileWorker<T>(inspectorPort: number, during: () => Promise<T>, intervalUs = 200): Promise<{ profile: CpuProfile; result: T }> {
-  const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()) as { webSocketDebuggerUrl: string }[];
+export async function profileWorker<T>(
+  inspectorPort: number,
+  during: () => Promise<T>,
+  intervalUs = 200,
+): Promise<{ profile: CpuProfile; result: T }> {
+  const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()) as {
+    webSocketDebuggerUrl: string;
+  }[];
   const url = targets[0]?.webSocketDebuggerUrl;
   if (!url) throw new Error("the inspector lists no Worker");
   // wrangler's proxy only admits DevTools from a local Origin; node's WebSocket takes headers as an extension.
@@ -67,7 +73,9 @@ export async function profileWorker<T>(inspectorPort: number, during: () => Prom
     await call("Debugger.enable");
     profile.sources = {};
     for (const id of new Set(profile.nodes.map((n) => n.callFrame.scriptId).filter((id) => id !== "0"))) {
-      const src = (await call("Debugger.getScriptSource", { scriptId: id }).catch(() => ({}))) as { scriptSource?: string };
+      const src = (await call("Debugger.getScriptSource", { scriptId: id }).catch(() => ({}))) as {
+        scriptSource?: string;
+      };
       if (src.scriptSource) profile.sources[id] = src.scriptSource;
     }
     await call("Debugger.disable");

@@ -53,7 +53,10 @@ export interface Results {
   /** Why the probe section has no numbers, when it was asked for and failed. */
   probeNote?: string;
   catalogNs?: number;
-  summarize?: { note: string; runs: { language: string; chars: number; pieces: number; wallMs: number; criticalMs: number }[] };
+  summarize?: {
+    note: string;
+    runs: { language: string; chars: number; pieces: number; wallMs: number; criticalMs: number }[];
+  };
   profiles?: { title: string; total: number; modules: Hot[]; functions: Hot[] }[];
 }
 
@@ -68,8 +71,10 @@ export interface TargetCheck {
 
 const f1 = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(1));
 const f2 = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(2));
-const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? "–" : (a / b).toFixed(2));
-const diff = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? "–" : (a - b).toFixed(2));
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined || b === 0 ? "–" : (a / b).toFixed(2);
+const diff = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined ? "–" : (a - b).toFixed(2);
 const ok = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x);
 
 function gatewaysOf(r: Results): Gateway[] {
@@ -83,7 +88,12 @@ export function checks(r: Results): TargetCheck[] {
   for (const kind of [SHORT_STREAMS, PLAIN]) {
     const row = r.throughput?.[kind];
     if (!row) continue;
-    const c: TargetCheck = { name: `throughput, ${kind}, concurrency 50`, goal: "≥ 0.80 × the limiter floor's", measured: {}, context: {} };
+    const c: TargetCheck = {
+      name: `throughput, ${kind}, concurrency 50`,
+      goal: "≥ 0.80 × the limiter floor's",
+      measured: {},
+      context: {},
+    };
     for (const g of gateways) {
       const share = (row[g]?.rps ?? NaN) / (row[REF]?.rps ?? NaN);
       if (ok(share)) c.measured[g] = { value: `${share.toFixed(2)} ×`, met: share >= 0.8 };
@@ -94,7 +104,12 @@ export function checks(r: Results): TargetCheck[] {
   }
   const c1 = r.ttfb?.[1];
   if (c1) {
-    const c: TargetCheck = { name: "time to first byte, streamed, concurrency 1, p50", goal: "≤ the limiter floor's + 1 ms", measured: {}, context: {} };
+    const c: TargetCheck = {
+      name: "time to first byte, streamed, concurrency 1, p50",
+      goal: "≤ the limiter floor's + 1 ms",
+      measured: {},
+      context: {},
+    };
     for (const g of gateways) {
       const added = (c1[g]?.p50 ?? NaN) - (c1[REF]?.p50 ?? NaN);
       if (ok(added)) c.measured[g] = { value: `${added >= 0 ? "+" : ""}${added.toFixed(2)} ms`, met: added <= 1 };
@@ -104,7 +119,12 @@ export function checks(r: Results): TargetCheck[] {
     out.push(c);
   }
   if (r.cpu) {
-    const c: TargetCheck = { name: "runtime CPU per 200-token stream", goal: "≤ 1.3 × the limiter floor's", measured: {}, context: {} };
+    const c: TargetCheck = {
+      name: "runtime CPU per 200-token stream",
+      goal: "≤ 1.3 × the limiter floor's",
+      measured: {},
+      context: {},
+    };
     for (const g of gateways) {
       const x = (r.cpu[g]?.runtimeMs ?? NaN) / (r.cpu[REF]?.runtimeMs ?? NaN);
       if (ok(x)) c.measured[g] = { value: `${x.toFixed(2)} ×`, met: x <= 1.3 };
@@ -118,13 +138,15 @@ export function checks(r: Results): TargetCheck[] {
 
 const DESCRIPTIONS: Record<TargetName, string> = {
   direct: "the GLM simulator (sim/server.ts, its own node process), no Worker in between.",
-  floor: "bench/floor/worker.ts under `wrangler dev` — forwards the request and returns the upstream body: what the runtime itself costs.",
+  floor:
+    "bench/floor/worker.ts under `wrangler dev` — forwards the request and returns the upstream body: what the runtime itself costs.",
   "limiter floor":
     "bench/limiter-floor/worker.ts under `wrangler dev` — the floor plus one SQLite-backed Durable Object per model (a leases table): one RPC acquire " +
     "(a lease inserted if fewer than the limit are held, else 429) before the upstream call, the body piped natively (`pipeTo` an IdentityTransformStream, " +
     "no JavaScript per chunk), one RPC release in `waitUntil` once the pipe settles, on every path. The least a gateway that counts requests in flight exactly can do; " +
     "it reads the request body to learn the model, as any per-model limiter must. The targets are measured against it.",
-  "glm-edge (before)": "the gateway built from BENCH_BASELINE (another checkout, its own wrangler.toml and node_modules) under `wrangler dev`, account tier V3, a V3 key.",
+  "glm-edge (before)":
+    "the gateway built from BENCH_BASELINE (another checkout, its own wrangler.toml and node_modules) under `wrangler dev`, account tier V3, a V3 key.",
   "glm-edge": "the gateway (src/, wrangler.toml) under `wrangler dev`, account tier V3, a V3 key.",
 };
 
@@ -135,7 +157,10 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
   const workers = T.filter((t) => t !== "direct");
   const L: string[] = [];
   L.push("# Benchmarks", "");
-  const partial = r.sections.length < SECTIONS.length ? ` Sections run: ${r.sections.join(", ")} (BENCH_ONLY); the others are left out.` : "";
+  const partial =
+    r.sections.length < SECTIONS.length
+      ? ` Sections run: ${r.sections.join(", ")} (BENCH_ONLY); the others are left out.`
+      : "";
   L.push(
     `Generated by \`npm run bench\` (scripts/bench.ts) on ${r.date} in ${Math.round(r.seconds)} s. Every number below is from that one run; ` +
       `run it again before and after a change and compare.${partial}`,
@@ -144,7 +169,9 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
   L.push("## Machine", "");
   L.push(`- CPU: ${m.cpu}, ${m.cores} cores; memory ${m.memoryGb} GB; ${m.kernel}`);
   L.push(`- node ${m.node}, wrangler ${m.wrangler}, ${m.workerd}`);
-  L.push(`- load average (1, 5, 15 min) at the start ${m.load.join(", ")}, at the end ${r.loadAtEnd.join(", ")}${m.load[0]! > m.cores * 0.5 ? " — **not a quiet machine**: other work shared the cores, so absolute numbers are pessimistic and ratios noisier than on a quiet one" : ""}`);
+  L.push(
+    `- load average (1, 5, 15 min) at the start ${m.load.join(", ")}, at the end ${r.loadAtEnd.join(", ")}${m.load[0]! > m.cores * 0.5 ? " — **not a quiet machine**: other work shared the cores, so absolute numbers are pessimistic and ratios noisier than on a quiet one" : ""}`,
+  );
   L.push("");
   L.push("## What runs", "");
   for (const t of T) L.push(`- **${t}**: ${DESCRIPTIONS[t]}`);
@@ -155,24 +182,36 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
       "Targets are measured in rounds, the order rotating each round, to cancel drift. Time to first byte is to the first body byte; every stream is read to its last byte.",
     "",
   );
-  L.push(`Sizes: ${Object.entries(r.sizes).map(([k, v]) => `${k} ${v}`).join("; ")}.`, "");
+  L.push(
+    `Sizes: ${Object.entries(r.sizes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join("; ")}.`,
+    "",
+  );
 
   if (targets.length > 0) {
     L.push("## Targets (issue 11: against the limiter floor, all from this run)", "");
-    L.push(`| target | goal | ${gateways.join(" | ")} | ${gateways.map((g) => `${g} vs the floor (context)`).join(" | ")} |`);
+    L.push(
+      `| target | goal | ${gateways.join(" | ")} | ${gateways.map((g) => `${g} vs the floor (context)`).join(" | ")} |`,
+    );
     L.push(`|---|---|${gateways.map(() => "---:|").join("")}${gateways.map(() => "---:|").join("")}`);
     for (const t of targets) {
       const cells = gateways.map((g) => {
         const x = t.measured[g];
         return x ? `${x.value} — ${x.met ? "met" : "**missed**"}` : "–";
       });
-      L.push(`| ${t.name} | ${t.goal} | ${cells.join(" | ")} | ${gateways.map((g) => t.context[g] ?? "–").join(" | ")} |`);
+      L.push(
+        `| ${t.name} | ${t.goal} | ${cells.join(" | ")} | ${gateways.map((g) => t.context[g] ?? "–").join(" | ")} |`,
+      );
     }
     L.push("");
     for (const g of gateways) {
       const met = targets.filter((t) => t.measured[g]?.met).map((t) => t.name);
       const missed = targets.filter((t) => t.measured[g] && !t.measured[g].met).map((t) => t.name);
-      L.push(`**${g}** meets ${met.length} of ${met.length + missed.length} targets measured${missed.length > 0 ? `; missed: ${missed.join("; ")}` : ""}.`, "");
+      L.push(
+        `**${g}** meets ${met.length} of ${met.length + missed.length} targets measured${missed.length > 0 ? `; missed: ${missed.join("; ")}` : ""}.`,
+        "",
+      );
     }
   }
 
@@ -189,15 +228,22 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
     }
     L.push("");
     if (r.overhead) {
-      const parts = workers.filter((t) => r.overhead?.[t]).map((t) => `${t} ${f2(r.overhead![t]!.p50)} / ${f2(r.overhead![t]!.p99)} ms`);
-      L.push(`Request overhead before any route runs (GET /healthz, concurrency 1, new connection each, p50 / p99): ${parts.join(", ")}.`, "");
+      const parts = workers
+        .filter((t) => r.overhead?.[t])
+        .map((t) => `${t} ${f2(r.overhead![t]!.p50)} / ${f2(r.overhead![t]!.p99)} ms`);
+      L.push(
+        `Request overhead before any route runs (GET /healthz, concurrency 1, new connection each, p50 / p99): ${parts.join(", ")}.`,
+        "",
+      );
     }
   }
 
   if (r.throughput) {
     L.push("## Throughput at concurrency 50 (completed requests/s)", "");
     const extra = gateways.flatMap((g) => [`${g} / limiter floor`, `${g} / floor`]);
-    L.push(`| requests | ${T.join(" | ")} | ${extra.join(" | ")} | failed | runtime CPU per request, ${workers.join(" / ")} (ms) |`);
+    L.push(
+      `| requests | ${T.join(" | ")} | ${extra.join(" | ")} | failed | runtime CPU per request, ${workers.join(" / ")} (ms) |`,
+    );
     L.push(`|---|${T.map(() => "---:|").join("")}${extra.map(() => "---:|").join("")}---:|---:|`);
     for (const [kind, row] of Object.entries(r.throughput)) {
       const failed = T.reduce((n, t) => n + (row[t]?.failed ?? 0), 0);
@@ -214,7 +260,10 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
     L.push(`| process | ${workers.join(" | ")} | ${extra.join(" | ")} |`);
     L.push(`|---|${workers.map(() => "---:|").join("")}${extra.map(() => "---:|").join("")}`);
     const row = (label: string, key: "runtimeMs" | "proxyMs") => {
-      const ratios = gateways.flatMap((g) => [ratio(r.cpu![g]?.[key], r.cpu![REF]?.[key]), ratio(r.cpu![g]?.[key], r.cpu![FLOOR]?.[key])]);
+      const ratios = gateways.flatMap((g) => [
+        ratio(r.cpu![g]?.[key], r.cpu![REF]?.[key]),
+        ratio(r.cpu![g]?.[key], r.cpu![FLOOR]?.[key]),
+      ]);
       L.push(`| ${label} | ${workers.map((t) => f2(r.cpu![t]?.[key])).join(" | ")} | ${ratios.join(" | ")} |`);
     };
     row("runtime (workerd running the Worker and its Durable Objects)", "runtimeMs");
@@ -235,9 +284,14 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
     );
     L.push("| measure | p50 | p99 |");
     L.push("|---|---:|---:|");
-    for (const [path, d] of Object.entries(r.limiter.latency)) L.push(`| request ${path} (ms) | ${f2(d.p50)} | ${f2(d.p99)} |`);
-    L.push(`| **acquire + release per request** (/slot − /auth, ms) | ${f2(r.limiter.acquireRelease.p50)} | ${f2(r.limiter.acquireRelease.p99)} |`);
-    L.push(`| **recording usage with the release** (/slot-usage − /slot, ms) | ${f2(r.limiter.usageRecord.p50)} | ${f2(r.limiter.usageRecord.p99)} |`);
+    for (const [path, d] of Object.entries(r.limiter.latency))
+      L.push(`| request ${path} (ms) | ${f2(d.p50)} | ${f2(d.p99)} |`);
+    L.push(
+      `| **acquire + release per request** (/slot − /auth, ms) | ${f2(r.limiter.acquireRelease.p50)} | ${f2(r.limiter.acquireRelease.p99)} |`,
+    );
+    L.push(
+      `| **recording usage with the release** (/slot-usage − /slot, ms) | ${f2(r.limiter.usageRecord.p50)} | ${f2(r.limiter.usageRecord.p99)} |`,
+    );
     L.push("");
     L.push("| rate inside one request, 50 at a time | acquire + release pairs/s |");
     L.push("|---|---:|");
@@ -245,14 +299,22 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
     L.push("");
   }
   if (r.catalogNs !== undefined) {
-    L.push(`Catalog lookup (in-memory catalog + model resolution, as on every chat request): **${r.catalogNs.toFixed(0)} ns** of runtime CPU per lookup.`, "");
+    L.push(
+      `Catalog lookup (in-memory catalog + model resolution, as on every chat request): **${r.catalogNs.toFixed(0)} ns** of runtime CPU per lookup.`,
+      "",
+    );
   }
   if (r.summarize) {
     L.push("## Summarize: wall time against its critical path", "");
     if (r.summarize.runs.length > 0) {
-      L.push("| text | pieces | wall time (ms) | critical path (ms) | wall / critical path |", "|---|---:|---:|---:|---:|");
+      L.push(
+        "| text | pieces | wall time (ms) | critical path (ms) | wall / critical path |",
+        "|---|---:|---:|---:|---:|",
+      );
       for (const s of r.summarize.runs) {
-        L.push(`| ${s.chars.toLocaleString("en-US")} characters, ${s.language} | ${s.pieces} | ${s.wallMs.toFixed(0)} | ${s.criticalMs.toFixed(0)} | ${ratio(s.wallMs, s.criticalMs)} |`);
+        L.push(
+          `| ${s.chars.toLocaleString("en-US")} characters, ${s.language} | ${s.pieces} | ${s.wallMs.toFixed(0)} | ${s.criticalMs.toFixed(0)} | ${ratio(s.wallMs, s.criticalMs)} |`,
+        );
       }
       L.push("");
     }
@@ -270,9 +332,11 @@ export function markdown(r: Results, targets: TargetCheck[], findings: string[])
     for (const p of r.profiles) {
       L.push(`### While ${p.title} (${p.total.toFixed(0)} ms of samples)`, "");
       L.push("| module | ms | share |", "|---|---:|---:|");
-      for (const h of p.modules.slice(0, 10)) L.push(`| ${h.name} | ${h.ms.toFixed(0)} | ${(h.share * 100).toFixed(1)} % |`);
+      for (const h of p.modules.slice(0, 10))
+        L.push(`| ${h.name} | ${h.ms.toFixed(0)} | ${(h.share * 100).toFixed(1)} % |`);
       L.push("", "| hottest functions (self time) — module | ms | share |", "|---|---:|---:|");
-      for (const h of p.functions.slice(0, 10)) L.push(`| ${h.name.replaceAll("|", "\\|")} | ${h.ms.toFixed(0)} | ${(h.share * 100).toFixed(1)} % |`);
+      for (const h of p.functions.slice(0, 10))
+        L.push(`| ${h.name.replaceAll("|", "\\|")} | ${h.ms.toFixed(0)} | ${(h.share * 100).toFixed(1)} % |`);
       L.push("");
     }
   }
@@ -294,11 +358,16 @@ export function findings(r: Results): string[] {
   const ref1 = c1?.[REF]?.p50;
   if (ok(floor1) && ok(ref1)) {
     const counting = ref1 - floor1;
-    const healthz = ok(r.overhead?.[REF]?.p50) && ok(r.overhead?.[FLOOR]?.p50) ? r.overhead[REF].p50 - r.overhead[FLOOR].p50 : undefined;
+    const healthz =
+      ok(r.overhead?.[REF]?.p50) && ok(r.overhead?.[FLOOR]?.p50)
+        ? r.overhead[REF].p50 - r.overhead[FLOOR].p50
+        : undefined;
     out.push(
       `Counting exactly costs the limiter floor ${ms(counting)} of time to first byte over the floor at concurrency 1 (p50): reading the body for the model and one acquire round trip to its Durable Object ` +
         "before the upstream call (the release comes after the body, off this path)" +
-        (ok(healthz) ? `. The two Workers' /healthz, which takes no lease in either, differ by ${healthz.toFixed(2)} ms: a measure of this run's noise.` : "."),
+        (ok(healthz)
+          ? `. The two Workers' /healthz, which takes no lease in either, differ by ${healthz.toFixed(2)} ms: a measure of this run's noise.`
+          : "."),
     );
   }
   for (const g of gateways) {
@@ -306,8 +375,12 @@ export function findings(r: Results): string[] {
     if (!ok(e1) || !ok(ref1)) continue;
     const added = e1 - ref1;
     const parts: string[] = [];
-    const routing = ok(r.overhead?.[g]?.p50) && ok(r.overhead?.[REF]?.p50) ? r.overhead[g].p50 - r.overhead[REF].p50 : undefined;
-    if (ok(routing)) parts.push(`${ms(routing)} is what every ${g} request pays before its route runs (/healthz, ${g} − limiter floor: routing, middleware, the log line)`);
+    const routing =
+      ok(r.overhead?.[g]?.p50) && ok(r.overhead?.[REF]?.p50) ? r.overhead[g].p50 - r.overhead[REF].p50 : undefined;
+    if (ok(routing))
+      parts.push(
+        `${ms(routing)} is what every ${g} request pays before its route runs (/healthz, ${g} − limiter floor: routing, middleware, the log line)`,
+      );
     if (r.limiter) {
       const auth = r.limiter.latency["/auth"]!.p50 - r.limiter.latency["/noop"]!.p50;
       const both = r.limiter.acquireRelease.p50;
@@ -324,7 +397,9 @@ export function findings(r: Results): string[] {
   const cpuRef = r.cpu?.[REF]?.runtimeMs;
   const cpuFloor = r.cpu?.[FLOOR]?.runtimeMs;
   if (ok(cpuRef) && ok(cpuFloor)) {
-    out.push(`CPU per 200-token stream: the limiter floor's runtime spends ${(cpuRef - cpuFloor).toFixed(2)} ms more than the floor's (${(cpuRef / cpuFloor).toFixed(2)} ×) for its two RPCs to the Durable Object, the SQL they run, and the pipe through an IdentityTransformStream.`);
+    out.push(
+      `CPU per 200-token stream: the limiter floor's runtime spends ${(cpuRef - cpuFloor).toFixed(2)} ms more than the floor's (${(cpuRef / cpuFloor).toFixed(2)} ×) for its two RPCs to the Durable Object, the SQL they run, and the pipe through an IdentityTransformStream.`,
+    );
   }
   for (const g of gateways) {
     const e = r.cpu?.[g]?.runtimeMs;
@@ -337,10 +412,14 @@ export function findings(r: Results): string[] {
       if (own.length > 0) {
         where =
           `; in the streaming profile below the gateway's own hottest modules are ${own.map((h) => `${h.name} (${(h.share * 100).toFixed(1)} %)`).join(", ")}` +
-          (builtins ? `, and the runtime's built-ins (streams, fetch, SQL) take ${(builtins.share * 100).toFixed(1)} %` : "");
+          (builtins
+            ? `, and the runtime's built-ins (streams, fetch, SQL) take ${(builtins.share * 100).toFixed(1)} %`
+            : "");
       }
     }
-    out.push(`CPU per 200-token stream: ${g}'s runtime spends ${(e - cpuRef).toFixed(2)} ms more than the limiter floor's (${(e / cpuRef).toFixed(2)} ×; the target allows 1.3 ×)${where}.`);
+    out.push(
+      `CPU per 200-token stream: ${g}'s runtime spends ${(e - cpuRef).toFixed(2)} ms more than the limiter floor's (${(e / cpuRef).toFixed(2)} ×; the target allows 1.3 ×)${where}.`,
+    );
   }
 
   const tp = r.throughput;
@@ -351,7 +430,10 @@ export function findings(r: Results): string[] {
       const busy = (t: TargetName) => (row[t]?.cpuMs !== undefined ? (row[t]!.rps * row[t]!.cpuMs!) / 1000 : undefined);
       const lines = [REF as TargetName, ...gateways]
         .filter((t) => row[t]?.cpuMs !== undefined)
-        .map((t) => `${t} ${row[t]!.rps.toFixed(0)}/s at ${row[t]!.cpuMs!.toFixed(2)} ms of runtime CPU each (${busy(t)!.toFixed(2)} CPU-seconds per second)`);
+        .map(
+          (t) =>
+            `${t} ${row[t]!.rps.toFixed(0)}/s at ${row[t]!.cpuMs!.toFixed(2)} ms of runtime CPU each (${busy(t)!.toFixed(2)} CPU-seconds per second)`,
+        );
       const saturated = [REF as TargetName, ...gateways].filter((t) => (busy(t) ?? 0) >= 0.8);
       out.push(
         `Throughput, ${kind}: ${lines.join("; ")}. ` +

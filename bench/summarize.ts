@@ -41,8 +41,42 @@ interface SimRequest {
   last_user_excerpt: string;
 }
 
-const EN_WORDS = ["gateway", "model", "request", "stream", "token", "limit", "edge", "worker", "summary", "context", "piece", "usage", "budget", "latency", "answer", "upstream"];
-const ZH_WORDS = ["网关", "模型", "请求", "流式", "令牌", "上限", "边缘", "摘要", "上下文", "用量", "预算", "延迟", "回答", "上游", "数据", "智能"];
+const EN_WORDS = [
+  "gateway",
+  "model",
+  "request",
+  "stream",
+  "token",
+  "limit",
+  "edge",
+  "worker",
+  "summary",
+  "context",
+  "piece",
+  "usage",
+  "budget",
+  "latency",
+  "answer",
+  "upstream",
+];
+const ZH_WORDS = [
+  "网关",
+  "模型",
+  "请求",
+  "流式",
+  "令牌",
+  "上限",
+  "边缘",
+  "摘要",
+  "上下文",
+  "用量",
+  "预算",
+  "延迟",
+  "回答",
+  "上游",
+  "数据",
+  "智能",
+];
 
 /** A deterministic text of exactly `chars` characters: sentences of 8–20 words in paragraphs of 4–9 sentences. */
 export function generateText(chars: number, language: "zh" | "en"): string {
@@ -82,7 +116,8 @@ async function simPost(simUrl: string, path: string, body?: unknown): Promise<vo
  * level run in parallel (single-part labels, then multi-part ones); the final step (the last call) follows.
  */
 function criticalPath(calls: SimRequest[], ttft: number, delay: number): number {
-  const took = (r: SimRequest) => ttft + (r.stream ? r.completion_tokens : Math.max(0, r.completion_tokens - 1)) * delay;
+  const took = (r: SimRequest) =>
+    ttft + (r.stream ? r.completion_tokens : Math.max(0, r.completion_tokens - 1)) * delay;
   const done = calls.filter((r) => r.ended === "completed").sort((a, b) => a.seq - b.seq);
   const final = done.at(-1);
   if (!final) return 0;
@@ -117,7 +152,8 @@ async function runOnce(opts: BenchSummarizeOptions, warmUp: boolean): Promise<Be
       headers: { authorization: `Bearer ${opts.key}`, "content-type": "application/json" },
       body: JSON.stringify({ text: text.slice(0, 20_000) }),
     });
-    if (warm.status !== 200) throw new Error(`warm-up summarize answered ${warm.status}: ${(await warm.text()).slice(0, 300)}`);
+    if (warm.status !== 200)
+      throw new Error(`warm-up summarize answered ${warm.status}: ${(await warm.text()).slice(0, 300)}`);
   }
   await simPost(opts.simUrl, "/_sim/reset");
   await simPost(opts.simUrl, "/_sim/config", { tokenDelayMs, ttftMs });
@@ -133,13 +169,22 @@ async function runOnce(opts: BenchSummarizeOptions, warmUp: boolean): Promise<Be
     if (res.status !== 200) throw new Error(`summarize answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
     const body = await res.text();
     const wallMs = performance.now() - started;
-    const events = body.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+    const events = body
+      .split("\n\n")
+      .filter((e) => e.startsWith("data: "))
+      .map((e) => e.slice(6));
     if (events.at(-1) !== "[DONE]") throw new Error(`the stream did not complete: ${events.at(-1)?.slice(0, 300)}`);
     const closing = JSON.parse(events.at(-2)!) as { chunks?: number };
     const log = (await (await fetch(`${opts.simUrl}/_sim/requests?limit=1000`)).json()) as SimRequest[];
     const calls = log.filter((r) => r.request_id?.startsWith(`${rid}-`));
     const criticalPathMs = criticalPath(calls, ttftMs, tokenDelayMs);
-    return { chars, pieces: closing.chunks ?? 0, wallMs: Math.round(wallMs), criticalPathMs, ratio: Math.round((wallMs / criticalPathMs) * 100) / 100 };
+    return {
+      chars,
+      pieces: closing.chunks ?? 0,
+      wallMs: Math.round(wallMs),
+      criticalPathMs,
+      ratio: Math.round((wallMs / criticalPathMs) * 100) / 100,
+    };
   } finally {
     await simPost(opts.simUrl, "/_sim/config", { tokenDelayMs: null, ttftMs: null });
   }

@@ -72,7 +72,9 @@ export default {
   meta: {
     type: "problem",
     docs: { description: "forbid import cycles between the folders of a source root" },
-    schema: [{ type: "object", properties: { root: { type: "string" } }, required: ["root"], additionalProperties: false }],
+    schema: [
+      { type: "object", properties: { root: { type: "string" } }, required: ["root"], additionalProperties: false },
+    ],
     messages: { cycle: "import cycle between folders: {{cycle}} (the way back: {{via}})" },
   },
   create(context) {
@@ -88,7 +90,10 @@ export default {
       if (to === null || to === from) return;
       const back = pathBetween(graph, to, from);
       if (back === null) return;
-      const via = back.slice(0, -1).map((n, i) => graph.get(n).get(back[i + 1])).join("; ");
+      const via = back
+        .slice(0, -1)
+        .map((n, i) => graph.get(n).get(back[i + 1]))
+        .join("; ");
       context.report({ node, messageId: "cycle", data: { cycle: [from, ...back].join(" → "), via } });
     }
 

@@ -46,21 +46,34 @@ function describeCredential() {
       const exp = typeof payload.exp === "number" ? new Date(payload.exp * 1000) : null;
       const parts = [];
       const expired = exp !== null && exp.getTime() <= Date.now();
-      parts.push(exp ? (expired ? `expired at ${clockTime(exp)}` : `expires in ${until(exp.getTime() - Date.now())} (${clockTime(exp)})`) : "no expiry");
+      parts.push(
+        exp
+          ? expired
+            ? `expired at ${clockTime(exp)}`
+            : `expires in ${until(exp.getTime() - Date.now())} (${clockTime(exp)})`
+          : "no expiry",
+      );
       if (Array.isArray(payload.models)) {
         parts.push(`models: ${payload.models.join(", ")}`);
         state.tokenModels = payload.models;
       }
       if (typeof payload.origin === "string") {
-        parts.push(payload.origin === window.location.origin ? `bound to this origin` : `bound to ${payload.origin}: this page will be refused (403)`);
+        parts.push(
+          payload.origin === window.location.origin
+            ? `bound to this origin`
+            : `bound to ${payload.origin}: this page will be refused (403)`,
+        );
       }
       status.textContent = `Browser token · ${parts.join(" · ")}`;
-      status.classList.add(expired || (typeof payload.origin === "string" && payload.origin !== window.location.origin) ? "bad" : "good");
+      status.classList.add(
+        expired || (typeof payload.origin === "string" && payload.origin !== window.location.origin) ? "bad" : "good",
+      );
     } else if (payload && typeof payload.api_key === "string") {
       status.textContent = "GLM-style JWT signed with a gateway key.";
       status.classList.add("good");
     } else {
-      status.textContent = "This does not look like a key (<id>.<secret>) or a token; the gateway will say why if it refuses it.";
+      status.textContent =
+        "This does not look like a key (<id>.<secret>) or a token; the gateway will say why if it refuses it.";
       status.classList.add("bad");
     }
   }
@@ -123,7 +136,8 @@ async function loadModels() {
       }),
     );
     const saved = window.localStorage.getItem(STORE.model);
-    const pick = [saved, DEFAULT_MODEL].find((id) => id && state.models.some((m) => m.id === id)) ?? state.models[0]?.id;
+    const pick =
+      [saved, DEFAULT_MODEL].find((id) => id && state.models.some((m) => m.id === id)) ?? state.models[0]?.id;
     if (pick) select.value = pick;
     select.disabled = false;
     markAllowedModels();
@@ -159,14 +173,21 @@ function renderModelCard() {
       fact(`${tokensShort(m.max_output_tokens)} tokens`, "max output", "max-output"),
       free
         ? fact("Free", "input and output", "price", true)
-        : [fact(price(m.pricing.input), "input", "price-input"), fact(price(m.pricing.output), "output", "price-output")],
-      !free && m.pricing.cached_input !== null ? fact(price(m.pricing.cached_input), "cached input", "price-cached", true) : null,
+        : [
+            fact(price(m.pricing.input), "input", "price-input"),
+            fact(price(m.pricing.output), "output", "price-output"),
+          ],
+      !free && m.pricing.cached_input !== null
+        ? fact(price(m.pricing.cached_input), "cached input", "price-cached", true)
+        : null,
       h(
         "div",
         { class: "fact wide", "data-testid": "model-limits" },
         h("span", {}, "Requests in flight at once, by account tier"),
         h("div", { class: "tiers" }, tiers),
-        seen ? h("span", { "data-testid": "model-your-limit" }, `Your key: ${seen} at once (x-concurrency-limit)`) : null,
+        seen
+          ? h("span", { "data-testid": "model-your-limit" }, `Your key: ${seen} at once (x-concurrency-limit)`)
+          : null,
       ),
     ),
     h("div", { class: "caps" }, caps),
@@ -174,7 +195,12 @@ function renderModelCard() {
 }
 
 function fact(value, label, testid, wide = false) {
-  return h("div", { class: wide ? "fact wide" : "fact", "data-testid": `model-${testid}` }, h("b", {}, value), h("span", {}, label));
+  return h(
+    "div",
+    { class: wide ? "fact wide" : "fact", "data-testid": `model-${testid}` },
+    h("b", {}, value),
+    h("span", {}, label),
+  );
 }
 
 function updateSettingsSummary() {
@@ -187,7 +213,14 @@ function updateSettingsSummary() {
 
 function asApiError(err) {
   if (err instanceof ApiError) return err;
-  return new ApiError({ status: 0, code: "network", message: err instanceof Error ? err.message : String(err), raw: "", headers: {}, requestId: null });
+  return new ApiError({
+    status: 0,
+    code: "network",
+    message: err instanceof Error ? err.message : String(err),
+    raw: "",
+    headers: {},
+    requestId: null,
+  });
 }
 
 /** An error as the API sent it (status, code, message, headers), with what it means and when to retry. */
@@ -196,14 +229,31 @@ function errorCard(err, { model, retry } = {}) {
   const facts = Object.entries(err.headers ?? {}).map(([k, v]) => h("span", {}, `${k}: `, h("b", {}, v)));
   const card = h(
     "div",
-    { class: info.kind === "limit" ? "alert limit" : "alert", role: "alert", "data-testid": "error", "data-status": String(err.status), "data-code": err.code },
-    h("h3", {}, h("span", { class: "status" }, err.inBand ? `stream error · code ${err.code}` : `HTTP ${err.status} · code ${err.code}`), h("span", {}, info.title)),
+    {
+      class: info.kind === "limit" ? "alert limit" : "alert",
+      role: "alert",
+      "data-testid": "error",
+      "data-status": String(err.status),
+      "data-code": err.code,
+    },
+    h(
+      "h3",
+      {},
+      h(
+        "span",
+        { class: "status" },
+        err.inBand ? `stream error · code ${err.code}` : `HTTP ${err.status} · code ${err.code}`,
+      ),
+      h("span", {}, info.title),
+    ),
     h("div", { class: "verbatim", "data-testid": "error-message" }, err.message),
     info.lines.map((line) => h("p", { "data-testid": "error-explanation" }, line)),
     facts.length ? h("div", { class: "facts" }, facts) : null,
   );
   if (err.raw && err.raw !== err.message) {
-    card.append(h("details", {}, h("summary", { class: "muted" }, "Response body"), h("pre", { class: "verbatim" }, err.raw)));
+    card.append(
+      h("details", {}, h("summary", { class: "muted" }, "Response body"), h("pre", { class: "verbatim" }, err.raw)),
+    );
   }
   // Retrying helps with limits, server and network failures; a refused request needs a change first.
   const retryable = err.status === 0 || err.status === 429 || err.status >= 500 || err.inBand;
@@ -292,20 +342,44 @@ function liveRenderer(target) {
 
 function requestIdPart(id) {
   if (!id) return null;
-  return h("span", {}, "request ", h("span", { class: "rid", "data-testid": "request-id" }, id), " ", copyButton(id, "Copy the request id"));
+  return h(
+    "span",
+    {},
+    "request ",
+    h("span", { class: "rid", "data-testid": "request-id" }, id),
+    " ",
+    copyButton(id, "Copy the request id"),
+  );
 }
 
 function usageParts({ usage, cost, costExact, started, firstTokenAt, finish, extra = [] }) {
   const now = performance.now();
   const parts = [];
   if (usage) {
-    parts.push(h("span", { "data-testid": "usage" }, h("b", {}, count(usage.prompt_tokens)), " in · ", h("b", {}, count(usage.completion_tokens)), " out tokens"));
+    parts.push(
+      h(
+        "span",
+        { "data-testid": "usage" },
+        h("b", {}, count(usage.prompt_tokens)),
+        " in · ",
+        h("b", {}, count(usage.completion_tokens)),
+        " out tokens",
+      ),
+    );
   }
-  if (cost !== null && cost !== undefined) parts.push(h("span", { "data-testid": "cost" }, costExact ? "cost " : "cost ≈ ", h("b", {}, cny(cost))));
+  if (cost !== null && cost !== undefined)
+    parts.push(h("span", { "data-testid": "cost" }, costExact ? "cost " : "cost ≈ ", h("b", {}, cny(cost))));
   parts.push(h("span", {}, duration(now - started)));
   if (firstTokenAt) parts.push(h("span", {}, `first token ${duration(firstTokenAt - started)}`));
   if (finish && finish !== "stop") {
-    const why = { length: "cut at max_tokens", sensitive: "stopped by moderation", network_error: "GLM's inference failed", tool_calls: "tool call", stopped: "stopped by you" }[finish] ?? finish;
+    const why =
+      {
+        length: "cut at max_tokens",
+        sensitive: "stopped by moderation",
+        network_error: "GLM's inference failed",
+        tool_calls: "tool call",
+        stopped: "stopped by you",
+      }[finish] ?? finish;
     parts.push(h("span", { class: "finish" }, why));
   }
   return [...parts, ...extra];
@@ -338,14 +412,30 @@ async function sendChat(text) {
   const userNode = addUserBubble(text);
   const content = h("div", { class: "md", "data-testid": "answer-text" });
   const meta = h("div", { class: "meta", "data-testid": "answer-meta" }, h("span", {}, "waiting for the first token…"));
-  const node = h("div", { class: "msg assistant streaming", "data-testid": "answer" }, h("div", { class: "who" }, model.id), h("div", { class: "bubble" }, content), meta);
+  const node = h(
+    "div",
+    { class: "msg assistant streaming", "data-testid": "answer" },
+    h("div", { class: "who" }, model.id),
+    h("div", { class: "bubble" }, content),
+    meta,
+  );
   transcript().append(node);
   scrollDown(true);
 
   const p = params();
   const system = $("system").value.trim();
-  const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history, { role: "user", content: text }];
-  const body = { model: model.id, messages, stream: true, temperature: p.temperature, ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}) };
+  const messages = [
+    ...(system ? [{ role: "system", content: system }] : []),
+    ...state.history,
+    { role: "user", content: text },
+  ];
+  const body = {
+    model: model.id,
+    messages,
+    stream: true,
+    temperature: p.temperature,
+    ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
+  };
   const live = liveRenderer(content);
   const started = performance.now();
   let answer = "";
@@ -384,7 +474,10 @@ async function sendChat(text) {
     });
     live.now();
     state.history.push({ role: "user", content: text }, { role: "assistant", content: answer });
-    meta.replaceChildren(...usageParts({ usage, cost: costOf(usage, model.pricing), costExact: true, started, firstTokenAt, finish }), requestIdPart(requestId));
+    meta.replaceChildren(
+      ...usageParts({ usage, cost: costOf(usage, model.pricing), costExact: true, started, firstTokenAt, finish }),
+      requestIdPart(requestId),
+    );
     meta.dataset.done = "true";
   } catch (err) {
     live.now();
@@ -392,7 +485,10 @@ async function sendChat(text) {
     if (stopped || answer) {
       // Keep what arrived: it is part of the conversation the person saw.
       state.history.push({ role: "user", content: text }, { role: "assistant", content: answer });
-      meta.replaceChildren(...usageParts({ usage, cost: null, started, firstTokenAt, finish: stopped ? "stopped" : finish }), requestIdPart(requestId));
+      meta.replaceChildren(
+        ...usageParts({ usage, cost: null, started, firstTokenAt, finish: stopped ? "stopped" : finish }),
+        requestIdPart(requestId),
+      );
     } else {
       node.remove();
     }
@@ -451,7 +547,12 @@ function initChat() {
 
 // ---------------------------------------------------------------- summarize
 
-const STAGES = { map: "Summarizing the parts", combine: "Combining the part summaries", final: "Writing the summary", done: "Done" };
+const STAGES = {
+  map: "Summarizing the parts",
+  combine: "Combining the part summaries",
+  final: "Writing the summary",
+  done: "Done",
+};
 
 function showProgress(progress) {
   const box = $("sum-progress");
@@ -504,7 +605,13 @@ async function summarize() {
   const out = $("sum-output");
   const content = h("div", { class: "md", "data-testid": "summary-text" });
   const meta = h("div", { class: "meta", "data-testid": "summary-meta" });
-  const node = h("div", { class: "msg assistant streaming" }, h("div", { class: "who" }, `summary · ${model.id}`), h("div", { class: "bubble" }, content), meta);
+  const node = h(
+    "div",
+    { class: "msg assistant streaming" },
+    h("div", { class: "who" }, `summary · ${model.id}`),
+    h("div", { class: "bubble" }, content),
+    meta,
+  );
   out.replaceChildren(node);
   showProgress(null);
   $("sum-progress-fill").style.width = "0";
@@ -513,8 +620,13 @@ async function summarize() {
   const instructions = $("sum-instructions").value.trim();
   const language = $("sum-language").value.trim() || "auto";
   const body = {
-    text, model: model.id, style: $("sum-style").value, language, stream: true,
-    ...(instructions ? { instructions } : {}), ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
+    text,
+    model: model.id,
+    style: $("sum-style").value,
+    language,
+    stream: true,
+    ...(instructions ? { instructions } : {}),
+    ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
   };
   const live = liveRenderer(content);
   const started = performance.now();
@@ -556,7 +668,8 @@ async function summarize() {
         const delta = choice?.delta?.content ?? "";
         if (delta) {
           // A text short enough for one pass sends no progress: say what is happening once it starts.
-          if (!firstTokenAt && $("sum-progress").dataset.stage !== "final") showProgress({ stage: "final", done: 0, total: 0 });
+          if (!firstTokenAt && $("sum-progress").dataset.stage !== "final")
+            showProgress({ stage: "final", done: 0, total: 0 });
           firstTokenAt ||= performance.now();
           summary += delta;
           live.set(summary);
@@ -567,14 +680,21 @@ async function summarize() {
     showProgress({ stage: "done", done: 1, total: 1 });
     const extra = chunks ? [h("span", {}, `${chunks} part${chunks === 1 ? "" : "s"}`)] : [];
     const cost = serverCost ?? costOf(usage, model.pricing);
-    meta.replaceChildren(...usageParts({ usage, cost, costExact: serverCost !== null, started, firstTokenAt, finish, extra }), requestIdPart(requestId));
+    meta.replaceChildren(
+      ...usageParts({ usage, cost, costExact: serverCost !== null, started, firstTokenAt, finish, extra }),
+      requestIdPart(requestId),
+    );
     meta.dataset.done = "true";
   } catch (err) {
     live.now();
     const stopped = err instanceof DOMException && err.name === "AbortError";
     $("sum-progress").hidden = true;
     if (!summary) node.remove();
-    else meta.replaceChildren(...usageParts({ usage, cost: null, started, firstTokenAt, finish: stopped ? "stopped" : finish }), requestIdPart(requestId));
+    else
+      meta.replaceChildren(
+        ...usageParts({ usage, cost: null, started, firstTokenAt, finish: stopped ? "stopped" : finish }),
+        requestIdPart(requestId),
+      );
     if (!stopped) out.append(errorCard(asApiError(err), { model: model.id, retry: () => void summarize() }));
   } finally {
     node.classList.remove("streaming");
@@ -631,7 +751,9 @@ function initModes() {
       $("sum-progress").hidden = true;
     } else {
       state.history = [];
-      transcript().querySelectorAll(".msg, .alert").forEach((n) => n.remove());
+      transcript()
+        .querySelectorAll(".msg, .alert")
+        .forEach((n) => n.remove());
     }
   });
 }
@@ -648,7 +770,10 @@ function initSettings() {
     renderModelCard();
     updateSettingsSummary();
   });
-  $("temperature").addEventListener("input", () => ($("temperature-value").value = Number($("temperature").value).toFixed(2)));
+  $("temperature").addEventListener(
+    "input",
+    () => ($("temperature-value").value = Number($("temperature").value).toFixed(2)),
+  );
 }
 
 initTheme($("theme-toggle"));

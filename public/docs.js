@@ -7,7 +7,7 @@
     // The bundle is copied at install time (npm run prepare); say what is missing instead of a blank page.
     app.innerHTML =
       '<p style="font:16px system-ui;margin:2rem">The reference viewer is not installed on this deployment ' +
-      '(public/vendor/scalar/standalone.js; run <code>npm run prepare</code>). The document itself is at ' +
+      "(public/vendor/scalar/standalone.js; run <code>npm run prepare</code>). The document itself is at " +
       '<a href="/openapi.json">/openapi.json</a>.</p>';
     return;
   }

@@ -41,14 +41,19 @@ interface Target {
   root: string;
 }
 const TARGETS: Target[] = [
-  ...(args.baseline ?? []).map((dir, i, all) => ({ label: all.length > 1 ? `baseline ${i + 1}` : "baseline", root: resolve(dir) })),
+  ...(args.baseline ?? []).map((dir, i, all) => ({
+    label: all.length > 1 ? `baseline ${i + 1}` : "baseline",
+    root: resolve(dir),
+  })),
   { label: "this checkout", root: HERE },
 ];
 const RUNS = Number(args.runs);
 const SESSIONS = Number(args.sessions);
 // The tools of this checkout (the measured one may be an extracted tree without node_modules of its own).
 const WRANGLER = join(HERE, "node_modules", "wrangler", "bin", "wrangler.js");
-const NODE = existsSync(join(HERE, "node_modules", ".bin", "node")) ? join(HERE, "node_modules", ".bin", "node") : process.execPath;
+const NODE = existsSync(join(HERE, "node_modules", ".bin", "node"))
+  ? join(HERE, "node_modules", ".bin", "node")
+  : process.execPath;
 const ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
 
 const median = (xs: number[]): number => {
@@ -66,7 +71,11 @@ function wrangler(root: string, argv: string[]): string {
 }
 
 interface Profile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number; scriptId?: string }; children?: number[] }[];
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number; scriptId?: string };
+    children?: number[];
+  }[];
   samples?: number[];
   timeDeltas?: number[];
 }
@@ -101,7 +110,8 @@ function inclusive(p: Profile, into: Map<string, number>, self = false, label?: 
       const f = byId.get(id)!.callFrame;
       if (f.functionName === "(root)" || f.functionName === "(idle)") continue;
       const file = f.url.split("/").pop() ?? "";
-      const key = label?.(f) ?? `${f.functionName || "(module top level)"}${file ? ` ${file}:${f.lineNumber + 1}` : ""}`;
+      const key =
+        label?.(f) ?? `${f.functionName || "(module top level)"}${file ? ` ${file}:${f.lineNumber + 1}` : ""}`;
       if (seen.has(key)) continue;
       seen.add(key);
       into.set(key, (into.get(key) ?? 0) + dt);
@@ -124,12 +134,20 @@ function measureStartup(): StartupResult[] {
       log(`bundling ${target.root} …`);
       const dist = join(tmp, `dist-${t}`);
       wrangler(target.root, ["deploy", "--dry-run", "--outdir", dist]);
-      const files = readdirSync(dist).filter((f) => !f.endsWith(".map") && f !== "README.md").sort();
+      const files = readdirSync(dist)
+        .filter((f) => !f.endsWith(".map") && f !== "README.md")
+        .sort();
       const bytes = Buffer.concat(files.map((f) => readFileSync(join(dist, f))));
       // One multipart bundle for `check startup --worker`, so every run profiles the very same code.
       const bundleFile = join(tmp, `worker-${t}.bundle`);
       wrangler(target.root, ["deploy", "--dry-run", "--outfile", bundleFile]);
-      return { target, bundleFile, bundle: { rawKiB: bytes.length / 1024, gzipKiB: gzipSync(bytes).length / 1024, files }, runs: [] as StartupResult["runs"], incl: new Map<string, number>() };
+      return {
+        target,
+        bundleFile,
+        bundle: { rawKiB: bytes.length / 1024, gzipKiB: gzipSync(bytes).length / 1024, files },
+        runs: [] as StartupResult["runs"],
+        incl: new Map<string, number>(),
+      };
     });
     for (let i = 0; i < RUNS; i++) {
       for (const [t, p] of prepared.entries()) {
@@ -172,7 +190,10 @@ const PROBES: Probe[] = [
       init: {
         method: "POST",
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-        body: JSON.stringify({ model: "glm-4-flash-250414", messages: [{ role: "user", content: "hi [[sim: tokens=5]]" }] }),
+        body: JSON.stringify({
+          model: "glm-4-flash-250414",
+          messages: [{ role: "user", content: "hi [[sim: tokens=5]]" }],
+        }),
       },
     }),
   },
@@ -184,12 +205,31 @@ const PROBES: Probe[] = [
  * `wrangler dev` on persisted state. Ready when wrangler says so ("Ready on"), plus a few seconds of settling:
  * no HTTP request reaches the Worker before the measured ones.
  */
-async function devSession<T>(root: string, vars: Record<string, string>, state: string, body: (url: string) => Promise<T>, extra: string[] = []): Promise<T> {
+async function devSession<T>(
+  root: string,
+  vars: Record<string, string>,
+  state: string,
+  body: (url: string) => Promise<T>,
+  extra: string[] = [],
+): Promise<T> {
   const port = await freePort();
   const child = spawn(
     NODE,
-    [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false", "--log-level", "info",
-      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...extra],
+    [
+      WRANGLER,
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--persist-to",
+      state,
+      "--show-interactive-dev-session=false",
+      "--log-level",
+      "info",
+      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+      ...extra,
+    ],
     { cwd: root, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   let out = "";
@@ -230,7 +270,13 @@ interface FirstRequest {
 
 async function measureFirstRequests(): Promise<FirstRequest[][]> {
   const sim = await startSimProcess(await freePort());
-  const vars = { GLM_BASE_URL: sim.baseUrl, GLM_API_KEY: "bench.upstream", ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-secret", GLM_ACCOUNT_TIER: "V3" };
+  const vars = {
+    GLM_BASE_URL: sim.baseUrl,
+    GLM_API_KEY: "bench.upstream",
+    ADMIN_TOKEN: ADMIN,
+    KEY_ENCRYPTION_SECRET: "bench-secret",
+    GLM_ACCOUNT_TIER: "V3",
+  };
   const states = TARGETS.map(() => mkdtempSync(join(tmpdir(), "glm-edge-startup-state-")));
   try {
     // A key in each persisted state, created in a session of its own so that later sessions start cold.
@@ -247,7 +293,9 @@ async function measureFirstRequests(): Promise<FirstRequest[][]> {
         }),
       );
     }
-    const results = TARGETS.map(() => PROBES.map((p) => ({ name: p.name, firstMs: [] as number[], warmMs: [] as number[] })));
+    const results = TARGETS.map(() =>
+      PROBES.map((p) => ({ name: p.name, firstMs: [] as number[], warmMs: [] as number[] })),
+    );
     for (let s = 0; s < SESSIONS; s++) {
       for (const [t, target] of TARGETS.entries()) {
         // Rotate which route meets the fresh isolate first; the others are still first for their own route.
@@ -261,7 +309,9 @@ async function measureFirstRequests(): Promise<FirstRequest[][]> {
             results[t]![i]!.warmMs.push(median(warm));
           }
         });
-        log(`  ${target.label} session ${s + 1}/${SESSIONS}: ${results[t]!.map((r) => `${r.name} first ${r.firstMs.at(-1)!.toFixed(1)} ms, warm ${r.warmMs.at(-1)!.toFixed(1)} ms`).join("; ")}`);
+        log(
+          `  ${target.label} session ${s + 1}/${SESSIONS}: ${results[t]!.map((r) => `${r.name} first ${r.firstMs.at(-1)!.toFixed(1)} ms, warm ${r.warmMs.at(-1)!.toFixed(1)} ms`).join("; ")}`,
+        );
       }
     }
     return results;
@@ -278,7 +328,9 @@ async function inspector(port: number) {
   const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
   if (!target) throw new Error(`the inspector on port ${port} lists no Worker`);
   // The proxy accepts only local origins; Node's WebSocket sends none unless told (undici's `headers` option).
-  const ws = new WebSocket(target.webSocketDebuggerUrl, { headers: { origin: "http://localhost" } } as unknown as string[]);
+  const ws = new WebSocket(target.webSocketDebuggerUrl, {
+    headers: { origin: "http://localhost" },
+  } as unknown as string[]);
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;
     ws.onerror = () => reject(new Error(`could not connect to ${target.webSocketDebuggerUrl}`));
@@ -309,47 +361,67 @@ async function inspector(port: number) {
  */
 async function profileFirstRequest(target: Target): Promise<FirstRequestProfile> {
   const sim = await startSimProcess(await freePort());
-  const vars = { GLM_BASE_URL: sim.baseUrl, GLM_API_KEY: "bench.upstream", ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-secret", GLM_ACCOUNT_TIER: "V3" };
+  const vars = {
+    GLM_BASE_URL: sim.baseUrl,
+    GLM_API_KEY: "bench.upstream",
+    ADMIN_TOKEN: ADMIN,
+    KEY_ENCRYPTION_SECRET: "bench-secret",
+    GLM_ACCOUNT_TIER: "V3",
+  };
   const state = mkdtempSync(join(tmpdir(), "glm-edge-startup-state-"));
   const extra = ["--minify=false"];
   try {
-    const key = await devSession(target.root, vars, state, async (url) => {
-      const res = await fetch(`${url}/admin/keys`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-        body: JSON.stringify({ name: "startup-bench", tier: "V3" }),
-      });
-      return ((await res.json()) as { key: string }).key;
-    }, extra);
+    const key = await devSession(
+      target.root,
+      vars,
+      state,
+      async (url) => {
+        const res = await fetch(`${url}/admin/keys`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: "startup-bench", tier: "V3" }),
+        });
+        return ((await res.json()) as { key: string }).key;
+      },
+      extra,
+    );
     const inspectorPort = await freePort();
-    return await devSession(target.root, vars, state, async (url) => {
-      const cdp = await inspector(inspectorPort);
-      try {
-        await cdp.send("Profiler.enable");
-        await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
-        const { path, init } = PROBES[0]!.init(key);
-        const profiled = async () => {
-          await cdp.send("Profiler.start");
-          const ms = await timed(url, path, init);
-          return { ms, profile: (await cdp.send<{ profile: Profile }>("Profiler.stop")).profile };
-        };
-        const { profile, ms } = await profiled();
-        for (let i = 0; i < 5; i++) await timed(url, path, init);
-        const warm = await profiled();
-        // The bundle's text, to name each function's module by the bundler's `// src/…` comments (after the profile,
-        // so that the debugger costs the request nothing).
-        await cdp.send("Debugger.enable");
-        const sources = new Map<string, string>();
-        for (const id of new Set(profile.nodes.map((n) => n.callFrame.scriptId ?? ""))) {
-          if (!id || id === "0") continue;
-          const got = await cdp.send<{ scriptSource: string }>("Debugger.getScriptSource", { scriptId: id }).catch(() => undefined);
-          if (got) sources.set(id, got.scriptSource);
+    return await devSession(
+      target.root,
+      vars,
+      state,
+      async (url) => {
+        const cdp = await inspector(inspectorPort);
+        try {
+          await cdp.send("Profiler.enable");
+          await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+          const { path, init } = PROBES[0]!.init(key);
+          const profiled = async () => {
+            await cdp.send("Profiler.start");
+            const ms = await timed(url, path, init);
+            return { ms, profile: (await cdp.send<{ profile: Profile }>("Profiler.stop")).profile };
+          };
+          const { profile, ms } = await profiled();
+          for (let i = 0; i < 5; i++) await timed(url, path, init);
+          const warm = await profiled();
+          // The bundle's text, to name each function's module by the bundler's `// src/…` comments (after the profile,
+          // so that the debugger costs the request nothing).
+          await cdp.send("Debugger.enable");
+          const sources = new Map<string, string>();
+          for (const id of new Set(profile.nodes.map((n) => n.callFrame.scriptId ?? ""))) {
+            if (!id || id === "0") continue;
+            const got = await cdp
+              .send<{ scriptSource: string }>("Debugger.getScriptSource", { scriptId: id })
+              .catch(() => undefined);
+            if (got) sources.set(id, got.scriptSource);
+          }
+          return { target, profile, ms, warm, sources };
+        } finally {
+          cdp.close();
         }
-        return { target, profile, ms, warm, sources };
-      } finally {
-        cdp.close();
-      }
-    }, [...extra, "--inspector-port", String(inspectorPort)]);
+      },
+      [...extra, "--inspector-port", String(inspectorPort)],
+    );
   } finally {
     await sim.stop();
     rmSync(state, { recursive: true, force: true });
@@ -396,7 +468,10 @@ function profileReport({ target, profile, ms: took, warm, sources }: FirstReques
   const table = (self: boolean) => {
     const by = new Map<string, number>();
     inclusive(profile, by, self, label);
-    return [...by].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([fn, us]) => `| ${ms(us).toFixed(1)} | \`${fn}\` |`);
+    return [...by]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 25)
+      .map(([fn, us]) => `| ${ms(us).toFixed(1)} | \`${fn}\` |`);
   };
   return [
     `First ${PROBES[0]!.name} on a fresh, unminified \`wrangler dev\` of ${target.root === HERE ? commitOf(HERE) : target.root} (${target.label}): ` +
@@ -423,11 +498,18 @@ function commitOf(dir: string): string {
 
 function report(results: StartupResult[], first: FirstRequest[][] | null): string {
   const f1 = (x: number) => x.toFixed(1);
-  const head = (cols: string[]) => [`| | ${results.map((r) => `${r.target.label}`).join(" | ")} |`, `|---|${results.map(() => "---:").join("|")}|`, ...cols];
+  const head = (cols: string[]) => [
+    `| | ${results.map((r) => `${r.target.label}`).join(" | ")} |`,
+    `|---|${results.map(() => "---:").join("|")}|`,
+    ...cols,
+  ];
   const lines = [
     `Measured by \`npm run bench:startup${args.baseline ? " -- --baseline DIR" : ""}\` (scripts/bench-startup.ts) on ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; ` +
-      `load average at the end ${loadavg().map((x) => x.toFixed(2)).join(", ")}. ` +
-      results.map((r) => `${r.target.label}: ${r.target.root === HERE ? commitOf(HERE) : r.target.root}`).join("; ") + ".",
+      `load average at the end ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(", ")}. ` +
+      results.map((r) => `${r.target.label}: ${r.target.root === HERE ? commitOf(HERE) : r.target.root}`).join("; ") +
+      ".",
     "",
     ...head([
       `| bundle, raw (KiB) | ${results.map((r) => f1(r.bundle.rawKiB)).join(" | ")} |`,
@@ -437,7 +519,7 @@ function report(results: StartupResult[], first: FirstRequest[][] | null): strin
     ]),
     "",
     `Bundle: \`wrangler deploy --dry-run --outdir\` (every module, source maps excluded). Startup: \`wrangler check startup --worker\` on that bundle, ${RUNS} runs ` +
-      "alternating between the checkouts; busy = sampled time minus idle samples (garbage collection included), as wrangler reports \"Active\".",
+      'alternating between the checkouts; busy = sampled time minus idle samples (garbage collection included), as wrangler reports "Active".',
   ];
   for (const r of results) {
     lines.push(
@@ -457,7 +539,15 @@ function report(results: StartupResult[], first: FirstRequest[][] | null): strin
       "",
       `| request | ${results.map((r) => `${r.target.label}: first / warm / first − warm`).join(" | ")} |`,
       `|---|${results.map(() => "---:").join("|")}|`,
-      ...PROBES.map((p, i) => `| ${p.name} | ${first.map((rs) => { const x = rs[i]!; return `${f1(median(x.firstMs))} / ${f1(median(x.warmMs))} / ${f1(median(x.firstMs.map((v, k) => v - x.warmMs[k]!)))}`; }).join(" | ")} |`),
+      ...PROBES.map(
+        (p, i) =>
+          `| ${p.name} | ${first
+            .map((rs) => {
+              const x = rs[i]!;
+              return `${f1(median(x.firstMs))} / ${f1(median(x.warmMs))} / ${f1(median(x.firstMs.map((v, k) => v - x.warmMs[k]!)))}`;
+            })
+            .join(" | ")} |`,
+      ),
     );
   }
   return lines.join("\n");
@@ -485,6 +575,11 @@ if (args.write) {
   const section = `${BEGIN}\n${md}\n${END}`;
   const at = doc.indexOf(BEGIN);
   const end = doc.indexOf(END);
-  writeFileSync(path, at >= 0 && end > at ? doc.slice(0, at) + section + doc.slice(end + END.length) : `${doc.trimEnd()}\n\n## Startup\n\n${section}\n`);
+  writeFileSync(
+    path,
+    at >= 0 && end > at
+      ? doc.slice(0, at) + section + doc.slice(end + END.length)
+      : `${doc.trimEnd()}\n\n## Startup\n\n${section}\n`,
+  );
   log("wrote the Startup section of BENCHMARKS.md");
 }

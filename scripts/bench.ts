@@ -16,25 +16,79 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { freePort, type GatewayProcess, type StartOptions } from "./wrangler-dev.ts";
-import { guardRun, logger, runMain, startAll as startAllLogged, startOne as startOneLogged, STATE_ROOT, track } from "../bench/lifecycle.ts";
+import {
+  guardRun,
+  logger,
+  runMain,
+  startAll as startAllLogged,
+  startOne as startOneLogged,
+  STATE_ROOT,
+  track,
+} from "../bench/lifecycle.ts";
 import { percentile, rawRequest, streamRequest, type AbortPoint } from "../test-support/http.ts";
 import { chatBody, streams, throughput, type Target } from "../bench/load.ts";
 import { cpuMs, machine, startSimProcess, workerdPids, type SimProcess } from "../bench/procs.ts";
 import { hotspots, profileWorker } from "../bench/profile.ts";
-import { ALL_TARGETS, PLAIN, SECTIONS, SHORT_STREAMS, checks, findings, markdown, type Dist, type Results, type Section, type TargetName } from "../bench/report.ts";
+import {
+  ALL_TARGETS,
+  PLAIN,
+  SECTIONS,
+  SHORT_STREAMS,
+  checks,
+  findings,
+  markdown,
+  type Dist,
+  type Results,
+  type Section,
+  type TargetName,
+} from "../bench/report.ts";
 import { benchSummarize } from "../bench/summarize.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const QUICK = process.env["BENCH_QUICK"] === "1";
 const SIZES = QUICK
-  ? { rounds: 1, c1: 10, c50: 50, c200: 200, tpRounds: 1, tpSeconds: 2, cpuRounds: 1, cpuStreams: 20, probeRounds: 1, probePerRound: 20, loopPairs: 200, catalogLookups: 50_000, profileStreams: 20, summaries: 1 }
-  : { rounds: 3, c1: 60, c50: 250, c200: 400, tpRounds: 2, tpSeconds: 3, cpuRounds: 2, cpuStreams: 150, probeRounds: 4, probePerRound: 100, loopPairs: 2_000, catalogLookups: 500_000, profileStreams: 150, summaries: 3 };
+  ? {
+      rounds: 1,
+      c1: 10,
+      c50: 50,
+      c200: 200,
+      tpRounds: 1,
+      tpSeconds: 2,
+      cpuRounds: 1,
+      cpuStreams: 20,
+      probeRounds: 1,
+      probePerRound: 20,
+      loopPairs: 200,
+      catalogLookups: 50_000,
+      profileStreams: 20,
+      summaries: 1,
+    }
+  : {
+      rounds: 3,
+      c1: 60,
+      c50: 250,
+      c200: 400,
+      tpRounds: 2,
+      tpSeconds: 3,
+      cpuRounds: 2,
+      cpuStreams: 150,
+      probeRounds: 4,
+      probePerRound: 100,
+      loopPairs: 2_000,
+      catalogLookups: 500_000,
+      profileStreams: 150,
+      summaries: 3,
+    };
 
 function parseSections(value: string | undefined): Section[] {
   if (value === undefined || value.trim() === "") return [...SECTIONS];
-  const asked = value.split(",").map((x) => x.trim()).filter(Boolean);
+  const asked = value
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
   const unknown = asked.filter((x) => !(SECTIONS as readonly string[]).includes(x));
-  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
+  if (unknown.length > 0)
+    throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
   return SECTIONS.filter((x) => asked.includes(x));
 }
 const ONLY = process.env["BENCH_ONLY"]?.trim() || undefined;
@@ -71,15 +125,27 @@ function rotate<T>(xs: readonly T[], round: number): T[] {
   return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
-async function json<T>(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<T> {
-  const res = await rawRequest({ url, method: init.method ?? "GET", headers: init.headers ?? {}, ...(init.body ? { body: init.body } : {}), timeoutMs: 30_000 });
-  if (res.status >= 300) throw new Error(`${init.method ?? "GET"} ${url}: ${res.status} ${res.body.toString().slice(0, 300)}`);
+async function json<T>(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<T> {
+  const res = await rawRequest({
+    url,
+    method: init.method ?? "GET",
+    headers: init.headers ?? {},
+    ...(init.body ? { body: init.body } : {}),
+    timeoutMs: 30_000,
+  });
+  if (res.status >= 300)
+    throw new Error(`${init.method ?? "GET"} ${url}: ${res.status} ${res.body.toString().slice(0, 300)}`);
   return JSON.parse(res.body.toString()) as T;
 }
 
 async function createKey(gateway: GatewayProcess): Promise<string> {
   const k = await json<{ key: string }>(`${gateway.url}/admin/keys`, {
-    method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "bench", tier: "V3" }),
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench", tier: "V3" }),
   });
   return k.key;
 }
@@ -87,7 +153,10 @@ async function createKey(gateway: GatewayProcess): Promise<string> {
 /** The before build's path and commit, for the report. */
 function describeBaseline(dir: string): string {
   try {
-    const commit = execFileSync("git", ["-C", dir, "log", "-1", "--format=%h %s"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const commit = execFileSync("git", ["-C", dir, "log", "-1", "--format=%h %s"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     return `${dir} at ${commit}`;
   } catch {
     return dir;
@@ -98,42 +167,68 @@ async function main(): Promise<void> {
   const started = performance.now();
   const box = machine();
   log(`machine: ${box.cpu}, ${box.cores} cores, load ${box.load.join(" ")}`);
-  log(`sections: ${SECTIONS_RUN.join(", ")}${QUICK ? " (quick sizes)" : ""}; markdown to ${DESTINATION ?? "stdout only"}`);
+  log(
+    `sections: ${SECTIONS_RUN.join(", ")}${QUICK ? " (quick sizes)" : ""}; markdown to ${DESTINATION ?? "stdout only"}`,
+  );
 
   // The comparison sections run every target; profile and summarize need only the gateway.
   const compare = run("ttfb") || run("throughput") || run("cpu");
   const sim = track("simulator", await startSimProcess(await freePort()));
-  const gatewayVars = { GLM_BASE_URL: sim.baseUrl, GLM_API_KEY: UPSTREAM_KEY, ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-key-encryption-secret", GLM_ACCOUNT_TIER: "V3" };
+  const gatewayVars = {
+    GLM_BASE_URL: sim.baseUrl,
+    GLM_API_KEY: UPSTREAM_KEY,
+    ADMIN_TOKEN: ADMIN,
+    KEY_ENCRYPTION_SECRET: "bench-key-encryption-secret",
+    GLM_ACCOUNT_TIER: "V3",
+  };
   const inspectorPort = await freePort();
-  const specs: [TargetName, Omit<StartOptions, "port" | "persistTo">][] = [["glm-edge", { vars: gatewayVars, extraArgs: ["--inspector-port", String(inspectorPort)] }]];
+  const specs: [TargetName, Omit<StartOptions, "port" | "persistTo">][] = [
+    ["glm-edge", { vars: gatewayVars, extraArgs: ["--inspector-port", String(inspectorPort)] }],
+  ];
   if (compare) {
     specs.push(
       ["floor", { vars: { UPSTREAM: sim.baseUrl }, config: join(ROOT, "bench", "floor", "wrangler.toml") }],
-      ["limiter floor", { vars: { UPSTREAM: sim.baseUrl }, config: join(ROOT, "bench", "limiter-floor", "wrangler.toml") }],
+      [
+        "limiter floor",
+        { vars: { UPSTREAM: sim.baseUrl }, config: join(ROOT, "bench", "limiter-floor", "wrangler.toml") },
+      ],
     );
     if (BASELINE) specs.push(["glm-edge (before)", { vars: gatewayVars, root: BASELINE }]);
   }
   log(`starting ${[...specs.map(([n]) => n), ...(run("probe") ? ["probe"] : [])].join(", ")} under wrangler dev`);
   // The probe binds the gateway's limiter classes: if they changed under it, say so and measure the rest.
   const probeStart = run("probe")
-    ? startOne("probe", { vars: { ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-key-encryption-secret" }, config: join(ROOT, "bench", "probe", "wrangler.toml") })
-      .then((p) => track("probe", p))
-      .catch((err: unknown) => {
-        log(`the probe did not start: ${String(err).slice(0, 2000)}`);
-        return `not measured: the probe Worker (bench/probe/worker.ts) did not start: ${String(err).split("\n")[0]}`;
+    ? startOne("probe", {
+        vars: { ADMIN_TOKEN: ADMIN, KEY_ENCRYPTION_SECRET: "bench-key-encryption-secret" },
+        config: join(ROOT, "bench", "probe", "wrangler.toml"),
       })
+        .then((p) => track("probe", p))
+        .catch((err: unknown) => {
+          log(`the probe did not start: ${String(err).slice(0, 2000)}`);
+          return `not measured: the probe Worker (bench/probe/worker.ts) did not start: ${String(err).split("\n")[0]}`;
+        })
     : undefined;
   const started2 = await startAll(specs.map(([n, o]) => [n, o]));
-  const procs = Object.fromEntries(specs.map(([n], i) => [n, started2[i]!])) as Partial<Record<TargetName, GatewayProcess>>;
+  const procs = Object.fromEntries(specs.map(([n], i) => [n, started2[i]!])) as Partial<
+    Record<TargetName, GatewayProcess>
+  >;
   const edge = procs["glm-edge"]!;
 
-  const targetNames = ALL_TARGETS.filter((t) => t === "glm-edge" || (compare && (t === "direct" || procs[t] !== undefined)));
-  const targets: Partial<Record<TargetName, Target>> = { direct: { name: "direct", base: sim.baseUrl, authorization: `Bearer ${UPSTREAM_KEY}` } };
+  const targetNames = ALL_TARGETS.filter(
+    (t) => t === "glm-edge" || (compare && (t === "direct" || procs[t] !== undefined)),
+  );
+  const targets: Partial<Record<TargetName, Target>> = {
+    direct: { name: "direct", base: sim.baseUrl, authorization: `Bearer ${UPSTREAM_KEY}` },
+  };
   for (const t of targetNames) {
     const p = procs[t];
     if (!p) continue;
     const gateway = t === "glm-edge" || t === "glm-edge (before)";
-    targets[t] = { name: t, base: `${p.url}/v1`, authorization: `Bearer ${gateway ? await createKey(p) : UPSTREAM_KEY}` };
+    targets[t] = {
+      name: t,
+      base: `${p.url}/v1`,
+      authorization: `Bearer ${gateway ? await createKey(p) : UPSTREAM_KEY}`,
+    };
   }
   const target = (t: TargetName) => targets[t]!;
   await selfCheck(targetNames, target, procs["limiter floor"]);
@@ -154,7 +249,11 @@ async function main(): Promise<void> {
 
   if (run("ttfb")) {
     const ttfbSamples: Record<number, Partial<Record<TargetName, { ttfb: number[]; errors: number }>>> = {};
-    const levels: [number, number][] = [[1, SIZES.c1], [50, SIZES.c50], [200, SIZES.c200]];
+    const levels: [number, number][] = [
+      [1, SIZES.c1],
+      [50, SIZES.c50],
+      [200, SIZES.c200],
+    ];
     for (let round = 0; round < SIZES.rounds; round++) {
       for (const t of rotate(targetNames, round)) {
         for (const [c, n] of levels) {
@@ -189,8 +288,14 @@ async function main(): Promise<void> {
   }
 
   if (run("throughput")) {
-    const kinds: [string, boolean][] = [[SHORT_STREAMS, true], [PLAIN, false]];
-    const tp: Record<string, Partial<Record<TargetName, { ok: number; failed: number; seconds: number; cpu: number }>>> = {};
+    const kinds: [string, boolean][] = [
+      [SHORT_STREAMS, true],
+      [PLAIN, false],
+    ];
+    const tp: Record<
+      string,
+      Partial<Record<TargetName, { ok: number; failed: number; seconds: number; cpu: number }>>
+    > = {};
     for (let round = 0; round < SIZES.tpRounds; round++) {
       for (const t of rotate(targetNames, round)) {
         for (const [kind, stream] of kinds) {
@@ -210,7 +315,14 @@ async function main(): Promise<void> {
     results.throughput = {};
     for (const [kind, row] of Object.entries(tp)) {
       results.throughput[kind] = Object.fromEntries(
-        Object.entries(row).map(([t, c]) => [t, { rps: c.ok / (c.seconds || 1), failed: c.failed, ...(t === "direct" || c.ok === 0 ? {} : { cpuMs: c.cpu / c.ok }) }]),
+        Object.entries(row).map(([t, c]) => [
+          t,
+          {
+            rps: c.ok / (c.seconds || 1),
+            failed: c.failed,
+            ...(t === "direct" || c.ok === 0 ? {} : { cpuMs: c.cpu / c.ok }),
+          },
+        ]),
       );
     }
     results.sizes["throughput"] = `${SIZES.tpRounds} × ${SIZES.tpSeconds} s per target and kind`;
@@ -234,7 +346,12 @@ async function main(): Promise<void> {
       }
       log(`CPU: round ${round + 1}/${SIZES.cpuRounds} done`);
     }
-    results.cpu = Object.fromEntries(Object.entries(cpuTotals).map(([t, c]) => [t, { runtimeMs: c.runtime / c.streams, proxyMs: c.proxy / c.streams }]));
+    results.cpu = Object.fromEntries(
+      Object.entries(cpuTotals).map(([t, c]) => [
+        t,
+        { runtimeMs: c.runtime / c.streams, proxyMs: c.proxy / c.streams },
+      ]),
+    );
     results.sizes["CPU"] = `${SIZES.cpuRounds} × ${SIZES.cpuStreams} streams of 200 tokens per Worker`;
   }
 
@@ -243,8 +360,14 @@ async function main(): Promise<void> {
     log("profiling glm-edge");
     results.profiles = [];
     const profiled: [string, () => Promise<unknown>][] = [
-      [`relaying ${SIZES.profileStreams} streams of 200 tokens, 10 at a time`, () => streams(target("glm-edge"), SIZES.profileStreams, 10, LONG)],
-      [`answering plain requests (20 tokens) at concurrency 50 for ${SIZES.tpSeconds} s`, () => throughput(target("glm-edge"), false, SHORT, 50, SIZES.tpSeconds)],
+      [
+        `relaying ${SIZES.profileStreams} streams of 200 tokens, 10 at a time`,
+        () => streams(target("glm-edge"), SIZES.profileStreams, 10, LONG),
+      ],
+      [
+        `answering plain requests (20 tokens) at concurrency 50 for ${SIZES.tpSeconds} s`,
+        () => throughput(target("glm-edge"), false, SHORT, 50, SIZES.tpSeconds),
+      ],
     ];
     for (const [title, during] of profiled) {
       try {
@@ -274,7 +397,11 @@ async function main(): Promise<void> {
 
   if (run("summarize")) {
     log("summarize");
-    results.summarize = await measureSummarize(edge, target("glm-edge").authorization.slice("Bearer ".length), sim).catch((err: unknown) => ({ note: `not measured: ${String(err)}`, runs: [] }));
+    results.summarize = await measureSummarize(
+      edge,
+      target("glm-edge").authorization.slice("Bearer ".length),
+      sim,
+    ).catch((err: unknown) => ({ note: `not measured: ${String(err)}`, runs: [] }));
   }
 
   results.sizes["Durable Object storage"] = STATE_ROOT === "/dev/shm" ? "tmpfs (/dev/shm)" : STATE_ROOT;
@@ -285,7 +412,9 @@ async function main(): Promise<void> {
     writeFileSync(DESTINATION, md + startupSection(DESTINATION));
     log(`wrote ${DESTINATION} in ${Math.round(full.seconds)} s`);
   } else {
-    log(`done in ${Math.round(full.seconds)} s; BENCHMARKS.md left as it was (set BENCH_OUT to write the markdown to a file)`);
+    log(
+      `done in ${Math.round(full.seconds)} s; BENCHMARKS.md left as it was (set BENCH_OUT to write the markdown to a file)`,
+    );
   }
 }
 
@@ -299,7 +428,9 @@ function startupSection(path: string): string {
   const old = readFileSync(path, "utf8");
   const analysis = old.indexOf("\n## Why the targets are missed");
   const from = analysis !== -1 ? analysis : old.indexOf("\n## Startup");
-  const marks = ["<!-- startup:end -->", "<!-- scale:end -->"].map((m) => [old.indexOf(m), m.length] as const).filter(([i]) => i !== -1);
+  const marks = ["<!-- startup:end -->", "<!-- scale:end -->"]
+    .map((m) => [old.indexOf(m), m.length] as const)
+    .filter(([i]) => i !== -1);
   if (from === -1 || marks.length === 0) return "";
   const end = Math.max(...marks.map(([i, n]) => i + n));
   return "\n" + old.slice(from, end) + "\n";
@@ -314,10 +445,16 @@ async function held(limiterFloor: GatewayProcess): Promise<number> {
  * has ended — completed, cut off by the upstream midway, refused by the upstream, upstream unreachable,
  * client gone midway or before the answer's headers — it holds no lease (else its column would flatter the gateway).
  */
-async function selfCheck(names: TargetName[], target: (t: TargetName) => Target, limiterFloor: GatewayProcess | undefined): Promise<void> {
+async function selfCheck(
+  names: TargetName[],
+  target: (t: TargetName) => Target,
+  limiterFloor: GatewayProcess | undefined,
+): Promise<void> {
   for (const t of names) {
     const r = await streamRequest({
-      url: `${target(t).base}/chat/completions`, method: "POST", timeoutMs: 30_000,
+      url: `${target(t).base}/chat/completions`,
+      method: "POST",
+      timeoutMs: 30_000,
       headers: { authorization: target(t).authorization, "content-type": "application/json" },
       body: chatBody(SHORT, true),
     });
@@ -328,7 +465,9 @@ async function selfCheck(names: TargetName[], target: (t: TargetName) => Target,
   const base = target("limiter floor").base;
   const ask = (content: string, abort?: AbortPoint) =>
     streamRequest({
-      url: `${base}/chat/completions`, method: "POST", timeoutMs: 30_000,
+      url: `${base}/chat/completions`,
+      method: "POST",
+      timeoutMs: 30_000,
       headers: { authorization: target("limiter floor").authorization, "content-type": "application/json" },
       body: chatBody(content, true),
       ...(abort ? { abort } : {}),
@@ -354,7 +493,10 @@ async function selfCheck(names: TargetName[], target: (t: TargetName) => Target,
     await new Promise((res) => setTimeout(res, 50));
     left = await held(limiterFloor);
   }
-  if (seen !== 1 || left !== 0) throw new Error(`the limiter floor is not exact: ${seen} lease(s) held during one stream (want 1), ${left} left after every request ended (want 0)`);
+  if (seen !== 1 || left !== 0)
+    throw new Error(
+      `the limiter floor is not exact: ${seen} lease(s) held during one stream (want 1), ${left} left after every request ended (want 0)`,
+    );
 }
 
 async function probeLimiter(probe: GatewayProcess): Promise<Results["limiter"]> {
@@ -372,7 +514,10 @@ async function probeLimiter(probe: GatewayProcess): Promise<Results["limiter"]> 
     }
   }
   const latency = Object.fromEntries(Object.entries(samples).map(([p, s]) => [p, dist(s, 0)]));
-  const diff = (a: string, b: string) => ({ p50: latency[a]!.p50 - latency[b]!.p50, p99: latency[a]!.p99 - latency[b]!.p99 });
+  const diff = (a: string, b: string) => ({
+    p50: latency[a]!.p50 - latency[b]!.p50,
+    p99: latency[a]!.p99 - latency[b]!.p99,
+  });
   const rates: Record<string, number> = {};
   const modes: [string, string][] = [
     ["as the gateway (key's object, upstream slots from its block)", "slot"],
@@ -381,7 +526,10 @@ async function probeLimiter(probe: GatewayProcess): Promise<Results["limiter"]> 
     ["upstream guard per request (the round trip blocks avoid)", "guard"],
   ];
   for (const [label, mode] of modes) {
-    const r = await json<{ n: number; ms: number }>(`${probe.url}/loop?mode=${mode}&n=${SIZES.loopPairs}&c=50`, { method: "POST", headers });
+    const r = await json<{ n: number; ms: number }>(`${probe.url}/loop?mode=${mode}&n=${SIZES.loopPairs}&c=50`, {
+      method: "POST",
+      headers,
+    });
     rates[label] = (r.n * 1000) / Math.max(1, r.ms);
   }
   return { latency, acquireRelease: diff("/slot", "/auth"), usageRecord: diff("/slot-usage", "/slot"), rates };
@@ -398,7 +546,11 @@ async function probeCatalog(probe: GatewayProcess): Promise<number> {
  * Summaries of a 1,000,000-character text (Chinese and English) against their critical path, by
  * bench/summarize.ts (the summarize feature's own benchmark, run here against the running gateway).
  */
-async function measureSummarize(edge: GatewayProcess, key: string, sim: SimProcess): Promise<NonNullable<Results["summarize"]>> {
+async function measureSummarize(
+  edge: GatewayProcess,
+  key: string,
+  sim: SimProcess,
+): Promise<NonNullable<Results["summarize"]>> {
   const doc = await json<{ paths: Record<string, unknown> }>(`${edge.url}/openapi.json`);
   if (!doc.paths["/v1/summarize"]) return { note: "not measured: the gateway has no /v1/summarize yet", runs: [] };
   const runs: NonNullable<Results["summarize"]>["runs"] = [];
@@ -407,7 +559,8 @@ async function measureSummarize(edge: GatewayProcess, key: string, sim: SimProce
     runs.push({ language, chars: r.chars, pieces: r.pieces, wallMs: r.wallMs, criticalMs: r.criticalPathMs });
   }
   return {
-    note: `Streamed, read to the last byte; median of ${SIZES.summaries} run(s) after a warm-up. The simulator paced like GLM-4-Flash (first token 800 ms, 15 ms per token); ` +
+    note:
+      `Streamed, read to the last byte; median of ${SIZES.summaries} run(s) after a warm-up. The simulator paced like GLM-4-Flash (first token 800 ms, 15 ms per token); ` +
       "the critical path is the slowest map call plus the merge levels and the final step, as the simulator timed them (bench/summarize.ts).",
     runs,
   };

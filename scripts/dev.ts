@@ -40,7 +40,14 @@ async function main(): Promise<void> {
   }
   // Locally the console's all-keys usage follows requests within 2 s rather than the deployed 60 s.
   vars["USAGE_ROLLUP_FLUSH_MS"] = "2000";
-  for (const name of ["ADMIN_TOKEN", "KEY_ENCRYPTION_SECRET", "GLM_BASE_URL", "GLM_ACCOUNT_TIER", "CORS_ORIGINS", "USAGE_ROLLUP_FLUSH_MS"]) {
+  for (const name of [
+    "ADMIN_TOKEN",
+    "KEY_ENCRYPTION_SECRET",
+    "GLM_BASE_URL",
+    "GLM_ACCOUNT_TIER",
+    "CORS_ORIGINS",
+    "USAGE_ROLLUP_FLUSH_MS",
+  ]) {
     const v = process.env[name];
     if (v) vars[name] = v;
   }

@@ -14,18 +14,26 @@ export const OPENAPI_FILE = join(ROOT, "public", "openapi.json");
 
 // The Durable Object modules import workerd's built-in module; the document needs only their routes, so Node
 // gets an empty stand-in for it.
-const STAND_IN = "data:text/javascript,export class DurableObject {}; export class WorkerEntrypoint {}; export const env = {};";
+const STAND_IN =
+  "data:text/javascript,export class DurableObject {}; export class WorkerEntrypoint {}; export const env = {};";
 registerHooks({
-  resolve: (specifier, context, next) => (specifier === "cloudflare:workers" ? { url: STAND_IN, shortCircuit: true } : next(specifier, context)),
+  resolve: (specifier, context, next) =>
+    specifier === "cloudflare:workers" ? { url: STAND_IN, shortCircuit: true } : next(specifier, context),
 });
 
-interface DocumentModule { openApiDocument(entries: readonly unknown[]): unknown }
-interface AppModule { createApp(): { docEntries: readonly unknown[] } }
+interface DocumentModule {
+  openApiDocument(entries: readonly unknown[]): unknown;
+}
+interface AppModule {
+  createApp(): { docEntries: readonly unknown[] };
+}
 
 /** The document as served, minus `servers`: compact JSON, which the Worker completes per request. */
 export async function generateOpenApi(): Promise<string> {
   // The document module first: it installs zod-to-openapi's `.openapi()` before the app builds any schema.
-  const { openApiDocument } = (await import(pathToFileURL(join(ROOT, "src/http/openapi-document.ts")).href)) as DocumentModule;
+  const { openApiDocument } = (await import(
+    pathToFileURL(join(ROOT, "src/http/openapi-document.ts")).href
+  )) as DocumentModule;
   const { createApp } = (await import(pathToFileURL(join(ROOT, "src/app.ts")).href)) as AppModule;
   return JSON.stringify(openApiDocument(createApp().docEntries));
 }

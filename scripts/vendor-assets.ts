@@ -17,9 +17,24 @@ interface Vendored {
 }
 
 const VENDORED: Vendored[] = [
-  { pkg: "@scalar/api-reference", usedBy: "the API reference page", out: "scalar", files: ["dist/browser/standalone.js"] },
-  { pkg: "uplot", usedBy: "the console's charts", out: "uplot", files: ["dist/uPlot.esm.js", "dist/uPlot.min.css", "LICENSE"] },
-  { pkg: "eventsource-parser", usedBy: "the playground's streaming", out: "eventsource-parser", files: ["dist/index.js", "dist/parse.js", "dist/errors.js", "LICENSE"] },
+  {
+    pkg: "@scalar/api-reference",
+    usedBy: "the API reference page",
+    out: "scalar",
+    files: ["dist/browser/standalone.js"],
+  },
+  {
+    pkg: "uplot",
+    usedBy: "the console's charts",
+    out: "uplot",
+    files: ["dist/uPlot.esm.js", "dist/uPlot.min.css", "LICENSE"],
+  },
+  {
+    pkg: "eventsource-parser",
+    usedBy: "the playground's streaming",
+    out: "eventsource-parser",
+    files: ["dist/index.js", "dist/parse.js", "dist/errors.js", "LICENSE"],
+  },
 ];
 
 for (const { pkg, usedBy, out, files } of VENDORED) {
@@ -32,7 +47,8 @@ for (const { pkg, usedBy, out, files } of VENDORED) {
       process.exit(1);
     }
     // Skip an identical copy so repeated installs do not touch the file (and wrangler's asset watcher).
-    if (existsSync(to) && statSync(to).size === statSync(from).size && readFileSync(to).equals(readFileSync(from))) continue;
+    if (existsSync(to) && statSync(to).size === statSync(from).size && readFileSync(to).equals(readFileSync(from)))
+      continue;
     mkdirSync(dirname(to), { recursive: true });
     copyFileSync(from, to);
   }

@@ -51,12 +51,17 @@ export async function startWranglerDev(opts: StartOptions): Promise<GatewayProce
   const persistTo = opts.persistTo ?? mkdtempSync(join(tmpdir(), "glm-edge-state-"));
   const args = [
     "dev",
-    "--config", opts.config ?? join(root, "wrangler.toml"),
-    "--ip", "127.0.0.1",
-    "--port", String(opts.port),
-    "--persist-to", persistTo,
+    "--config",
+    opts.config ?? join(root, "wrangler.toml"),
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(opts.port),
+    "--persist-to",
+    persistTo,
     "--show-interactive-dev-session=false",
-    "--log-level", opts.logLevel ?? "warn",
+    "--log-level",
+    opts.logLevel ?? "warn",
     ...Object.entries(opts.vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ...(opts.extraArgs ?? []),
   ];

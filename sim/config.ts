@@ -1,8 +1,8 @@
 // Simulator configuration and the GLM-4 model table (context sizes and per-tier in-flight limits
 // copied from the upstream reference, so gateway tests meet the same 1302 walls as production).
 
-export type Tier = 'V0' | 'V1' | 'V2' | 'V3';
-export const TIERS: readonly Tier[] = ['V0', 'V1', 'V2', 'V3'];
+export type Tier = "V0" | "V1" | "V2" | "V3";
+export const TIERS: readonly Tier[] = ["V0", "V1", "V2", "V3"];
 
 /** Random faults; each rate is a probability in [0,1], drawn per request from seed + request counter. */
 export type ChaosConfig = {
@@ -34,17 +34,17 @@ export type SimOptions = Partial<SimConfig>;
 export const SLOW_TTFT_MS = 500;
 export const SLOW_DELAY_MS = 50;
 
-export const DEFAULT_CONFIG: SimConfig = { tier: 'V3', tokenDelayMs: 0, ttftMs: 0, defaultTokens: 20 };
+export const DEFAULT_CONFIG: SimConfig = { tier: "V3", tokenDelayMs: 0, ttftMs: 0, defaultTokens: 20 };
 
 type ModelInfo = { context: number; inFlight: readonly [number, number, number, number] };
 
 export const MODELS: Record<string, ModelInfo> = {
-  'glm-4-plus': { context: 128_000, inFlight: [50, 100, 300, 500] },
-  'glm-4-air-250414': { context: 128_000, inFlight: [30, 40, 50, 60] },
-  'glm-4-airx': { context: 8_000, inFlight: [5, 30, 40, 50] },
-  'glm-4-flashx-250414': { context: 128_000, inFlight: [100, 150, 200, 300] },
-  'glm-4-flash-250414': { context: 128_000, inFlight: [200, 1000, 2000, 3000] },
-  'glm-4-long': { context: 1_000_000, inFlight: [50, 50, 50, 50] },
+  "glm-4-plus": { context: 128_000, inFlight: [50, 100, 300, 500] },
+  "glm-4-air-250414": { context: 128_000, inFlight: [30, 40, 50, 60] },
+  "glm-4-airx": { context: 8_000, inFlight: [5, 30, 40, 50] },
+  "glm-4-flashx-250414": { context: 128_000, inFlight: [100, 150, 200, 300] },
+  "glm-4-flash-250414": { context: 128_000, inFlight: [200, 1000, 2000, 3000] },
+  "glm-4-long": { context: 1_000_000, inFlight: [50, 50, 50, 50] },
 };
 
 // A fixed "created" for /models so the listing is byte-stable.
@@ -59,7 +59,7 @@ export function contextLimit(model: string, config: SimConfig): number {
   return config.contextTokens ?? MODELS[model]!.context;
 }
 
-const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isCount = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v) && v >= 0;
 const VALID: Record<keyof SimConfig, (v: unknown) => boolean> = {
   tier: (v) => TIERS.includes(v as Tier),
   concurrencyOverride: isCount,
@@ -67,9 +67,9 @@ const VALID: Record<keyof SimConfig, (v: unknown) => boolean> = {
   tokenDelayMs: isCount,
   ttftMs: isCount,
   defaultTokens: isCount,
-  apiKey: (v) => typeof v === 'string' && v !== '',
-  chaos: (v) => typeof v === 'object' && !Array.isArray(v),
-  fault: (v) => typeof v === 'object' && v !== null && typeof (v as { controls?: unknown }).controls === 'string',
+  apiKey: (v) => typeof v === "string" && v !== "",
+  chaos: (v) => typeof v === "object" && !Array.isArray(v),
+  fault: (v) => typeof v === "object" && v !== null && typeof (v as { controls?: unknown }).controls === "string",
 };
 
 /**

@@ -3,10 +3,10 @@
 // "x-sim: key=value; key=value" header does too when the gateway forwards it (the header wins).
 // Chaos mode derives the same kinds of faults from a seed so load tests are reproducible.
 
-import { SLOW_DELAY_MS, SLOW_TTFT_MS, type ChaosConfig } from './config.ts';
-import { prng, fnv1a } from './text.ts';
+import { SLOW_DELAY_MS, SLOW_TTFT_MS, type ChaosConfig } from "./config.ts";
+import { prng, fnv1a } from "./text.ts";
 
-export type Finish = 'stop' | 'length' | 'sensitive' | 'network_error';
+export type Finish = "stop" | "length" | "sensitive" | "network_error";
 
 export type Controls = {
   tokens?: number;
@@ -25,35 +25,48 @@ export type Controls = {
   break?: boolean; // reset the connection instead of answering; non-stream treats break_after the same
 };
 
-const NUMBER_KEYS = ['tokens', 'delay', 'ttft', 'break_after', 'hang_after', 'error_after', 'status', 'retry_after'] as const;
-const FINISHES: readonly Finish[] = ['stop', 'length', 'sensitive', 'network_error'];
+const NUMBER_KEYS = [
+  "tokens",
+  "delay",
+  "ttft",
+  "break_after",
+  "hang_after",
+  "error_after",
+  "status",
+  "retry_after",
+] as const;
+const FINISHES: readonly Finish[] = ["stop", "length", "sensitive", "network_error"];
 const MARKER = /\[\[sim:?([^\]]*)\]\]/g;
 
 /** Read controls from every marker in `lastUser`, then from the header so that it overrides them. */
 export function parseControls(lastUser: string, header: string | null): Controls {
   const items: string[] = [];
   for (const m of lastUser.matchAll(MARKER)) items.push(...m[1]!.trim().split(/\s+/));
-  if (header) items.push(...header.split(';'));
+  if (header) items.push(...header.split(";"));
   const c: Controls = {};
   for (const item of items) {
-    const [rawKey = '', ...rest] = item.split('=');
+    const [rawKey = "", ...rest] = item.split("=");
     const key = rawKey.trim();
-    const value = rest.join('=').trim();
+    const value = rest.join("=").trim();
     if ((NUMBER_KEYS as readonly string[]).includes(key)) {
       const n = Number(value);
-      if (value !== '' && Number.isInteger(n) && n >= 0) c[key as (typeof NUMBER_KEYS)[number]] = n;
-    } else if (key === 'error' && value) c.error = value;
-    else if (key === 'finish' && (FINISHES as readonly string[]).includes(value)) c.finish = value as Finish;
-    else if (key === 'tool') c.tool = value || true;
-    else if (key === 'hang' || key === 'break') c[key] = value !== 'false' && value !== '0';
+      if (value !== "" && Number.isInteger(n) && n >= 0) c[key as (typeof NUMBER_KEYS)[number]] = n;
+    } else if (key === "error" && value) c.error = value;
+    else if (key === "finish" && (FINISHES as readonly string[]).includes(value)) c.finish = value as Finish;
+    else if (key === "tool") c.tool = value || true;
+    else if (key === "hang" || key === "break") c[key] = value !== "false" && value !== "0";
   }
   return c;
 }
 
 /** True when the request already asks for a fault, so chaos leaves it alone. */
 export function hasFault(c: Controls): boolean {
-  return Boolean(c.error || c.hang || c.break) || c.break_after !== undefined || c.hang_after !== undefined
-    || c.error_after !== undefined;
+  return (
+    Boolean(c.error || c.hang || c.break) ||
+    c.break_after !== undefined ||
+    c.hang_after !== undefined ||
+    c.error_after !== undefined
+  );
 }
 
 /**
@@ -67,7 +80,7 @@ export function chaosControls(chaos: ChaosConfig | undefined, seq: number, token
   const variant = rand();
   const at = Math.floor(variant * tokens);
   const faults: [rate: number | undefined, fault: Controls][] = [
-    [chaos.errorRate, { error: variant < 0.5 ? '1305' : '500' }],
+    [chaos.errorRate, { error: variant < 0.5 ? "1305" : "500" }],
     [chaos.breakRate, { break_after: at }],
     [chaos.hangRate, { hang_after: at }],
     [chaos.slowRate, { ttft: SLOW_TTFT_MS, delay: SLOW_DELAY_MS }],

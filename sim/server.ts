@@ -4,11 +4,11 @@
 // cancelled, turns a core "network error" into a TCP reset, and flushes every SSE event by itself.
 // Run as a script: node sim/server.ts [--port N]   (or SIM_PORT=N; default 8788)
 
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
-import type { SimConfig } from './config.ts';
-import { createSimulator, type Simulator } from './simulator.ts';
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { pathToFileURL } from "node:url";
+import type { SimConfig } from "./config.ts";
+import { createSimulator, type Simulator } from "./simulator.ts";
 
 export type RunningSimulator = {
   url: string; // origin, e.g. http://127.0.0.1:8788 — the /_sim/* controls live right under it
@@ -37,7 +37,7 @@ function breakOff(res: http.ServerResponse): void {
 
 async function handle(sim: Simulator, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const abort = new AbortController();
-  res.on('close', () => {
+  res.on("close", () => {
     if (!res.writableFinished) abort.abort();
   });
 
@@ -49,24 +49,27 @@ async function handle(sim: Simulator, req: http.IncomingMessage, res: http.Serve
   }
   const headers = new Headers();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-  const request = new Request(`http://${req.headers.host ?? '127.0.0.1'}${req.url ?? '/'}`, {
-    method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined, signal: abort.signal,
+  const hasBody = req.method !== "GET" && req.method !== "HEAD";
+  const request = new Request(`http://${req.headers.host ?? "127.0.0.1"}${req.url ?? "/"}`, {
+    method: req.method,
+    headers,
+    body: hasBody ? Buffer.concat(chunks) : undefined,
+    signal: abort.signal,
   });
   // Node's Request follows `abort.signal` only through a WeakRef to its own controller: keep the Request
   // reachable until the exchange ends, or a garbage collection silently cuts a client's disconnect off
   // from the core and a hanging request stays "in flight" for ever.
-  res.once('close', () => void request.signal);
+  res.once("close", () => void request.signal);
 
   const response = await sim.fetch(request);
   if (abort.signal.aborted) return void response.body?.cancel().catch(() => {});
-  if (response.type === 'error') return reset(res);
+  if (response.type === "error") return reset(res);
 
   res.writeHead(response.status, Object.fromEntries(response.headers));
   res.flushHeaders(); // SSE clients must see the headers before the first (possibly delayed) event
   if (!response.body) return void res.end();
   const reader = response.body.getReader();
-  abort.signal.addEventListener('abort', () => void reader.cancel().catch(() => {}), { once: true });
+  abort.signal.addEventListener("abort", () => void reader.cancel().catch(() => {}), { once: true });
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -82,17 +85,17 @@ async function handle(sim: Simulator, req: http.IncomingMessage, res: http.Serve
 export async function startSimulator(
   opts: { port?: number; host?: string } & Partial<SimConfig> = {},
 ): Promise<RunningSimulator> {
-  const { port = 0, host = '127.0.0.1', ...config } = opts;
+  const { port = 0, host = "127.0.0.1", ...config } = opts;
   const sim = createSimulator(config);
   const server = http.createServer((req, res) => {
     handle(sim, req, res).catch((err: unknown) => {
-      console.error('GLM simulator: request failed', err);
+      console.error("GLM simulator: request failed", err);
       if (res.headersSent || res.destroyed) res.destroy();
       else res.writeHead(500).end();
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once("error", reject);
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as AddressInfo).port;
@@ -102,15 +105,16 @@ export async function startSimulator(
     baseUrl: `${url}/api/paas/v4`,
     port: bound,
     sim,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections(); // hanging streams would otherwise keep close() waiting forever
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // hanging streams would otherwise keep close() waiting forever
+      }),
   };
 }
 
 function portFromArgs(argv: string[]): number {
-  const i = argv.indexOf('--port');
+  const i = argv.indexOf("--port");
   const raw = i >= 0 ? argv[i + 1] : process.env.SIM_PORT;
   const port = Number(raw ?? 8788);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port: ${raw}`);
@@ -121,6 +125,6 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const running = await startSimulator({ port: portFromArgs(process.argv.slice(2)) });
   console.log(`GLM simulator listening on ${running.baseUrl}`);
   const stop = () => void running.close().then(() => process.exit(0));
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
 }

@@ -2,7 +2,7 @@
 // The live in-flight gauges survive reset() on purpose: they are the truth the concurrency limit
 // is enforced against, while counters and the log start afresh.
 
-export type Ended = 'completed' | 'cancelled' | 'error' | 'break' | 'hang';
+export type Ended = "completed" | "cancelled" | "error" | "break" | "hang";
 
 export type RequestRecord = {
   seq: number;
@@ -46,11 +46,18 @@ export type Ticket = {
 
 const MAX_LOG = 1000;
 
-type Counters = Omit<SimStats, 'in_flight' | 'by_model'> & { models: Record<string, ModelStats> };
+type Counters = Omit<SimStats, "in_flight" | "by_model"> & { models: Record<string, ModelStats> };
 
 function freshCounters(maxInFlight: number): Counters {
-  return { max_in_flight: maxInFlight, total: 0, completed: 0, cancelled: 0, errors: 0, models: {},
-    usage: { prompt_tokens: 0, completion_tokens: 0 } };
+  return {
+    max_in_flight: maxInFlight,
+    total: 0,
+    completed: 0,
+    cancelled: 0,
+    errors: 0,
+    models: {},
+    usage: { prompt_tokens: 0, completion_tokens: 0 },
+  };
 }
 
 export class Ledger {
@@ -68,7 +75,7 @@ export class Ledger {
     counters.total++;
     this.#log.push(record);
     if (this.#log.length > MAX_LOG) this.#log.shift();
-    let model = '';
+    let model = "";
     let holding = false;
     const entry = (): ModelStats => (counters.models[model] ??= { in_flight: 0, max_in_flight: 0, total: 0 });
     return {
@@ -94,8 +101,8 @@ export class Ledger {
           this.#live.set(model, this.inFlight(model) - 1);
           this.#liveTotal--;
         }
-        if (ended === 'completed') counters.completed++;
-        else if (ended === 'cancelled' || ended === 'hang') counters.cancelled++;
+        if (ended === "completed") counters.completed++;
+        else if (ended === "cancelled" || ended === "hang") counters.cancelled++;
         else counters.errors++;
       },
       report: (prompt, completion) => {
@@ -109,8 +116,16 @@ export class Ledger {
     const { models, max_in_flight, total, completed, cancelled, errors, usage } = this.#counters;
     const by_model: Record<string, ModelStats> = {};
     for (const [model, m] of Object.entries(models)) by_model[model] = { ...m, in_flight: this.inFlight(model) };
-    return structuredClone({ in_flight: this.#liveTotal, max_in_flight, total, completed, cancelled, errors,
-      by_model, usage });
+    return structuredClone({
+      in_flight: this.#liveTotal,
+      max_in_flight,
+      total,
+      completed,
+      cancelled,
+      errors,
+      by_model,
+      usage,
+    });
   }
 
   requests(limit = 100): RequestRecord[] {

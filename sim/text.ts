@@ -11,9 +11,9 @@ const utf8 = new TextEncoder();
  */
 export function jsonText(value: unknown): string {
   try {
-    return JSON.stringify(value) ?? '';
+    return JSON.stringify(value) ?? "";
   } catch {
-    return '[unserialisable]';
+    return "[unserialisable]";
   }
 }
 
@@ -23,7 +23,7 @@ export function fnv1a(text: string): number {
   return h;
 }
 
-export const hex8 = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
+export const hex8 = (n: number): string => (n >>> 0).toString(16).padStart(8, "0");
 
 /** mulberry32: tiny, fast and good enough to pick words and faults reproducibly. */
 export function prng(seed: number): () => number {
@@ -40,7 +40,7 @@ export function prng(seed: number): () => number {
 export function numericId(key: string): string {
   const hi = BigInt(fnv1a(key) & 0x7fffffff);
   const lo = BigInt(fnv1a(`${key}#`));
-  return ((hi << 32n) | lo).toString().padStart(19, '1');
+  return ((hi << 32n) | lo).toString().padStart(19, "1");
 }
 
 // Han characters plus CJK and full-width punctuation count as "CJK" for the fake tokenizer.
@@ -61,10 +61,10 @@ type Message = { role?: unknown; content?: unknown; tool_calls?: unknown };
 
 /** The text of one message: string content, the text parts of array content, and any tool_calls JSON. */
 export function messageText(m: Message): string {
-  let text = '';
-  if (typeof m.content === 'string') text = m.content;
+  let text = "";
+  if (typeof m.content === "string") text = m.content;
   else if (Array.isArray(m.content)) {
-    text = m.content.map((p) => (typeof p?.text === 'string' ? p.text : '')).join('');
+    text = m.content.map((p) => (typeof p?.text === "string" ? p.text : "")).join("");
   }
   if (m.tool_calls !== undefined) text += jsonText(m.tool_calls);
   return text;
@@ -77,16 +77,41 @@ export function simPromptTokens(messages: readonly Message[]): number {
 
 export function lastUserText(messages: readonly Message[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
-    if (messages[i]?.role === 'user') return messageText(messages[i]!);
+    if (messages[i]?.role === "user") return messageText(messages[i]!);
   }
-  return '';
+  return "";
 }
 
 // Mixed Chinese and English so gateways see multi-byte UTF-8 split across chunks.
 const WORDS = [
-  '你好', '世界', '模型', '边缘', '网关', '数据', '智能', '流式', '测试', '我们', '今天', '问题',
-  '，', '。', ' the', ' quick', ' edge', ' gateway', ' model', ' stream', ' token', ' cloud',
-  ' worker', ' answer', ' GLM', ' is', ' fast', ' and',
+  "你好",
+  "世界",
+  "模型",
+  "边缘",
+  "网关",
+  "数据",
+  "智能",
+  "流式",
+  "测试",
+  "我们",
+  "今天",
+  "问题",
+  "，",
+  "。",
+  " the",
+  " quick",
+  " edge",
+  " gateway",
+  " model",
+  " stream",
+  " token",
+  " cloud",
+  " worker",
+  " answer",
+  " GLM",
+  " is",
+  " fast",
+  " and",
 ];
 
 /** `n` answer tokens picked by a PRNG seeded with `seed`. */
@@ -115,12 +140,12 @@ export function simDigest(doc: string): string {
 
 /** The summary answer: the document's own digest, then every digest quoted inside it, in order. */
 export function digestAnswer(doc: string): string {
-  return [simDigest(doc), ...(doc.match(DIGEST) ?? [])].join(' ');
+  return [simDigest(doc), ...(doc.match(DIGEST) ?? [])].join(" ");
 }
 
 /** Split text into stream tokens at spaces, keeping the space on the following token. */
 export function splitTokens(text: string): string[] {
-  return text.split(/(?= )/).filter((t) => t !== '');
+  return text.split(/(?= )/).filter((t) => t !== "");
 }
 
 type Schema = { type?: unknown; enum?: unknown; properties?: Record<string, Schema> };
@@ -130,10 +155,10 @@ export function toolArguments(parameters: Schema | undefined, rand: () => number
   const args: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(parameters?.properties ?? {})) {
     if (Array.isArray(s.enum) && s.enum.length > 0) args[name] = s.enum[0];
-    else if (s.type === 'number' || s.type === 'integer') args[name] = 1 + Math.floor(rand() * 100);
-    else if (s.type === 'boolean') args[name] = true;
-    else if (s.type === 'array') args[name] = [];
-    else if (s.type === 'object') args[name] = {};
+    else if (s.type === "number" || s.type === "integer") args[name] = 1 + Math.floor(rand() * 100);
+    else if (s.type === "boolean") args[name] = true;
+    else if (s.type === "array") args[name] = [];
+    else if (s.type === "object") args[name] = {};
     else args[name] = WORDS[Math.floor(rand() * 12)]; // a Chinese word: exercises UTF-8 in JSON strings
   }
   return args;
@@ -144,10 +169,10 @@ export type WebResult = { icon: string; title: string; link: string; media: stri
 export function webSearchResults(query: string): WebResult[] {
   const h = hex8(fnv1a(query));
   return [1, 2].map((i) => ({
-    icon: 'https://sim.invalid/favicon.ico',
+    icon: "https://sim.invalid/favicon.ico",
     title: `模拟搜索结果 ${i}: ${query.slice(0, 40)}`,
     link: `https://sim.invalid/search/${h}/${i}`,
-    media: '模拟媒体',
+    media: "模拟媒体",
     content: `Simulated search result ${i} for query ${h}.`,
   }));
 }

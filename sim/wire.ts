@@ -2,8 +2,8 @@
 // with GLM-4's quirks (role in every chunk, no finish_reason key until the last chunk, usage on the
 // last chunk, no `object`) and the same key order as the official verbatim example.
 
-import type { Ended } from './stats.ts';
-import type { Plan } from './plan.ts';
+import type { Ended } from "./stats.ts";
+import type { Plan } from "./plan.ts";
 
 const utf8 = new TextEncoder();
 
@@ -16,24 +16,33 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
       reject(signal.reason);
     };
     // setTimeout(Infinity) would fire at once, so "forever" simply never sets a timer.
-    const timer = ms === Infinity ? undefined : setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    signal.addEventListener('abort', onAbort, { once: true });
+    const timer =
+      ms === Infinity
+        ? undefined
+        : setTimeout(
+            () => {
+              signal.removeEventListener("abort", onAbort);
+              resolve();
+            },
+            Math.max(0, ms),
+          );
+    signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
 function message(plan: Plan) {
   return plan.toolCalls
-    ? { role: 'assistant', content: null, tool_calls: plan.toolCalls }
-    : { role: 'assistant', content: plan.tokens.join('') };
+    ? { role: "assistant", content: null, tool_calls: plan.toolCalls }
+    : { role: "assistant", content: plan.tokens.join("") };
 }
 
 export function completionBody(plan: Plan) {
   const { id, created, model, request_id, usage, webSearch } = plan;
   return {
-    id, created, model, request_id,
+    id,
+    created,
+    model,
+    request_id,
     choices: [{ index: 0, finish_reason: plan.finish, message: message(plan) }],
     usage,
     ...(webSearch ? { web_search: webSearch } : {}),
@@ -44,21 +53,24 @@ const event = (data: unknown): string => `data: ${JSON.stringify(data)}\n\n`;
 
 function contentEvent(plan: Plan, content: string): string {
   const { id, created, model } = plan;
-  return event({ id, created, model, choices: [{ index: 0, delta: { role: 'assistant', content } }] });
+  return event({ id, created, model, choices: [{ index: 0, delta: { role: "assistant", content } }] });
 }
 
 function finalEvent(plan: Plan): string {
   const { id, created, model, usage, webSearch } = plan;
-  const delta = plan.toolCalls ? { role: 'assistant', tool_calls: plan.toolCalls } : { role: 'assistant', content: '' };
+  const delta = plan.toolCalls ? { role: "assistant", tool_calls: plan.toolCalls } : { role: "assistant", content: "" };
   return event({
-    id, created, model, choices: [{ index: 0, finish_reason: plan.finish, delta }], usage,
+    id,
+    created,
+    model,
+    choices: [{ index: 0, finish_reason: plan.finish, delta }],
+    usage,
     ...(webSearch ? { web_search: webSearch } : {}),
   });
 }
 
 export type StreamFault =
-  | { kind: 'break' | 'hang'; after: number }
-  | { kind: 'error'; after: number; code: string; message: string };
+  { kind: "break" | "hang"; after: number } | { kind: "error"; after: number; code: string; message: string };
 
 export type StreamHooks = {
   chunk(): void; // a content chunk was handed to the client
@@ -74,23 +86,29 @@ export class SimBreak extends Error {}
  * The SSE events of one streamed answer, paced by ttft/delay. A generator is pulled one event at a
  * time, so code after a `yield` runs only once the client has taken that event.
  */
-export async function* sseEvents(plan: Plan, ttft: number, delay: number, fault: StreamFault | undefined,
-  signal: AbortSignal, hooks: StreamHooks): AsyncGenerator<string> {
+export async function* sseEvents(
+  plan: Plan,
+  ttft: number,
+  delay: number,
+  fault: StreamFault | undefined,
+  signal: AbortSignal,
+  hooks: StreamHooks,
+): AsyncGenerator<string> {
   await sleep(ttft, signal);
   const n = plan.tokens.length;
   const faultAt = fault ? Math.min(fault.after, n) : -1; // a fault always fires, at the latest before the end
   for (let i = 0; i <= n; i++) {
     if (i === faultAt && fault) {
-      if (fault.kind === 'break') {
-        hooks.end('break');
-        throw new SimBreak('simulated connection reset');
+      if (fault.kind === "break") {
+        hooks.end("break");
+        throw new SimBreak("simulated connection reset");
       }
-      if (fault.kind === 'hang') {
+      if (fault.kind === "hang") {
         hooks.hanging();
         await sleep(Infinity, signal); // until the client gives up
       }
-      if (fault.kind === 'error') {
-        hooks.end('error');
+      if (fault.kind === "error") {
+        hooks.end("error");
         yield event({ error: { code: fault.code, message: fault.message } });
         return;
       }
@@ -102,30 +120,36 @@ export async function* sseEvents(plan: Plan, ttft: number, delay: number, fault:
   }
   yield finalEvent(plan);
   hooks.delivered();
-  yield 'data: [DONE]\n\n';
-  hooks.end('completed');
+  yield "data: [DONE]\n\n";
+  hooks.end("completed");
 }
 
 /**
  * A pull-driven byte stream over the events: nothing is produced before the consumer asks, so each
  * event becomes its own write and a cancelled body stops the generator mid-sleep.
  */
-export function eventStream(events: AsyncGenerator<string>, abort: AbortController,
-  onError: (err: unknown) => void): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await events.next();
-        if (next.done) controller.close();
-        else controller.enqueue(utf8.encode(next.value));
-      } catch (err) {
-        if (abort.signal.aborted) return; // the client left; nobody reads any more
-        onError(err);
-        controller.error(err);
-      }
+export function eventStream(
+  events: AsyncGenerator<string>,
+  abort: AbortController,
+  onError: (err: unknown) => void,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const next = await events.next();
+          if (next.done) controller.close();
+          else controller.enqueue(utf8.encode(next.value));
+        } catch (err) {
+          if (abort.signal.aborted) return; // the client left; nobody reads any more
+          onError(err);
+          controller.error(err);
+        }
+      },
+      cancel() {
+        abort.abort();
+      },
     },
-    cancel() {
-      abort.abort();
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }

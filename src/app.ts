@@ -33,7 +33,12 @@ function onError(err: unknown, requestId: string): Response {
     const message = /JSON/i.test(err.message) ? "request body is not valid JSON" : err.message || "bad request";
     return errorResponse(status, status === 400 ? Codes.badParams : String(status), message);
   }
-  log({ level: "error", msg: "unhandled error", request_id: requestId, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+  log({
+    level: "error",
+    msg: "unhandled error",
+    request_id: requestId,
+    error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+  });
   return errorResponse(500, Codes.internal, `internal gateway error (request ${requestId})`);
 }
 
@@ -68,7 +73,9 @@ export function createApp(): Router {
     methodNotAllowed({
       app,
       onMethodNotAllowed: (c, methods) =>
-        errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, { allow: methods.join(", ") }),
+        errorResponse(405, "405", `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`, {
+          allow: methods.join(", "),
+        }),
     }),
   );
   app.use(
@@ -83,8 +90,14 @@ export function createApp(): Router {
 
   app.openapi(
     createRoute({ method: "get", path: "/healthz" }, () => ({
-      tags: ["health"], summary: "Liveness (no auth)",
-      responses: () => ({ 200: { description: "The Worker is up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } }),
+      tags: ["health"],
+      summary: "Liveness (no auth)",
+      responses: () => ({
+        200: {
+          description: "The Worker is up",
+          content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } },
+        },
+      }),
     })),
     (c) => c.json({ ok: true as const }, 200),
   );
@@ -105,7 +118,9 @@ export function createApp(): Router {
   app.route("/api/paas/v4", api);
 
   app.component("securitySchemes", "bearerAuth", {
-    type: "http", scheme: "bearer", description: "A gateway key `<id>.<secret>`, a GLM JWT signed with it, or a browser token from POST /v1/tokens",
+    type: "http",
+    scheme: "bearer",
+    description: "A gateway key `<id>.<secret>`, a GLM JWT signed with it, or a browser token from POST /v1/tokens",
   });
   app.component("securitySchemes", "adminAuth", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 

@@ -21,59 +21,97 @@ const DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4";
 /** An unset or blank variable takes its default; anything else must be valid. */
 const blankIsUnset = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 const wholeNumber = (fallback: number) =>
-  z.preprocess(blankIsUnset, z.coerce.number({ error: "expected a positive whole number" }).int("expected a positive whole number").positive("expected a positive whole number").default(fallback));
+  z.preprocess(
+    blankIsUnset,
+    z.coerce
+      .number({ error: "expected a positive whole number" })
+      .int("expected a positive whole number")
+      .positive("expected a positive whole number")
+      .default(fallback),
+  );
 const seconds = (fallback: number) =>
-  z.preprocess(blankIsUnset, z.coerce.number({ error: "expected a positive number of seconds" }).positive("expected a positive number of seconds").finite().default(fallback));
+  z.preprocess(
+    blankIsUnset,
+    z.coerce
+      .number({ error: "expected a positive number of seconds" })
+      .positive("expected a positive number of seconds")
+      .finite()
+      .default(fallback),
+  );
 
 /**
  * GLM_UPSTREAMS: the accounts, as the operator writes them. Ids name guard objects and ledger rows. Built on
  * first use, like every schema here: an isolate's startup should build none.
  */
-const upstreamsSchema = once(() => z
-  .array(
-    z
-      .object({
-        id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/, "letters, digits, _ and -, at most 32"),
-        key: z.string().regex(/^\S+\.\S+$/, "a GLM key <id>.<secret>"),
-        tier: z.enum(TIERS),
-        base_url: z.url({ protocol: /^https?$/ }).optional(),
-        weight: z.number().positive().finite().optional(),
-      })
-      .strict(),
-  )
-  .min(1)
-  .max(32)
-  .refine((a) => new Set(a.map((x) => x.id)).size === a.length, "account ids must be unique"));
+const upstreamsSchema = once(() =>
+  z
+    .array(
+      z
+        .object({
+          id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/, "letters, digits, _ and -, at most 32"),
+          key: z.string().regex(/^\S+\.\S+$/, "a GLM key <id>.<secret>"),
+          tier: z.enum(TIERS),
+          base_url: z.url({ protocol: /^https?$/ }).optional(),
+          weight: z.number().positive().finite().optional(),
+        })
+        .strict(),
+    )
+    .min(1)
+    .max(32)
+    .refine((a) => new Set(a.map((x) => x.id)).size === a.length, "account ids must be unique"),
+);
 
 /**
  * The Worker's variables (wrangler.toml [vars], secrets, --var), all of them strings: the one schema they are
  * read through. The secrets needed only by some routes (GLM_API_KEY, ADMIN_TOKEN, KEY_ENCRYPTION_SECRET) are
  * checked where they are used (requireSecret), and GLM_UPSTREAMS when a call needs an account.
  */
-const envSchema = once(() => z.object({
-  GLM_BASE_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }).default(DEFAULT_BASE_URL)),
-  GLM_ACCOUNT_TIER: z.preprocess(blankIsUnset, z.enum(TIERS, { error: `expected one of ${TIERS.join(", ")}` }).default("V0")),
-  GLM_API_KEY: z.string().optional(),
-  GLM_UPSTREAMS: z.string().optional(),
-  CORS_ORIGINS: z.preprocess(blankIsUnset, z.string().default("*")),
-  UPSTREAM_TIMEOUT_MS: wholeNumber(60_000),
-  UPSTREAM_MAX_ATTEMPTS: wholeNumber(3),
-  /** Defaults to twice UPSTREAM_TIMEOUT_MS. */
-  UPSTREAM_DEADLINE_MS: z.preprocess(blankIsUnset, z.coerce.number({ error: "expected a positive whole number" }).int("expected a positive whole number").positive("expected a positive whole number").optional()),
-  UPSTREAM_CIRCUIT_FAILURES: wholeNumber(3),
-  UPSTREAM_CIRCUIT_COOLDOWN_MS: wholeNumber(30_000),
-  UPSTREAM_GUARD_SHARD_SLOTS: wholeNumber(500),
-  WEBHOOK_ALLOW_PRIVATE: z.preprocess(
-    (v) => (typeof v === "string" ? blankIsUnset(v.trim().toLowerCase()) : v),
-    z.enum(["true", "false"], { error: "expected true or false" }).default("false"),
-  ),
-  WEBHOOK_RETRY_BASE_SECONDS: seconds(30),
-  JOB_RETRY_BASE_SECONDS: seconds(5),
-  ASYNC_MAX_ACTIVE_JOBS: wholeNumber(DEFAULT_MAX_ACTIVE_JOBS),
-  SUMMARIZE_MAX_UPSTREAM_CALLS: wholeNumber(DEFAULT_MAX_UPSTREAM_CALLS),
-  /** 0 flushes in the call that records (tests and local development). */
-  USAGE_ROLLUP_FLUSH_MS: z.preprocess(blankIsUnset, z.coerce.number({ error: "expected a whole number of milliseconds" }).int("expected a whole number of milliseconds").min(0, "expected a whole number of milliseconds").default(60_000)),
-}));
+const envSchema = once(() =>
+  z.object({
+    GLM_BASE_URL: z.preprocess(
+      blankIsUnset,
+      z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }).default(DEFAULT_BASE_URL),
+    ),
+    GLM_ACCOUNT_TIER: z.preprocess(
+      blankIsUnset,
+      z.enum(TIERS, { error: `expected one of ${TIERS.join(", ")}` }).default("V0"),
+    ),
+    GLM_API_KEY: z.string().optional(),
+    GLM_UPSTREAMS: z.string().optional(),
+    CORS_ORIGINS: z.preprocess(blankIsUnset, z.string().default("*")),
+    UPSTREAM_TIMEOUT_MS: wholeNumber(60_000),
+    UPSTREAM_MAX_ATTEMPTS: wholeNumber(3),
+    /** Defaults to twice UPSTREAM_TIMEOUT_MS. */
+    UPSTREAM_DEADLINE_MS: z.preprocess(
+      blankIsUnset,
+      z.coerce
+        .number({ error: "expected a positive whole number" })
+        .int("expected a positive whole number")
+        .positive("expected a positive whole number")
+        .optional(),
+    ),
+    UPSTREAM_CIRCUIT_FAILURES: wholeNumber(3),
+    UPSTREAM_CIRCUIT_COOLDOWN_MS: wholeNumber(30_000),
+    UPSTREAM_GUARD_SHARD_SLOTS: wholeNumber(500),
+    WEBHOOK_ALLOW_PRIVATE: z.preprocess(
+      (v) => (typeof v === "string" ? blankIsUnset(v.trim().toLowerCase()) : v),
+      z.enum(["true", "false"], { error: "expected true or false" }).default("false"),
+    ),
+    WEBHOOK_RETRY_BASE_SECONDS: seconds(30),
+    JOB_RETRY_BASE_SECONDS: seconds(5),
+    ASYNC_MAX_ACTIVE_JOBS: wholeNumber(DEFAULT_MAX_ACTIVE_JOBS),
+    SUMMARIZE_MAX_UPSTREAM_CALLS: wholeNumber(DEFAULT_MAX_UPSTREAM_CALLS),
+    /** 0 flushes in the call that records (tests and local development). */
+    USAGE_ROLLUP_FLUSH_MS: z.preprocess(
+      blankIsUnset,
+      z.coerce
+        .number({ error: "expected a whole number of milliseconds" })
+        .int("expected a whole number of milliseconds")
+        .min(0, "expected a whole number of milliseconds")
+        .default(60_000),
+    ),
+  }),
+);
 
 type EnvVars = z.infer<ReturnType<typeof envSchema>>;
 
@@ -91,7 +129,9 @@ function parseAccounts(vars: EnvVars, fallbackBaseUrl: string): Account[] | { er
   if (raw === undefined || raw.trim() === "") {
     const key = vars.GLM_API_KEY;
     if (key === undefined || key === "") {
-      return { error: "GLM_API_KEY is not set (wrangler secret put GLM_API_KEY, or .dev.vars locally), nor GLM_UPSTREAMS" };
+      return {
+        error: "GLM_API_KEY is not set (wrangler secret put GLM_API_KEY, or .dev.vars locally), nor GLM_UPSTREAMS",
+      };
     }
     return [{ id: "default", key, tier: vars.GLM_ACCOUNT_TIER, baseUrl: fallbackBaseUrl, weight: 1 }];
   }
@@ -104,9 +144,14 @@ function parseAccounts(vars: EnvVars, fallbackBaseUrl: string): Account[] | { er
   }
   const got = upstreamsSchema().safeParse(json);
   // Zod's messages name what was expected, never the value given, so a bad key is not echoed back.
-  if (!got.success) return { error: `GLM_UPSTREAMS${issuePath(got.error.issues[0]!.path)}: ${got.error.issues[0]!.message}` };
+  if (!got.success)
+    return { error: `GLM_UPSTREAMS${issuePath(got.error.issues[0]!.path)}: ${got.error.issues[0]!.message}` };
   return got.data.map((a) => ({
-    id: a.id, key: a.key, tier: a.tier, baseUrl: (a.base_url ?? fallbackBaseUrl).replace(/\/+$/, ""), weight: a.weight ?? 1,
+    id: a.id,
+    key: a.key,
+    tier: a.tier,
+    baseUrl: (a.base_url ?? fallbackBaseUrl).replace(/\/+$/, ""),
+    weight: a.weight ?? 1,
   }));
 }
 
@@ -120,7 +165,13 @@ function toConfig(vars: EnvVars) {
   return {
     baseUrl,
     accountTier: vars.GLM_ACCOUNT_TIER,
-    corsOrigins: origins === "*" ? ("*" as const) : origins.split(",").map((o) => o.trim()).filter(Boolean),
+    corsOrigins:
+      origins === "*"
+        ? ("*" as const)
+        : origins
+            .split(",")
+            .map((o) => o.trim())
+            .filter(Boolean),
     /** Time allowed for the upstream to send response headers, and the longest silence mid-stream. */
     upstreamTimeoutMs: vars.UPSTREAM_TIMEOUT_MS,
     /** Upstream attempts per model before a request fails (or falls back to its next model). */

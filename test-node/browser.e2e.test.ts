@@ -16,7 +16,13 @@ const AIR = "glm-4-air-250414";
 const SMALL_CONTEXT = "glm-4-airx";
 
 interface Models {
-  data: { id: string; context_window: number; max_output_tokens: number; pricing: { input: number; output: number; cached_input: number | null }; concurrency: Record<string, number> }[];
+  data: {
+    id: string;
+    context_window: number;
+    max_output_tokens: number;
+    pricing: { input: number; output: number; cached_input: number | null };
+    concurrency: Record<string, number>;
+  }[];
 }
 
 describe.skipIf(!availability.run)("the playground and docs in Chromium", () => {
@@ -39,13 +45,19 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
 
   /** A fresh page on the playground, cut off from everything but loopback. */
   async function open(options: BrowserContextOptions = {}) {
-    const opened = await openPage(browser, `${e2e.url}/`, { name: "failed", textOf: "main", gatewayOutput: () => e2e.gateway.output(), options });
+    const opened = await openPage(browser, `${e2e.url}/`, {
+      name: "failed",
+      textOf: "main",
+      gatewayOutput: () => e2e.gateway.output(),
+      options,
+    });
     await opened.page.locator("#model:not([disabled])").waitFor();
     return opened;
   }
 
   /** Console errors other than the browser's own line for each HTTP error response the page handled. */
-  const unexpected = (errors: string[]) => errors.filter((e) => !/^Failed to load resource: the server responded with a status of \d{3}/.test(e));
+  const unexpected = (errors: string[]) =>
+    errors.filter((e) => !/^Failed to load resource: the server responded with a status of \d{3}/.test(e));
 
   async function send(page: Page, text: string) {
     await page.locator("#composer-input").fill(text);
@@ -75,7 +87,8 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     expect(await card.getByTestId("model-price-output").textContent()).toContain(`¥${air.pricing.output} / 1M`);
     expect(await card.getByTestId("model-price-cached").textContent()).toContain(`¥${air.pricing.cached_input} / 1M`);
     const limits = (await card.getByTestId("model-limits").textContent()) ?? "";
-    for (const [tier, n] of Object.entries(air.concurrency)) expect(limits).toContain(`${tier} ${n.toLocaleString("en-US")}`);
+    for (const [tier, n] of Object.entries(air.concurrency))
+      expect(limits).toContain(`${tier} ${n.toLocaleString("en-US")}`);
     await shot(page, "02-model-picked");
     expect(blocked).toEqual([]);
     expect(unexpected(errors)).toEqual([]);
@@ -102,7 +115,10 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
         ([prev]) => {
           const answers = document.querySelectorAll('[data-testid="answer-text"]');
           const current = answers[answers.length - 1]?.textContent?.length ?? 0;
-          return current !== prev || document.querySelector('[data-testid="answer-meta"][data-done="true"], [data-testid="error"]') !== null;
+          return (
+            current !== prev ||
+            document.querySelector('[data-testid="answer-meta"][data-done="true"], [data-testid="error"]') !== null
+          );
         },
         [length],
       );
@@ -131,7 +147,8 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     const { page, context, errors } = await open();
     await page.getByLabel("API key or browser token").fill(key);
     await page.getByLabel("Model").selectOption(AIR);
-    const chunk = (delta: object) => JSON.stringify({ id: "c", object: "chat.completion.chunk", model: AIR, choices: [{ index: 0, ...delta }] });
+    const chunk = (delta: object) =>
+      JSON.stringify({ id: "c", object: "chat.completion.chunk", model: AIR, choices: [{ index: 0, ...delta }] });
     const body = [
       `: keep-alive\r\n\r\n`,
       `data: ${chunk({ delta: { role: "assistant", content: "Hello" } })}\r\n\r\n`,
@@ -143,7 +160,11 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       `data: [DONE]\r\n\r\n`,
     ].join("");
     await page.route("**/v1/chat/completions", (route) =>
-      route.fulfill({ status: 200, headers: { "content-type": "text/event-stream", "x-request-id": "crlf-framed" }, body }),
+      route.fulfill({
+        status: 200,
+        headers: { "content-type": "text/event-stream", "x-request-id": "crlf-framed" },
+        body,
+      }),
     );
     await send(page, "Frame it with CRLF");
     await page.locator('[data-testid="answer-meta"][data-done="true"]').waitFor();
@@ -156,11 +177,15 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
 
   /** The cost the gateway recorded for one request, from the admin API (polled: usage is written after the stream). */
   async function recordedCost(requestId: string): Promise<number> {
-    const keys = (await (await fetch(`${e2e.url}/admin/keys`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { data: { id: string }[] };
+    const keys = (await (
+      await fetch(`${e2e.url}/admin/keys`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { data: { id: string }[] };
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       for (const k of keys.data) {
-        const rows = (await (await fetch(`${e2e.url}/admin/keys/${k.id}/requests`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { data: { request_id: string; cost_cny: number }[] };
+        const rows = (await (
+          await fetch(`${e2e.url}/admin/keys/${k.id}/requests`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+        ).json()) as { data: { request_id: string; cost_cny: number }[] };
         const row = rows.data.find((r) => r.request_id === requestId);
         if (row) return row.cost_cny;
       }
@@ -177,12 +202,17 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
 
     // Drop a file of about 60,000 characters: several pieces for an 8K-token model. The simulator marker
     // in the text slows each piece's first token, so the map stage is on screen long enough to be seen.
-    const paragraph = (i: number) => `Paragraph ${i}. The gateway keeps the upstream key, counts tokens and streams answers to browsers at the edge. `.repeat(6) + "[[sim: ttft=400]]";
+    const paragraph = (i: number) =>
+      `Paragraph ${i}. The gateway keeps the upstream key, counts tokens and streams answers to browsers at the edge. `.repeat(
+        6,
+      ) + "[[sim: ttft=400]]";
     const text = Array.from({ length: 100 }, (_, i) => paragraph(i + 1)).join("\n\n");
     await page.evaluate((content) => {
       const transfer = new DataTransfer();
       transfer.items.add(new File([content], "report.txt", { type: "text/plain" }));
-      document.getElementById("dropzone")!.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      document
+        .getElementById("dropzone")!
+        .dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
     }, text);
     await expect.poll(() => page.locator("#sum-text").inputValue()).toBe(text);
     expect(await page.locator("#sum-count").textContent()).toContain("report.txt");
@@ -192,7 +222,9 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       const box = document.getElementById("sum-progress")!;
       const seen: string[] = [];
       (window as unknown as { seen: string[] }).seen = seen;
-      new MutationObserver(() => seen.push(`${box.dataset["stage"]} ${box.dataset["done"]}/${box.dataset["total"]}`)).observe(box, { attributes: true });
+      new MutationObserver(() =>
+        seen.push(`${box.dataset["stage"]} ${box.dataset["done"]}/${box.dataset["total"]}`),
+      ).observe(box, { attributes: true });
     });
     await page.getByRole("button", { name: "Summarize", exact: true }).click();
     await page.getByTestId("sum-progress").waitFor();
@@ -202,7 +234,10 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       .locator('[data-testid="summary-meta"][data-done="true"], #sum-output [data-testid="error"]')
       .first()
       .waitFor({ timeout: 45_000 });
-    expect(await page.locator("#sum-output [data-testid=error]").count(), (await page.locator("#sum-output").textContent()) ?? "").toBe(0);
+    expect(
+      await page.locator("#sum-output [data-testid=error]").count(),
+      (await page.locator("#sum-output").textContent()) ?? "",
+    ).toBe(0);
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
     const maps = seen.filter((s) => s.startsWith("map "));
     expect(maps.length).toBeGreaterThan(0);
@@ -231,7 +266,11 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       method: "POST",
       signal: ac.signal,
       headers: { authorization: `Bearer ${low.key}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: FLASH, stream: true, messages: [{ role: "user", content: "hold [[sim: tokens=400 delay=50]]" }] }),
+      body: JSON.stringify({
+        model: FLASH,
+        stream: true,
+        messages: [{ role: "user", content: "hold [[sim: tokens=400 delay=50]]" }],
+      }),
     });
     const reader = held.body!.getReader();
     await reader.read();
@@ -255,10 +294,15 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     }
     // The slot frees once the gateway has seen the held stream go; then the countdown's retry goes through.
     await expect
-      .poll(async () => {
-        const info = (await (await fetch(`${e2e.url}/admin/keys/${low.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { in_flight: Record<string, number> };
-        return Object.values(info.in_flight).reduce((a, b) => a + b, 0);
-      }, { timeout: 15_000 })
+      .poll(
+        async () => {
+          const info = (await (
+            await fetch(`${e2e.url}/admin/keys/${low.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+          ).json()) as { in_flight: Record<string, number> };
+          return Object.values(info.in_flight).reduce((a, b) => a + b, 0);
+        },
+        { timeout: 15_000 },
+      )
       .toBe(0);
     await page.locator('[data-testid="retry"]:not([disabled])').click();
     await page.locator('[data-testid="answer-meta"][data-done="true"]').waitFor();
@@ -279,7 +323,12 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
     const direct = await fetch(`${e2e.url}/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: FLASH, stream: true, max_tokens: 999999, messages: [{ role: "user", content: "Write a book." }] }),
+      body: JSON.stringify({
+        model: FLASH,
+        stream: true,
+        max_tokens: 999999,
+        messages: [{ role: "user", content: "Write a book." }],
+      }),
     });
     const { error } = (await direct.json()) as { error: { code: string; message: string } };
     expect(await card.getByTestId("error-message").textContent()).toBe(error.message);
@@ -321,7 +370,13 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
   });
 
   it("fits a phone (390×844, dark): every control reachable, nothing wider than the screen", async () => {
-    const { page, context, errors } = await open({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: "dark" });
+    const { page, context, errors } = await open({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      colorScheme: "dark",
+    });
     const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     const [r, g, b] = (background.match(/\d+/g) ?? []).map(Number);
     expect(r! + g! + b!).toBeLessThan(120);
@@ -385,7 +440,9 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       while (((await page.locator("#status").textContent()) ?? "") === "…" || lengths.size === 0) {
         lengths.add(((await page.locator("#answer").textContent()) ?? "").length);
         await page.waitForFunction(
-          ([prev]) => (document.getElementById("answer")?.textContent?.length ?? 0) !== prev || document.getElementById("status")?.textContent !== "…",
+          ([prev]) =>
+            (document.getElementById("answer")?.textContent?.length ?? 0) !== prev ||
+            document.getElementById("status")?.textContent !== "…",
           [[...lengths].at(-1)],
         );
       }
@@ -409,10 +466,17 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       const errors = pageErrors(page);
       const preflights: string[] = [];
       page.on("request", (r) => {
-        if (r.url().endsWith("/v1/chat/completions")) preflights.push(Object.keys(r.headers()).filter((h) => h.startsWith("x-stainless")).join(","));
+        if (r.url().endsWith("/v1/chat/completions"))
+          preflights.push(
+            Object.keys(r.headers())
+              .filter((h) => h.startsWith("x-stainless"))
+              .join(","),
+          );
       });
       await page.goto(`${app.url}/sdk.html?q=${encodeURIComponent("Hello from the SDK [[sim: tokens=12 delay=20]]")}`);
-      await page.waitForFunction(() => document.getElementById("status")?.textContent !== "…", undefined, { timeout: 20_000 });
+      await page.waitForFunction(() => document.getElementById("status")?.textContent !== "…", undefined, {
+        timeout: 20_000,
+      });
       expect(await page.locator("#status").textContent(), JSON.stringify(errors)).toBe("done");
       expect(((await page.locator("#answer").textContent()) ?? "").length).toBeGreaterThan(12);
       // The SDK did send its own headers, cross-origin.
@@ -431,7 +495,9 @@ describe.skipIf(!availability.run)("the playground and docs in Chromium", () => 
       await page.goto(app.url);
       await page.getByRole("button", { name: "Ask" }).click();
       await page.waitForFunction(() => document.getElementById("status")?.textContent?.startsWith("error"));
-      expect(await page.locator("#status").textContent()).toBe(`error: 403 1000: this token may only be used from https://elsewhere.example.com, not from ${app.url}`);
+      expect(await page.locator("#status").textContent()).toBe(
+        `error: 403 1000: this token may only be used from https://elsewhere.example.com, not from ${app.url}`,
+      );
     } finally {
       await app.close();
     }

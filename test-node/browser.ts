@@ -20,7 +20,15 @@ export async function launchBrowser(): Promise<Browser> {
   if (reason) throw new Error(reason);
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
   });
 }
 
@@ -28,12 +36,21 @@ export async function launchBrowser(): Promise<Browser> {
  * A context whose requests may only reach loopback: anything else is aborted and remembered, so a test
  * can assert that a page (the playground, the docs) works offline and sends nothing to third parties.
  */
-export async function loopbackContext(browser: Browser, options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; blocked: string[] }> {
+export async function loopbackContext(
+  browser: Browser,
+  options: BrowserContextOptions = {},
+): Promise<{ context: BrowserContext; blocked: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...options });
   const blocked: string[] = [];
   await context.route("**/*", async (route) => {
     const url = new URL(route.request().url());
-    if (url.protocol === "data:" || url.protocol === "blob:" || url.hostname === "127.0.0.1" || url.hostname === "localhost") return route.continue();
+    if (
+      url.protocol === "data:" ||
+      url.protocol === "blob:" ||
+      url.hostname === "127.0.0.1" ||
+      url.hostname === "localhost"
+    )
+      return route.continue();
     blocked.push(url.href);
     return route.abort("blockedbyclient");
   });
@@ -73,7 +90,13 @@ export interface OpenedPage {
 export async function openPage(
   browser: Browser,
   url: string,
-  o: { name: string; textOf: string; gatewayOutput: () => string; options?: BrowserContextOptions; onPage?: (page: Page) => void },
+  o: {
+    name: string;
+    textOf: string;
+    gatewayOutput: () => string;
+    options?: BrowserContextOptions;
+    onPage?: (page: Page) => void;
+  },
 ): Promise<OpenedPage> {
   const { context, blocked } = await loopbackContext(browser, o.options);
   context.setDefaultTimeout(20_000);
@@ -82,7 +105,14 @@ export async function openPage(
   o.onPage?.(page);
   onTestFailed(async ({ task }) => {
     await shot(page, `${o.name}-${task.name.replace(/\W+/g, "-").slice(0, 60)}`, true).catch(() => undefined);
-    console.error(`page text:\n${await page.locator(o.textOf).innerText().catch(() => "(page closed)")}\nconsole errors: ${JSON.stringify(errors)}\ngateway output:\n${o.gatewayOutput().slice(-6000)}`);
+    console.error(
+      `page text:\n${await page
+        .locator(o.textOf)
+        .innerText()
+        .catch(
+          () => "(page closed)",
+        )}\nconsole errors: ${JSON.stringify(errors)}\ngateway output:\n${o.gatewayOutput().slice(-6000)}`,
+    );
   });
   const res = await page.goto(url);
   expect(res?.status()).toBe(200);

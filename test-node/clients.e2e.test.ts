@@ -88,7 +88,11 @@ describe("Zhipu's Node SDK (bare JWT, no Bearer) through the gateway", () => {
   });
 
   it("is refused with a wrong secret", async () => {
-    const ai = new ZhipuAI({ apiKey: `${key.split(".")[0]}.wrongwrongwrongwrongwrongwrong`, baseUrl: `${e2e.url}/api/paas/v4`, cacheToken: false });
+    const ai = new ZhipuAI({
+      apiKey: `${key.split(".")[0]}.wrongwrongwrongwrongwrongwrong`,
+      baseUrl: `${e2e.url}/api/paas/v4`,
+      cacheToken: false,
+    });
     const err = await ai
       .createCompletions({ model: "glm-4-flash-250414", messages: [{ role: "user", content: "x" }], stream: false })
       .catch((e: unknown) => e);

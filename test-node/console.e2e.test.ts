@@ -13,7 +13,13 @@ if (!availability.run) console.warn(availability.reason);
 
 const AIR = "glm-4-air-250414";
 const PLUS = "glm-4-plus";
-const PHONE: BrowserContextOptions = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: "dark" };
+const PHONE: BrowserContextOptions = {
+  viewport: { width: 390, height: 844 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+  colorScheme: "dark",
+};
 
 describe.skipIf(!availability.run)("the operator console in Chromium", () => {
   let e2e: E2E;
@@ -33,7 +39,10 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
 
   async function open(options: BrowserContextOptions = {}) {
     const opened = await openPage(browser, `${e2e.url}/console`, {
-      name: "console-failed", textOf: "body", gatewayOutput: () => e2e.gateway.output(), options,
+      name: "console-failed",
+      textOf: "body",
+      gatewayOutput: () => e2e.gateway.output(),
+      options,
       onPage: (page) => page.on("request", (r) => urls.push(r.url())),
     });
     expect(new URL(opened.page.url()).pathname).toBe("/console/");
@@ -56,7 +65,8 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     expect(urls.filter((u) => u.includes(ADMIN_TOKEN) || u.includes(encodeURIComponent(ADMIN_TOKEN)))).toEqual([]);
   }
 
-  const unexpected = (errors: string[]) => errors.filter((e) => !/^Failed to load resource: the server responded with a status of \d{3}/.test(e));
+  const unexpected = (errors: string[]) =>
+    errors.filter((e) => !/^Failed to load resource: the server responded with a status of \d{3}/.test(e));
   const noSideScroll = (page: Page) => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 
   function chat(key: string, model: string, content: string, stream = false): Promise<Response> {
@@ -68,11 +78,15 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
   }
 
   async function keyInfo(id: string): Promise<{ fallback_models: string[] | null; max_upstream_share: number | null }> {
-    return (await (await fetch(`${e2e.url}/admin/keys/${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as never;
+    return (await (
+      await fetch(`${e2e.url}/admin/keys/${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as never;
   }
 
   async function usageToday(id: string): Promise<{ cost_cny: number; requests: number }> {
-    const res = await fetch(`${e2e.url}/admin/usage?key_id=${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const res = await fetch(`${e2e.url}/admin/usage?key_id=${id}`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
     const body = (await res.json()) as { by_day: { day: string; cost_cny: number; requests: number }[] };
     return body.by_day.find((d) => d.day === new Date().toISOString().slice(0, 10)) ?? { cost_cny: 0, requests: 0 };
   }
@@ -87,7 +101,9 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     // A wrong token: the API's own message, and back to the sign-in form.
     await page.getByLabel("Admin token").fill("not-the-token");
     await page.getByRole("button", { name: "Open" }).click();
-    await expect.poll(() => page.locator("#signin-error").textContent()).toContain("authentication failed: admin routes need the admin token");
+    await expect
+      .poll(() => page.locator("#signin-error").textContent())
+      .toContain("authentication failed: admin routes need the admin token");
     expect(await page.evaluate(() => window.sessionStorage.length)).toBe(0);
     await signIn(page);
     await shot(page, "console-01-keys-empty");
@@ -98,7 +114,9 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     await dialog.getByLabel("Name").fill("checkout");
     await dialog.getByLabel("Max concurrency").fill("0");
     await dialog.getByRole("button", { name: "Create key" }).click();
-    await expect.poll(() => dialog.getByTestId("api-error").textContent()).toMatch(/400 · 121\d.*invalid field max_concurrency/s);
+    await expect
+      .poll(() => dialog.getByTestId("api-error").textContent())
+      .toMatch(/400 · 121\d.*invalid field max_concurrency/s);
     await dialog.getByLabel("Max concurrency").fill("2");
     await dialog.getByLabel("Daily budget (CNY)").fill("0.5");
     await dialog.getByLabel("Fallback models").fill(PLUS);
@@ -142,7 +160,10 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     expect(await card.textContent()).toContain("at limit");
     // Polled: a snapshot may read the guards before the keys' objects, so the account can lag a refresh behind.
     await expect
-      .poll(async () => Number(await page.getByTestId(`account-${AIR}`).getByTestId("gauge").getAttribute("data-value")), { timeout: 8_000 })
+      .poll(
+        async () => Number(await page.getByTestId(`account-${AIR}`).getByTestId("gauge").getAttribute("data-value")),
+        { timeout: 8_000 },
+      )
       .toBeGreaterThanOrEqual(2);
     expect((await chat(key, AIR, "a third one")).status).toBe(429);
     await shot(page, "console-03-live-load-at-limit");
@@ -153,7 +174,8 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     expect(await row.textContent()).toContain("just now");
 
     // Spend: a few paid requests; today's total and the chart follow without a reload.
-    for (let i = 0; i < 3; i++) expect((await chat(key, PLUS, `spend ${i} [[sim: tokens=${40 + i * 10}]]`)).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await chat(key, PLUS, `spend ${i} [[sim: tokens=${40 + i * 10}]]`)).status).toBe(200);
     // Two streams and three plain requests reached upstream (the refused third stream did not).
     await expect.poll(async () => (await usageToday(id)).requests).toBe(5);
     const today = await usageToday(id);
@@ -182,11 +204,21 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     // One key's spend; the CSV export of what is shown.
     await page.getByLabel("Keys shown").selectOption(id);
     await expect.poll(() => page.getByTestId("spend-today-cost").textContent()).toBe(await todayCost.textContent());
-    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Download CSV" }).click(),
+    ]);
     expect(download.suggestedFilename()).toMatch(/^glm-edge-usage-.*\.csv$/);
-    const csv = readFileSync((await download.path())!, "utf8").trim().split("\r\n");
-    expect(csv[0]).toBe("day,key_id,key_name,model,requests,prompt_tokens,completion_tokens,cached_tokens,cost_cny,estimated,errors,incomplete");
-    expect(csv.slice(1).map((l) => l.split(",").slice(1, 5))).toEqual([[id, "checkout", AIR, "2"], [id, "checkout", PLUS, "3"]]);
+    const csv = readFileSync((await download.path())!, "utf8")
+      .trim()
+      .split("\r\n");
+    expect(csv[0]).toBe(
+      "day,key_id,key_name,model,requests,prompt_tokens,completion_tokens,cached_tokens,cost_cny,estimated,errors,incomplete",
+    );
+    expect(csv.slice(1).map((l) => l.split(",").slice(1, 5))).toEqual([
+      [id, "checkout", AIR, "2"],
+      [id, "checkout", PLUS, "3"],
+    ]);
 
     // Recent requests of the key.
     await page.getByRole("tab", { name: "Requests" }).click();
@@ -202,13 +234,18 @@ describe.skipIf(!availability.run)("the operator console in Chromium", () => {
     await page.getByRole("button", { name: "Edit glm-4-airx" }).click();
     await dialog.getByLabel("Input price (CNY per 1M tokens)", { exact: true }).fill("-1");
     await dialog.getByRole("button", { name: "Save" }).click();
-    await expect.poll(() => dialog.getByTestId("api-error").textContent()).toMatch(/400 · 121\d.*invalid field pricing\.input/s);
+    await expect
+      .poll(() => dialog.getByTestId("api-error").textContent())
+      .toMatch(/400 · 121\d.*invalid field pricing\.input/s);
     await dialog.getByLabel("Input price (CNY per 1M tokens)", { exact: true }).fill("12");
     await dialog.getByLabel("V3 limit (in flight)").fill("77");
     await dialog.getByRole("button", { name: "Save" }).click();
     await expect.poll(() => page.getByTestId("model-row-glm-4-airx").textContent()).toContain("¥12 / 1M");
     expect(await page.getByTestId("model-row-glm-4-airx").textContent()).toContain("/ 77");
-    const catalog = (await (await fetch(`${e2e.url}/v1/models/glm-4-airx`)).json()) as { pricing: { input: number }; concurrency: { V3: number } };
+    const catalog = (await (await fetch(`${e2e.url}/v1/models/glm-4-airx`)).json()) as {
+      pricing: { input: number };
+      concurrency: { V3: number };
+    };
     expect(catalog).toMatchObject({ pricing: { input: 12 }, concurrency: { V3: 77 } });
     await shot(page, "console-06-catalog");
 

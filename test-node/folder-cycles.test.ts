@@ -24,14 +24,18 @@ async function lint(files: Record<string, string>): Promise<Record<string, strin
   const eslint = new ESLint({
     cwd: dir,
     overrideConfigFile: true,
-    overrideConfig: [{
-      files: ["src/**/*.js"],
-      plugins: { house: { rules: { "folder-cycles": folderCycles } } },
-      rules: { "house/folder-cycles": ["error", { root: "src" }] },
-    }],
+    overrideConfig: [
+      {
+        files: ["src/**/*.js"],
+        plugins: { house: { rules: { "folder-cycles": folderCycles } } },
+        rules: { "house/folder-cycles": ["error", { root: "src" }] },
+      },
+    ],
   });
   const results = await eslint.lintFiles(["src/**/*.js"]);
-  return Object.fromEntries(results.map((r) => [path.relative(path.join(dir!, "src"), r.filePath), r.messages.map((m) => m.message)]));
+  return Object.fromEntries(
+    results.map((r) => [path.relative(path.join(dir!, "src"), r.filePath), r.messages.map((m) => m.message)]),
+  );
 }
 
 describe("folder-cycles lint rule", () => {
@@ -48,11 +52,15 @@ describe("folder-cycles lint rule", () => {
   it("reports both imports of a two-folder cycle, naming the way back", async () => {
     const out = await lint({
       "a/one.js": 'import { b } from "../b/one.js"; export const a = b;',
-      "b/one.js": 'export const b = 1;',
+      "b/one.js": "export const b = 1;",
       "b/two.js": 'import { a } from "../a/one.js"; export const c = a;',
     });
-    expect(out["a/one.js"]).toEqual(["import cycle between folders: a/ → b/ → a/ (the way back: b/two.js → ../a/one.js)"]);
-    expect(out["b/two.js"]).toEqual(["import cycle between folders: b/ → a/ → b/ (the way back: a/one.js → ../b/one.js)"]);
+    expect(out["a/one.js"]).toEqual([
+      "import cycle between folders: a/ → b/ → a/ (the way back: b/two.js → ../a/one.js)",
+    ]);
+    expect(out["b/two.js"]).toEqual([
+      "import cycle between folders: b/ → a/ → b/ (the way back: a/one.js → ../b/one.js)",
+    ]);
     expect(out["b/one.js"]).toEqual([]);
   });
 
@@ -60,7 +68,7 @@ describe("folder-cycles lint rule", () => {
     const out = await lint({
       "a/one.js": 'export * from "../config.js";',
       "config.js": 'import { z } from "./b/zod.js"; export const c = z;',
-      "b/zod.js": 'export const z = 1;',
+      "b/zod.js": "export const z = 1;",
       "b/mid.js": 'import("../a/one.js"); export const m = 1;',
     });
     expect(out["a/one.js"]).toEqual([expect.stringContaining("a/ → config.js → b/ → a/")]);

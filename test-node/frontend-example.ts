@@ -46,7 +46,11 @@ export interface FrontendApp {
  * @param key the back end's gateway key
  * @param mint the body sent to POST /v1/tokens; the default binds the token to this app's origin
  */
-export async function startFrontendApp(gateway: string, key: string, mint?: (origin: string) => Record<string, unknown>): Promise<FrontendApp> {
+export async function startFrontendApp(
+  gateway: string,
+  key: string,
+  mint?: (origin: string) => Record<string, unknown>,
+): Promise<FrontendApp> {
   const html = readFileSync(PAGE, "utf8");
   if (!html.includes(EXAMPLE_GATEWAY)) throw new Error(`${PAGE} no longer names ${EXAMPLE_GATEWAY}`);
   let origin = "";

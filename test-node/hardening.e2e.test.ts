@@ -16,7 +16,11 @@ afterAll(async () => {
 });
 
 const FLASH = "glm-4-flash-250414";
-const chatBody = (content: string, extra: Record<string, unknown> = {}) => ({ model: FLASH, messages: [{ role: "user", content }], ...extra });
+const chatBody = (content: string, extra: Record<string, unknown> = {}) => ({
+  model: FLASH,
+  messages: [{ role: "user", content }],
+  ...extra,
+});
 
 function call(path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${e2e.url}${path}`, {
@@ -48,7 +52,12 @@ describe("failed authentication is rate limited", () => {
     const statuses: number[] = [];
     let over: Response | undefined;
     for (let i = 0; i <= 40 && !over; i++) {
-      const res = await call("/v1/usage", i % 2 ? "Bearer not-a-key" : `Bearer ${"0".repeat(31)}${i % 10}.${"x".repeat(24)}`, undefined, { "cf-connecting-ip": ip });
+      const res = await call(
+        "/v1/usage",
+        i % 2 ? "Bearer not-a-key" : `Bearer ${"0".repeat(31)}${i % 10}.${"x".repeat(24)}`,
+        undefined,
+        { "cf-connecting-ip": ip },
+      );
       if (res.status === 429) over = res;
       else {
         statuses.push(res.status);
@@ -60,13 +69,24 @@ describe("failed authentication is rate limited", () => {
     expect(over?.status).toBe(429);
     if (!over) return;
     expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
-    expect(await errorOf(over)).toMatchObject({ code: "429", message: expect.stringContaining("too many failed authentication") });
+    expect(await errorOf(over)).toMatchObject({
+      code: "429",
+      message: expect.stringContaining("too many failed authentication"),
+    });
     // A key this gateway has not yet seen succeed is refused from that IP too: nothing reaches its object.
     const before = e2e.sim.sim.stats().total;
-    expect((await call("/v1/chat/completions", `Bearer ${good.key}`, chatBody("x [[sim: tokens=1]]"), { "cf-connecting-ip": ip })).status).toBe(429);
+    expect(
+      (
+        await call("/v1/chat/completions", `Bearer ${good.key}`, chatBody("x [[sim: tokens=1]]"), {
+          "cf-connecting-ip": ip,
+        })
+      ).status,
+    ).toBe(429);
     expect(e2e.sim.sim.stats().total).toBe(before);
     // Other clients are not affected.
-    const elsewhere = await call("/v1/chat/completions", `Bearer ${good.key}`, chatBody("x [[sim: tokens=1]]"), { "cf-connecting-ip": "198.51.100.78" });
+    const elsewhere = await call("/v1/chat/completions", `Bearer ${good.key}`, chatBody("x [[sim: tokens=1]]"), {
+      "cf-connecting-ip": "198.51.100.78",
+    });
     expect(elsewhere.status).toBe(200);
     await elsewhere.text();
   });
@@ -75,8 +95,12 @@ describe("failed authentication is rate limited", () => {
 describe("browser tokens", () => {
   it("are refused (403) on async jobs and /v1/usage, and work on chat", async () => {
     const k = await e2e.createKey();
-    const { token } = (await (await call("/v1/tokens", `Bearer ${k.key}`, { ttl_seconds: 60 })).json()) as { token: string };
-    const job = (await (await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("mine [[sim: tokens=1]]"))).json()) as { id: string };
+    const { token } = (await (await call("/v1/tokens", `Bearer ${k.key}`, { ttl_seconds: 60 })).json()) as {
+      token: string;
+    };
+    const job = (await (
+      await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("mine [[sim: tokens=1]]"))
+    ).json()) as { id: string };
     const refused = [
       await call("/v1/usage", `Bearer ${token}`),
       await call("/v1/async/chat/completions", `Bearer ${token}`, chatBody("x [[sim: tokens=1]]")),
@@ -84,7 +108,12 @@ describe("browser tokens", () => {
       await call(`/v1/async-result/${job.id}`, `Bearer ${token}`),
       await call("/v1/tokens", `Bearer ${token}`, {}),
     ];
-    for (const res of refused) expect(await errorOf(res), res.url).toMatchObject({ status: 403, code: "1000", message: expect.stringContaining("a browser token cannot") });
+    for (const res of refused)
+      expect(await errorOf(res), res.url).toMatchObject({
+        status: 403,
+        code: "1000",
+        message: expect.stringContaining("a browser token cannot"),
+      });
     const ok = await call("/v1/chat/completions", `Bearer ${token}`, chatBody("hi [[sim: tokens=2]]"));
     expect(ok.status).toBe(200);
     await ok.text();
@@ -96,10 +125,14 @@ describe("async submissions are bounded", () => {
     // The job spends; then the key's limit is set below what it spent (a job's worst case is reserved at
     // admission, so a limit this small would refuse the job itself).
     const k = await e2e.createKey();
-    const first = (await (await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("spend [[sim: tokens=30]]"))).json()) as { id: string };
+    const first = (await (
+      await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("spend [[sim: tokens=30]]"))
+    ).json()) as { id: string };
     expect(await settled(k.key, first.id)).toMatchObject({ task_status: "SUCCESS" });
     const patched = await fetch(`${e2e.url}/admin/keys/${k.id}`, {
-      method: "PATCH", headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ daily_token_limit: 20 }),
+      method: "PATCH",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ daily_token_limit: 20 }),
     });
     expect(patched.status).toBe(200);
     const res = await call("/v1/async/chat/completions", `Bearer ${k.key}`, chatBody("more [[sim: tokens=1]]"));
@@ -119,7 +152,9 @@ describe("async submissions are bounded", () => {
     expect(await settled(k.key, a.id)).toMatchObject({ task_status: "SUCCESS", attempts: 1 });
     expect(await settled(k.key, b.id)).toMatchObject({ task_status: "SUCCESS" });
     // The replayed submission ran once upstream.
-    const logged = (await (await fetch(`${e2e.sim.url}/_sim/requests?limit=1000`)).json()) as { request_id: string | null }[];
+    const logged = (await (await fetch(`${e2e.sim.url}/_sim/requests?limit=1000`)).json()) as {
+      request_id: string | null;
+    }[];
     expect(logged.filter((r) => r.request_id === `e2e-1-${k.id}`)).toHaveLength(1);
   });
 });

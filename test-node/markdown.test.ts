@@ -26,7 +26,11 @@ class FakeNode {
 function html(node: FakeNode | string): string {
   if (typeof node === "string") return node;
   const inner = node.children.map(html).join("");
-  const attrs = node["href"] ? ` href=${String(node["href"])}` : node.dataset["lang"] ? ` lang=${node.dataset["lang"]}` : "";
+  const attrs = node["href"]
+    ? ` href=${String(node["href"])}`
+    : node.dataset["lang"]
+      ? ` lang=${node.dataset["lang"]}`
+      : "";
   return node.tag === "#fragment" ? inner : `<${node.tag}${attrs}>${inner}</${node.tag}>`;
 }
 
@@ -43,13 +47,22 @@ beforeAll(async () => {
 
 describe("renderMarkdown", () => {
   it.each([
-    ["**bold** and __bold__, *it* and _it_, `code`", "<p><strong>bold</strong> and <strong>bold</strong>, <em>it</em> and <em>it</em>, <code>code</code></p>"],
+    [
+      "**bold** and __bold__, *it* and _it_, `code`",
+      "<p><strong>bold</strong> and <strong>bold</strong>, <em>it</em> and <em>it</em>, <code>code</code></p>",
+    ],
     ["see [the docs](https://example.com/a_b) now", "<p>see <a href=https://example.com/a_b>the docs</a> now</p>"],
-    ["[[a](http://x.y) [no](ftp://x) [bad](http://) [sp](http://a b)", "<p><a href=http://x.y>[a</a> [no](ftp://x) [bad](http://) [sp](http://a b)</p>"],
+    [
+      "[[a](http://x.y) [no](ftp://x) [bad](http://) [sp](http://a b)",
+      "<p><a href=http://x.y>[a</a> [no](ftp://x) [bad](http://) [sp](http://a b)</p>",
+    ],
     ["snake_case_name and 2*3*4 and * not *", "<p>snake_case_name and 2*3*4 and * not *</p>"],
     ["**bold _with it_** `a*b*c`", "<p><strong>bold <em>with it</em></strong> <code>a*b*c</code></p>"],
     ["# Title\n\n- one\n- two\n\n1. first", "<h2>Title</h2><ul><li>one</li><li>two</li></ul><ol><li>first</li></ol>"],
-    ["```js\nlet a = 1;\n```\n> quoted\n> more", "<pre><code lang=js>let a = 1;</code></pre><blockquote><p>quoted<br></br>more</p></blockquote>"],
+    [
+      "```js\nlet a = 1;\n```\n> quoted\n> more",
+      "<pre><code lang=js>let a = 1;</code></pre><blockquote><p>quoted<br></br>more</p></blockquote>",
+    ],
     ["``` not a fence !\ntext", "<p>``` not a fence !</p><p>text</p>"],
   ])("%j", (text, expected) => {
     expect(html(render(text))).toBe(expected);
@@ -63,7 +76,13 @@ describe("renderMarkdown", () => {
 
   it("renders any 16K-character answer in well under 50 ms (time linear in its length)", () => {
     const n = 16_000;
-    const answer = Array.from({ length: 400 }, (_, i) => `${i % 10 === 0 ? "## Part " : ""}Line ${i} has **bold**, _it_, \`code\` and [a link](https://example.com/${i}).`).join("\n").slice(0, n);
+    const answer = Array.from(
+      { length: 400 },
+      (_, i) =>
+        `${i % 10 === 0 ? "## Part " : ""}Line ${i} has **bold**, _it_, \`code\` and [a link](https://example.com/${i}).`,
+    )
+      .join("\n")
+      .slice(0, n);
     const hostile = {
       answer,
       brackets: "[".repeat(n),

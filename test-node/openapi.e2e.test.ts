@@ -19,7 +19,11 @@ afterAll(async () => {
 
 /** What the build writes, generated now in a process of its own. */
 function freshDocument(): Record<string, unknown> {
-  const out = execFileSync(process.execPath, ["--experimental-transform-types", "--disable-warning=ExperimentalWarning", "scripts/openapi.ts", "--stdout"], { cwd: ROOT, encoding: "utf8" });
+  const out = execFileSync(
+    process.execPath,
+    ["--experimental-transform-types", "--disable-warning=ExperimentalWarning", "scripts/openapi.ts", "--stdout"],
+    { cwd: ROOT, encoding: "utf8" },
+  );
   return JSON.parse(out) as Record<string, unknown>;
 }
 
@@ -37,7 +41,10 @@ describe("/openapi.json under wrangler dev", () => {
     let at = 0;
     while (at < a.length && a[at] === b[at]) at++;
     // The documents are 100 KiB: on a difference, show where, not both whole.
-    expect(a === b, `served and fresh differ at ${at}: …${a.slice(at - 60, at + 60)}… vs …${b.slice(at - 60, at + 60)}…`).toBe(true);
+    expect(
+      a === b,
+      `served and fresh differ at ${at}: …${a.slice(at - 60, at + 60)}… vs …${b.slice(at - 60, at + 60)}…`,
+    ).toBe(true);
   });
 
   it("/docs renders it", async () => {

@@ -38,14 +38,20 @@ async function post(path: string, apiKey: string, body: unknown): Promise<Respon
   });
 }
 
-async function submit(apiKey: string, body: unknown, path = "/v1/async/chat/completions"): Promise<{ id: string; request_id: string; model: string; task_status: string }> {
+async function submit(
+  apiKey: string,
+  body: unknown,
+  path = "/v1/async/chat/completions",
+): Promise<{ id: string; request_id: string; model: string; task_status: string }> {
   const res = await post(path, apiKey, body);
   expect(res.status, await res.clone().text()).toBe(200);
   return (await res.json()) as never;
 }
 
 async function poll(apiKey: string, id: string): Promise<JobView> {
-  const res = await fetch(`${e2e.url}/api/paas/v4/async-result/${id}`, { headers: { authorization: `Bearer ${apiKey}` } });
+  const res = await fetch(`${e2e.url}/api/paas/v4/async-result/${id}`, {
+    headers: { authorization: `Bearer ${apiKey}` },
+  });
   expect(res.status).toBe(200);
   return (await res.json()) as JobView;
 }
@@ -55,7 +61,9 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs =
   let v = await fn();
   while (!ok(v)) {
     if (Date.now() > end) {
-      throw new Error(`timed out waiting; last value: ${JSON.stringify(v).slice(0, 500)}\ngateway output:\n${e2e.gateway.output().slice(-3000)}`);
+      throw new Error(
+        `timed out waiting; last value: ${JSON.stringify(v).slice(0, 500)}\ngateway output:\n${e2e.gateway.output().slice(-3000)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
     v = await fn();
@@ -63,7 +71,8 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs =
   return v;
 }
 
-const finished = (v: JobView) => v.task_status !== "PROCESSING" && v.webhook?.state !== "pending" && v.webhook?.state !== "not_started";
+const finished = (v: JobView) =>
+  v.task_status !== "PROCESSING" && v.webhook?.state !== "pending" && v.webhook?.state !== "not_started";
 
 function chatBody(content: string, extra: Json = {}): Json {
   return { model: "glm-4-flash-250414", messages: [{ role: "user", content }], ...extra };
@@ -76,7 +85,10 @@ const received = (name: string) => receiver.received(`${name}-${run}`);
 
 describe("async jobs end to end", () => {
   it("submit, process, poll, and a webhook the receiver verifies with standardwebhooks", async () => {
-    const task = await submit(key.key, chatBody("e2e job [[sim: tokens=8]]", { callback_url: hook("basic"), metadata: { order: "A-1" } }));
+    const task = await submit(
+      key.key,
+      chatBody("e2e job [[sim: tokens=8]]", { callback_url: hook("basic"), metadata: { order: "A-1" } }),
+    );
     expect(task.task_status).toBe("PROCESSING");
     const done = await until(() => poll(key.key, task.id), finished);
     expect(done).toMatchObject({ task_status: "SUCCESS", usage: { completion_tokens: 8 }, metadata: { order: "A-1" } });
@@ -91,7 +103,10 @@ describe("async jobs end to end", () => {
   });
 
   it("keeps delivering while the receiver fails, with the same webhook-id, until it answers 2xx", async () => {
-    const task = await submit(key.key, chatBody("flaky receiver [[sim: tokens=3]]", { callback_url: hook("flaky", "fail=3&status=500") }));
+    const task = await submit(
+      key.key,
+      chatBody("flaky receiver [[sim: tokens=3]]", { callback_url: hook("flaky", "fail=3&status=500") }),
+    );
     const done = await until(() => poll(key.key, task.id), finished);
     expect(done.webhook!.state).toBe("delivered");
     expect(done.webhook!.deliveries.map((d) => d.status)).toEqual([500, 500, 500, 204]);
@@ -116,8 +131,14 @@ describe("async jobs end to end", () => {
     const reader = stream.body!.getReader();
     await reader.read();
 
-    const task = await submit(narrow.key, chatBody("behind the stream [[sim: tokens=2]]", { callback_url: hook("slot") }));
-    const waiting = await until(() => poll(narrow.key, task.id), (v) => v.last_error?.code === "1302");
+    const task = await submit(
+      narrow.key,
+      chatBody("behind the stream [[sim: tokens=2]]", { callback_url: hook("slot") }),
+    );
+    const waiting = await until(
+      () => poll(narrow.key, task.id),
+      (v) => v.last_error?.code === "1302",
+    );
     expect(waiting.task_status).toBe("PROCESSING");
     expect(received("slot")).toEqual([]);
 
@@ -130,12 +151,20 @@ describe("async jobs end to end", () => {
   });
 
   it("loses nothing when the upstream is briefly down: the job retries and succeeds", async () => {
-    const config = (body: Json) => fetch(`${e2e.sim.url}/_sim/config`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const config = (body: Json) =>
+      fetch(`${e2e.sim.url}/_sim/config`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     await config({ chaos: { seed: 7, errorRate: 1 } });
     let restored = false;
     try {
       const task = await submit(key.key, chatBody("upstream down [[sim: tokens=3]]", { callback_url: hook("down") }));
-      const failing = await until(() => poll(key.key, task.id), (v) => v.last_error !== undefined);
+      const failing = await until(
+        () => poll(key.key, task.id),
+        (v) => v.last_error !== undefined,
+      );
       expect(["1305", "500"]).toContain(failing.last_error!.code);
       await config({ chaos: null });
       restored = true;
@@ -151,26 +180,47 @@ describe("async jobs end to end", () => {
 
   it("runs a summarize job and signs its result", async () => {
     const text = "Async jobs let integrations with short timeouts submit work and be called back.\n".repeat(30);
-    const task = await submit(key.key, { text, style: "bullets", callback_url: hook("summary") }, "/api/paas/v4/async/summarize");
+    const task = await submit(
+      key.key,
+      { text, style: "bullets", callback_url: hook("summary") },
+      "/api/paas/v4/async/summarize",
+    );
     const done = await until(() => poll(key.key, task.id), finished);
-    expect(done).toMatchObject({ task_status: "SUCCESS", kind: "summarize", summary: expect.any(String), chunks: expect.any(Number) });
+    expect(done).toMatchObject({
+      task_status: "SUCCESS",
+      kind: "summarize",
+      summary: expect.any(String),
+      chunks: expect.any(Number),
+    });
     const [h] = received("summary");
-    expect(new Webhook(key.webhook_secret).verify(h!.body, h!.headers)).toMatchObject({ id: task.id, summary: done["summary"] });
+    expect(new Webhook(key.webhook_secret).verify(h!.body, h!.headers)).toMatchObject({
+      id: task.id,
+      summary: done["summary"],
+    });
   });
 
   it("keeps jobs private to their key", async () => {
     const other = await e2e.createKey();
     const task = await submit(key.key, chatBody("private [[sim: tokens=2]]"));
-    const res = await fetch(`${e2e.url}/v1/async-result/${task.id}`, { headers: { authorization: `Bearer ${other.key}` } });
+    const res = await fetch(`${e2e.url}/v1/async-result/${task.id}`, {
+      headers: { authorization: `Bearer ${other.key}` },
+    });
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: { code: "404" } });
   });
 
   it("refuses callback URLs aimed at metadata or hidden behind userinfo, even in development mode", async () => {
-    for (const url of ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/", "http://metadata.google.internal/", "https://example.com@127.0.0.1/"]) {
+    for (const url of [
+      "http://169.254.169.254/latest/meta-data/",
+      "http://[::ffff:a9fe:a9fe]/",
+      "http://metadata.google.internal/",
+      "https://example.com@127.0.0.1/",
+    ]) {
       const res = await post("/v1/async/chat/completions", key.key, chatBody("x", { callback_url: url }));
       expect(res.status, url).toBe(400);
-      expect(await res.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("callback_url") } });
+      expect(await res.json()).toMatchObject({
+        error: { code: "1214", message: expect.stringContaining("callback_url") },
+      });
     }
   });
 });

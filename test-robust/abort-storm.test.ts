@@ -39,7 +39,14 @@ describe("abort storm", () => {
     const started = performance.now();
     const hangs: string[] = [];
     const results = await pool(STREAMS, CONCURRENCY, (i) =>
-      chat(e, { key: key.key, content: `storm ${i} [[sim: tokens=${TOKENS} delay=10]]`, stream: true, requestId: `storm-${i}`, abort: points[i]!, timeoutMs: STREAM_TIMEOUT_MS }).catch((err: unknown) => {
+      chat(e, {
+        key: key.key,
+        content: `storm ${i} [[sim: tokens=${TOKENS} delay=10]]`,
+        stream: true,
+        requestId: `storm-${i}`,
+        abort: points[i]!,
+        timeoutMs: STREAM_TIMEOUT_MS,
+      }).catch((err: unknown) => {
         hangs.push(`storm-${i} ${JSON.stringify(points[i])}: ${String(err)}`);
         return undefined;
       }),
@@ -70,6 +77,7 @@ describe("abort storm", () => {
     expect(reached.filter((r) => !recorded.has(r.request_id)).map((r) => r.request_id)).toEqual([]);
     expect(rows.filter((r) => r.ended !== "client_abort" && r.ended !== "completed")).toEqual([]);
     // A request recorded as completed had its whole answer read by the gateway: its tokens are GLM's own.
-    for (const r of rows.filter((x) => x.ended === "completed")) expect(r).toMatchObject({ estimated: false, completion_tokens: TOKENS });
+    for (const r of rows.filter((x) => x.ended === "completed"))
+      expect(r).toMatchObject({ estimated: false, completion_tokens: TOKENS });
   });
 });

@@ -5,7 +5,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startE2E, type E2E } from "../test-support/harness.ts";
 import { pool, streamRequest } from "../test-support/http.ts";
-import { REPORTED_DISCONNECT_BOUND_MS, chat, healthy, isGlmError, pollUntil, quiet, sseData, usageRows, usageTotals, type UsageRow } from "./helpers.ts";
+import {
+  REPORTED_DISCONNECT_BOUND_MS,
+  chat,
+  healthy,
+  isGlmError,
+  pollUntil,
+  quiet,
+  sseData,
+  usageRows,
+  usageTotals,
+  type UsageRow,
+} from "./helpers.ts";
 
 const REQUESTS = 400;
 const CONCURRENCY = 20;
@@ -21,7 +32,12 @@ beforeAll(async () => {
   // successes, so the suite could no longer see every kind of ending. It is about how each request ends and
   // what is recorded for it: one attempt per request, circuits closed (test/pool.test.ts covers both).
   e = await startE2E({
-    vars: { GLM_ACCOUNT_TIER: "V3", UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS), UPSTREAM_CIRCUIT_FAILURES: "1000000", UPSTREAM_MAX_ATTEMPTS: "1" },
+    vars: {
+      GLM_ACCOUNT_TIER: "V3",
+      UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
+      UPSTREAM_CIRCUIT_FAILURES: "1000000",
+      UPSTREAM_MAX_ATTEMPTS: "1",
+    },
   });
 });
 
@@ -40,7 +56,11 @@ function classify(r: Awaited<ReturnType<typeof chat>>, stream: boolean): Seen | 
   if (!r.complete) return "answer never ended";
   if (r.status !== 200) {
     if (!isGlmError(r.body)) return `status ${r.status} without a GLM error body: ${r.body.slice(0, 200)}`;
-    return { kind: "error status", status: r.status, code: (JSON.parse(r.body) as { error: { code: string } }).error.code };
+    return {
+      kind: "error status",
+      status: r.status,
+      code: (JSON.parse(r.body) as { error: { code: string } }).error.code,
+    };
   }
   if (!stream) {
     const body = JSON.parse(r.body) as { usage?: { prompt_tokens: number; completion_tokens: number } };
@@ -53,7 +73,8 @@ function classify(r: Awaited<ReturnType<typeof chat>>, stream: boolean): Seen | 
     return final.usage ? { kind: "done", usage: final.usage } : "[DONE] without a final chunk carrying usage";
   }
   if (events.includes("[DONE]")) return "[DONE] before the end of the stream";
-  if (last === undefined || !isGlmError(last)) return `stream ended without [DONE] or an in-band error: …${r.body.slice(-200)}`;
+  if (last === undefined || !isGlmError(last))
+    return `stream ended without [DONE] or an in-band error: …${r.body.slice(-200)}`;
   return { kind: "in-band error", code: (JSON.parse(last) as { error: { code: string } }).error.code };
 }
 
@@ -68,7 +89,11 @@ function expectRecord(row: UsageRow | undefined, seen: Seen): void {
     expect(["upstream_break", "timeout", "upstream_error"]).toContain(row!.ended);
   } else if (seen.status === 502 || seen.status === 504) {
     // The gateway's own answer for an upstream that broke or hung before answering: tokens estimated.
-    expect(row).toMatchObject({ status: seen.status, ended: seen.status === 504 ? "timeout" : "upstream_break", estimated: true });
+    expect(row).toMatchObject({
+      status: seen.status,
+      ended: seen.status === 504 ? "timeout" : "upstream_break",
+      estimated: true,
+    });
   } else {
     // GLM's own error answer, passed through: nothing was generated.
     expect(row).toMatchObject({ status: seen.status, ended: "upstream_error", estimated: false, completion_tokens: 0 });
@@ -81,13 +106,23 @@ describe("upstream chaos", () => {
     const before = e.sim.sim.stats().in_flight;
     await pool(200, 20, (i) =>
       streamRequest({
-        url: `${e.sim.baseUrl}/chat/completions`, method: "POST", timeoutMs: 10_000,
+        url: `${e.sim.baseUrl}/chat/completions`,
+        method: "POST",
+        timeoutMs: 10_000,
         headers: { authorization: "Bearer sim", "content-type": "application/json" },
-        body: JSON.stringify({ model: "glm-4-flash-250414", stream: i % 3 === 0, messages: [{ role: "user", content: `probe ${i} ${i % 4 === 0 ? "[[sim: hang]]" : "[[sim: tokens=5]]"}` }] }),
+        body: JSON.stringify({
+          model: "glm-4-flash-250414",
+          stream: i % 3 === 0,
+          messages: [{ role: "user", content: `probe ${i} ${i % 4 === 0 ? "[[sim: hang]]" : "[[sim: tokens=5]]"}` }],
+        }),
         ...(i % 4 === 0 ? { abort: { at: "before-headers" as const, afterMs: 100 } } : {}),
       }),
     );
-    const settled = await pollUntil(async () => e.sim.sim.stats().in_flight, (n) => n === before, performance.now() + REPORTED_DISCONNECT_BOUND_MS);
+    const settled = await pollUntil(
+      async () => e.sim.sim.stats().in_flight,
+      (n) => n === before,
+      performance.now() + REPORTED_DISCONNECT_BOUND_MS,
+    );
     expect(settled.value).toBe(before);
   });
 
@@ -121,11 +156,16 @@ describe("upstream chaos", () => {
     const q = await quiet(e, [key.id], lastEnd, REPORTED_DISCONNECT_BOUND_MS);
     if (!q.ok) {
       // Say which requests are still open upstream and what their clients saw, to make a failure actionable.
-      const log = (await (await fetch(`${e.sim.url}/_sim/requests?limit=1000`)).json()) as { request_id: string; ended: string | null }[];
-      const open = log.filter((r) => r.ended === null).map((r) => {
-        const c = results[Number(r.request_id.split("-")[1])];
-        return `${r.request_id}: client saw ${c?.status} after ${c?.totalMs.toFixed(0)} ms ${c?.body.slice(0, 120)}`;
-      });
+      const log = (await (await fetch(`${e.sim.url}/_sim/requests?limit=1000`)).json()) as {
+        request_id: string;
+        ended: string | null;
+      }[];
+      const open = log
+        .filter((r) => r.ended === null)
+        .map((r) => {
+          const c = results[Number(r.request_id.split("-")[1])];
+          return `${r.request_id}: client saw ${c?.status} after ${c?.totalMs.toFixed(0)} ms ${c?.body.slice(0, 120)}`;
+        });
       console.log(`[chaos] not quiet: ${JSON.stringify(q)}; open upstream: ${open.join(" | ")}`);
     }
     expect(q).toMatchObject({ ok: true, simInFlight: 0 });

@@ -55,7 +55,12 @@ export function chat(e: E2E, o: ChatOptions): Promise<StreamResult> {
 }
 
 async function adminGet<T>(e: E2E, path: string): Promise<T> {
-  const res = await rawRequest({ url: `${e.url}/admin${path}`, method: "GET", headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, timeoutMs: CLIENT_TIMEOUT_MS });
+  const res = await rawRequest({
+    url: `${e.url}/admin${path}`,
+    method: "GET",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    timeoutMs: CLIENT_TIMEOUT_MS,
+  });
   if (res.status !== 200) throw new Error(`GET /admin${path}: ${res.status} ${res.body.toString()}`);
   return JSON.parse(res.body.toString()) as T;
 }
@@ -85,12 +90,25 @@ export async function usageRows(e: E2E, keyId: string): Promise<UsageRow[]> {
   return (await adminGet<{ data: UsageRow[] }>(e, `/keys/${keyId}/requests?limit=1000`)).data;
 }
 
-export async function usageTotals(e: E2E, keyId: string): Promise<{ requests: number; prompt_tokens: number; completion_tokens: number }> {
-  return (await adminGet<{ totals: { requests: number; prompt_tokens: number; completion_tokens: number } }>(e, `/usage?key_id=${keyId}`)).totals;
+export async function usageTotals(
+  e: E2E,
+  keyId: string,
+): Promise<{ requests: number; prompt_tokens: number; completion_tokens: number }> {
+  return (
+    await adminGet<{ totals: { requests: number; prompt_tokens: number; completion_tokens: number } }>(
+      e,
+      `/usage?key_id=${keyId}`,
+    )
+  ).totals;
 }
 
 /** Polls until ok(value) or the deadline (performance.now() based); returns the last value and when. */
-export async function pollUntil<T>(fn: () => Promise<T>, ok: (v: T) => boolean, deadline: number, everyMs = 20): Promise<{ value: T; ok: boolean; at: number }> {
+export async function pollUntil<T>(
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  deadline: number,
+  everyMs = 20,
+): Promise<{ value: T; ok: boolean; at: number }> {
   for (;;) {
     const value = await fn();
     const at = performance.now();
@@ -114,7 +132,10 @@ export interface Quiet {
  */
 export async function quiet(e: E2E, keyIds: readonly string[], since: number, boundMs: number): Promise<Quiet> {
   const r = await pollUntil(
-    async () => ({ keySlots: await Promise.all(keyIds.map((id) => keyInFlight(e, id))), simInFlight: e.sim.sim.stats().in_flight }),
+    async () => ({
+      keySlots: await Promise.all(keyIds.map((id) => keyInFlight(e, id))),
+      simInFlight: e.sim.sim.stats().in_flight,
+    }),
     (v) => v.simInFlight === 0 && v.keySlots.every((n) => n === 0),
     since + boundMs,
   );
@@ -132,8 +153,13 @@ export function isGlmError(text: string): boolean {
   try {
     const v = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     return (
-      typeof v === "object" && v !== null && Object.keys(v).length === 1 &&
-      typeof v.error?.code === "string" && v.error.code !== "" && typeof v.error.message === "string" && v.error.message !== ""
+      typeof v === "object" &&
+      v !== null &&
+      Object.keys(v).length === 1 &&
+      typeof v.error?.code === "string" &&
+      v.error.code !== "" &&
+      typeof v.error.message === "string" &&
+      v.error.message !== ""
     );
   } catch {
     return false;

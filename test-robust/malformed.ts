@@ -70,7 +70,8 @@ export function operations(doc: OpenApiDoc): Operation[] {
       if (!METHODS.includes(m.toUpperCase() as (typeof METHODS)[number])) continue;
       const security = JSON.stringify(op["security"] ?? []);
       const params = (op["parameters"] as (Schema & { name: string; in: string; schema: Schema })[] | undefined) ?? [];
-      const body = op["requestBody"] as { required?: boolean; content?: Record<string, { schema: Schema }> } | undefined;
+      const body = op["requestBody"] as
+        { required?: boolean; content?: Record<string, { schema: Schema }> } | undefined;
       const content = body?.content ?? {};
       const jsonSchema = content[JSON_CT]?.schema;
       const ref = jsonSchema?.["$ref"];
@@ -78,11 +79,21 @@ export function operations(doc: OpenApiDoc): Operation[] {
         method: m.toUpperCase(),
         template,
         security: security.includes("adminAuth") ? "admin" : security.includes("bearerAuth") ? "bearer" : null,
-        ...(jsonSchema ? { json: { schema: resolve(doc, jsonSchema), name: typeof ref === "string" ? ref.split("/").pop() : undefined, required: body?.required === true } } : {}),
+        ...(jsonSchema
+          ? {
+              json: {
+                schema: resolve(doc, jsonSchema),
+                name: typeof ref === "string" ? ref.split("/").pop() : undefined,
+                required: body?.required === true,
+              },
+            }
+          : {}),
         contentTypes: Object.keys(content),
         query: params.filter((p) => p.in === "query").map((p) => ({ name: p.name, schema: resolve(doc, p.schema) })),
         headers: params.filter((p) => p.in === "header").map((p) => ({ name: p.name, schema: resolve(doc, p.schema) })),
-        pathParams: params.filter((p) => p.in === "path").map((p) => ({ name: p.name, schema: resolve(doc, p.schema) })),
+        pathParams: params
+          .filter((p) => p.in === "path")
+          .map((p) => ({ name: p.name, schema: resolve(doc, p.schema) })),
       });
     }
   }
@@ -119,10 +130,25 @@ function goodAuth(op: Operation, fx: Fixture): Record<string, string> {
 /** A plausible body for each known schema; unknown ones start empty. Every field can then be broken. */
 function baseBody(op: Operation, fx: Fixture): Record<string, unknown> {
   const chat = {
-    model: fx.modelId, messages: [{ role: "user", content: "fuzz [[sim: tokens=1]]" }], stream: false,
-    temperature: 0.5, top_p: 0.5, max_tokens: 16, stop: "zz", request_id: "fuzz-request", user_id: "fuzz-user",
+    model: fx.modelId,
+    messages: [{ role: "user", content: "fuzz [[sim: tokens=1]]" }],
+    stream: false,
+    temperature: 0.5,
+    top_p: 0.5,
+    max_tokens: 16,
+    stop: "zz",
+    request_id: "fuzz-request",
+    user_id: "fuzz-user",
   };
-  const summary = { text: "A short text to summarize.", model: fx.modelId, style: "tldr", language: "auto", max_tokens: 64, instructions: "be brief", stream: false };
+  const summary = {
+    text: "A short text to summarize.",
+    model: fx.modelId,
+    style: "tldr",
+    language: "auto",
+    max_tokens: 64,
+    instructions: "be brief",
+    stream: false,
+  };
   switch (op.json?.name) {
     case "ChatCompletionRequest":
     case "AsyncChatCompletionRequest":
@@ -161,7 +187,8 @@ function allowedClasses(doc: OpenApiDoc, raw: Schema): Set<JsonClass> | undefine
   const out = new Set<JsonClass>();
   if (Array.isArray(s["enum"])) for (const v of s["enum"]) out.add(classOf(v));
   if ("const" in s) out.add(classOf(s["const"]));
-  const types = s["type"] === undefined ? [] : Array.isArray(s["type"]) ? (s["type"] as string[]) : [s["type"] as string];
+  const types =
+    s["type"] === undefined ? [] : Array.isArray(s["type"]) ? (s["type"] as string[]) : [s["type"] as string];
   for (const t of types) out.add(t === "integer" ? "number" : (t as JsonClass));
   if (s["nullable"] === true) out.add("null");
   for (const k of ["anyOf", "oneOf"]) {
@@ -199,7 +226,11 @@ function valueOfClass(c: JsonClass): fc.Arbitrary<unknown> {
         { weight: 1, arbitrary: fc.constant("x".repeat(HUGE)) },
       );
     case "number":
-      return fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(1e308, -1e308, 0, -1));
+      return fc.oneof(
+        fc.integer(),
+        fc.double({ noNaN: true, noDefaultInfinity: true }),
+        fc.constantFrom(1e308, -1e308, 0, -1),
+      );
     case "boolean":
       return fc.boolean();
     case "null":
@@ -212,16 +243,28 @@ function valueOfClass(c: JsonClass): fc.Arbitrary<unknown> {
       );
     case "object":
       return fc.oneof(
-        { weight: 6, arbitrary: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }) },
+        {
+          weight: 6,
+          arbitrary: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), {
+            maxKeys: 4,
+          }),
+        },
         { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map(deepObject) },
-        { weight: 1, arbitrary: fc.constant(new RawJson('{"__proto__":{"admin":true},"constructor":{"prototype":{"admin":true}}}')) },
+        {
+          weight: 1,
+          arbitrary: fc.constant(
+            new RawJson('{"__proto__":{"admin":true},"constructor":{"prototype":{"admin":true}}}'),
+          ),
+        },
       );
   }
 }
 
 function patternFails(pattern: string): fc.Arbitrary<string> {
   const re = new RegExp(pattern, "u");
-  return fc.oneof(fc.constant("!!"), fc.string({ maxLength: 12 }), fc.constant("2026-13-45x")).filter((v) => !re.test(v));
+  return fc
+    .oneof(fc.constant("!!"), fc.string({ maxLength: 12 }), fc.constant("2026-13-45x"))
+    .filter((v) => !re.test(v));
 }
 
 /** Values that break this schema whatever else the request says, or none when it accepts anything. */
@@ -233,7 +276,8 @@ function violations(doc: OpenApiDoc, raw: Schema, base: unknown): fc.Arbitrary<u
   const wrong = CLASSES.filter((c) => !allowed.has(c));
   if (wrong.length > 0) out.push(fc.oneof(...wrong.map(valueOfClass)));
   const en = s["enum"];
-  if (Array.isArray(en) && en.every((v) => typeof v === "string")) out.push(fc.string({ maxLength: 10 }).map((v) => `zz-${v}`));
+  if (Array.isArray(en) && en.every((v) => typeof v === "string"))
+    out.push(fc.string({ maxLength: 10 }).map((v) => `zz-${v}`));
   const only = (c: JsonClass) => allowed.size === 1 || (allowed.size === 2 && allowed.has("null") && c !== "null");
   if (allowed.has("string") && only("string")) {
     const min = s["minLength"];
@@ -278,7 +322,8 @@ function targets(doc: OpenApiDoc, raw: Schema, value: unknown, path: (string | n
     for (const [k, ps] of Object.entries(props)) out.push(...targets(doc, ps, obj[k], [...path, k], depth + 1));
   }
   const items = s["items"] as Schema | undefined;
-  if (items && Array.isArray(value) && value.length > 0) out.push(...targets(doc, items, value[0], [...path, 0], depth + 1));
+  if (items && Array.isArray(value) && value.length > 0)
+    out.push(...targets(doc, items, value[0], [...path, 0], depth + 1));
   return out;
 }
 
@@ -305,7 +350,9 @@ function deleteAt(root: unknown, path: readonly (string | number)[]): unknown {
 /** JSON text of a value that may hold RawJson parts (spliced in verbatim). */
 function serialize(v: unknown): string {
   const raws: string[] = [];
-  const text = JSON.stringify(v, (_k, x: unknown) => (x instanceof RawJson ? `\u0000raw${raws.push(x.text) - 1}\u0000` : x));
+  const text = JSON.stringify(v, (_k, x: unknown) =>
+    x instanceof RawJson ? `\u0000raw${raws.push(x.text) - 1}\u0000` : x,
+  );
   return text.replace(/"\\u0000raw(\d+)\\u0000"/g, (_, i: string) => raws[Number(i)]!);
 }
 
@@ -322,7 +369,12 @@ function isJson(buf: Buffer): boolean {
 // The generator
 
 /** One arbitrary per applicable kind of breakage for this operation; together they cover it. */
-export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operation, fx: Fixture): fc.Arbitrary<Malformed> {
+export function malformed(
+  doc: OpenApiDoc,
+  ops: readonly Operation[],
+  op: Operation,
+  fx: Fixture,
+): fc.Arbitrary<Malformed> {
   const path = pathFor(op, fx);
   const auth = goodAuth(op, fx);
   const base = op.json ? baseBody(op, fx) : undefined;
@@ -330,7 +382,12 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
   const baseBuf = base === undefined ? undefined : Buffer.from(serialize(base));
   const textBody = op.contentTypes.some((t) => t.startsWith("text/"));
   const req = (kind: string, over: Partial<Malformed> = {}): Malformed => ({
-    kind, method: op.method, path, headers: { ...auth, ...jsonHeaders }, ...(baseBuf ? { body: baseBuf } : {}), ...over,
+    kind,
+    method: op.method,
+    path,
+    headers: { ...auth, ...jsonHeaders },
+    ...(baseBuf ? { body: baseBuf } : {}),
+    ...over,
   });
   const withBody = (kind: string, body: Buffer) => req(kind, { body });
   // Body breakage is weighted up: a JSON operation has many more ways to be wrong in its body than elsewhere.
@@ -347,12 +404,25 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
       fc.constant(undefined),
       fc.constantFrom("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer  \t "),
       fc.string({ maxLength: 60, unit: "grapheme-ascii" }).map((s) => `Bearer ${s.replace(/[\r\n]/g, "")}x`),
-      fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => `Bearer ${Buffer.from(b.map((x) => 0x80 | x)).toString("latin1")}`),
+      fc
+        .uint8Array({ minLength: 1, maxLength: 40 })
+        .map((b) => `Bearer ${Buffer.from(b.map((x) => 0x80 | x)).toString("latin1")}`),
       secretLike.map((s) => `Bearer ${fx.keyId}.${s}`),
       hex32.filter((h) => h !== fx.keyId).map((h) => `Bearer ${h}.${fx.keySecret}`),
-      fc.constantFrom(`Bearer ${fx.keyId}`, `Bearer ${fx.keyId}.`, `Bearer .${fx.keySecret}`, `Bearer ${fx.keyId}.short`, `Bearer ${fx.keyId.toUpperCase()}.${fx.keySecret}`),
+      fc.constantFrom(
+        `Bearer ${fx.keyId}`,
+        `Bearer ${fx.keyId}.`,
+        `Bearer .${fx.keySecret}`,
+        `Bearer ${fx.keyId}.short`,
+        `Bearer ${fx.keyId.toUpperCase()}.${fx.keySecret}`,
+      ),
       // Fixed dates keep the run reproducible: expired in 2023, or valid until 2100 but unsigned.
-      fc.integer({ min: 1, max: 1_000_000 }).map((ago) => `${header}.${b64({ api_key: fx.keyId, exp: 1_700_000_000_000 - ago, timestamp: 1_699_999_000_000 - ago })}.${b64("bad-signature")}`),
+      fc
+        .integer({ min: 1, max: 1_000_000 })
+        .map(
+          (ago) =>
+            `${header}.${b64({ api_key: fx.keyId, exp: 1_700_000_000_000 - ago, timestamp: 1_699_999_000_000 - ago })}.${b64("bad-signature")}`,
+        ),
       fc.constantFrom(
         `Bearer ${b64({ alg: "none" })}.${b64({ api_key: fx.keyId, exp: 4_102_444_800_000 })}.`,
         `Bearer ${header}.${b64({ sub: "nobody" })}.c2ln`,
@@ -377,7 +447,11 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
   const bodyless = (m: string) => m === "GET" || m === "DELETE" || m === "OPTIONS";
   if (wrongMethods.length > 0) {
     add(
-      fc.constantFrom(...wrongMethods).map((m) => (bodyless(m) ? { kind: "method", method: m, path, headers: { ...auth } } : req("method", { method: m }))),
+      fc
+        .constantFrom(...wrongMethods)
+        .map((m) =>
+          bodyless(m) ? { kind: "method", method: m, path, headers: { ...auth } } : req("method", { method: m }),
+        ),
     );
   }
 
@@ -387,7 +461,17 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
     const ids = fc.oneof(
       fc.stringMatching(/^[0-9a-f]{32}$/).filter((h) => h !== fx.keyId),
       fc.stringMatching(/^[a-z0-9-]{1,20}$/).map((s) => `zz-${s}`),
-      fc.constantFrom("%ff", "%00", "%e4%b8", "%2e%2e", "..%2f..%2fadmin", "%c0%af", "a%20b", "%F0%9F%98%80", "x".repeat(5_000)),
+      fc.constantFrom(
+        "%ff",
+        "%00",
+        "%e4%b8",
+        "%2e%2e",
+        "..%2f..%2fadmin",
+        "%c0%af",
+        "a%20b",
+        "%F0%9F%98%80",
+        "x".repeat(5_000),
+      ),
     );
     add(ids.map((id) => req("path-param", { path: op.template.replace(/\{[^}]+\}/, id).replace(/\{[^}]+\}/g, "x") })));
   }
@@ -415,7 +499,13 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
       fc.oneof(...queryBreaks).map(([name, value]) => {
         const q = `${path}?${encodeURIComponent(name)}=${encodeURIComponent(value)}`;
         // A query-configured operation that takes raw text gets a text body, so only the query is wrong.
-        return textBody ? req("query", { path: q, headers: { ...auth, "content-type": "text/plain" }, body: Buffer.from("Some text.") }) : req("query", { path: q });
+        return textBody
+          ? req("query", {
+              path: q,
+              headers: { ...auth, "content-type": "text/plain" },
+              body: Buffer.from("Some text."),
+            })
+          : req("query", { path: q });
       }),
     );
   }
@@ -423,14 +513,24 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
   // The queue-timeout header where an operation declares it.
   if (op.headers.some((h) => h.name === "x-queue-timeout-ms")) {
     add(
-      fc.constantFrom("abc", "-1", "1.5", "1e3", "9999999999", " 5 0", "0x10").map((v) => req("header", { headers: { ...req("h").headers, "x-queue-timeout-ms": v } })),
+      fc
+        .constantFrom("abc", "-1", "1.5", "1e3", "9999999999", " 5 0", "0x10")
+        .map((v) => req("header", { headers: { ...req("h").headers, "x-queue-timeout-ms": v } })),
     );
   }
 
   if (op.json && base !== undefined && baseBuf) {
     const schema = op.json.schema;
     // Content types other than JSON (and other than the raw text the operation also takes).
-    const types = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=zz", "application/xml", "application/jsonl", "json", "application/javascript", "image/png"];
+    const types = [
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=zz",
+      "application/xml",
+      "application/jsonl",
+      "json",
+      "application/javascript",
+      "image/png",
+    ];
     if (!textBody) types.push("text/plain", "text/html; charset=utf-8");
     add(
       fc.constantFrom(...types, "(none)").map((t) => {
@@ -445,15 +545,37 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
       .oneof(
         fc.integer({ min: 0, max: text.length - 1 }).map((n) => Buffer.from(text.slice(0, n))),
         fc.string({ maxLength: 200, unit: "binary" }).map((s) => Buffer.from(s)),
+        fc
+          .constantFrom(
+            text.replace(/"/g, "'"),
+            text.replace(/}$/, ",}"),
+            text.replace(/^\{/, "{NaN:"),
+            `${text}${text}`,
+            `// comment\n${text}`,
+            text.replace(/:/, ': undefined, "x":'),
+            "{",
+            "}",
+            "[",
+            "",
+            "   \n\t ",
+            "\u0000",
+          )
+          .map((s) => Buffer.from(s)),
+        fc
+          .uint8Array({ minLength: 1, maxLength: 8 })
+          .map((b) => Buffer.concat([Buffer.from("{"), Buffer.from(b.map((x) => 0x80 | x)), baseBuf.subarray(1)])),
         fc.constantFrom(
-          text.replace(/"/g, "'"), text.replace(/}$/, ",}"), text.replace(/^\{/, "{NaN:"), `${text}${text}`,
-          `// comment\n${text}`, text.replace(/:/, ": undefined, \"x\":"), "{", "}", "[", "", "   \n\t ", "\u0000",
-        ).map((s) => Buffer.from(s)),
-        fc.uint8Array({ minLength: 1, maxLength: 8 }).map((b) => Buffer.concat([Buffer.from("{"), Buffer.from(b.map((x) => 0x80 | x)), baseBuf.subarray(1)])),
-        fc.constantFrom(Buffer.from([0xef, 0xbb, 0xbf, 0xff]), Buffer.from([0xc0, 0xaf]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80])),
+          Buffer.from([0xef, 0xbb, 0xbf, 0xff]),
+          Buffer.from([0xc0, 0xaf]),
+          Buffer.from([0xed, 0xa0, 0x80]),
+          Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
+        ),
       )
       .filter((b) => !isJson(b));
-    add(syntax.map((b) => withBody("syntax", b)), 3);
+    add(
+      syntax.map((b) => withBody("syntax", b)),
+      3,
+    );
 
     // Valid JSON of the wrong shape at the top: not an object, or nested far too deep.
     const topWrong: fc.Arbitrary<string>[] = [
@@ -463,26 +585,52 @@ export function malformed(doc: OpenApiDoc, ops: readonly Operation[], op: Operat
     if ((schema["required"] as unknown[] | undefined)?.length || schema["additionalProperties"] === false) {
       topWrong.push(fc.integer({ min: 100, max: 20_000 }).map((d) => deepObject(d).text));
     }
-    add(fc.oneof(...topWrong).map((s) => withBody("top-level", Buffer.from(s))), 2);
+    add(
+      fc.oneof(...topWrong).map((s) => withBody("top-level", Buffer.from(s))),
+      2,
+    );
 
     // One field given a value its schema rules out (wrong type, out of range, not in the enum, too long…).
-    const fieldBreaks = targets(doc, schema, base).flatMap((t) => violations(doc, t.schema, t.base).map((v) => v.map((x) => ({ t, x }))));
+    const fieldBreaks = targets(doc, schema, base).flatMap((t) =>
+      violations(doc, t.schema, t.base).map((v) => v.map((x) => ({ t, x }))),
+    );
     if (fieldBreaks.length > 0) {
-      add(fc.oneof(...fieldBreaks).map(({ t, x }) => withBody(`field ${t.path.join(".")}`, Buffer.from(serialize(setAt(base, t.path, x))))), 6);
+      add(
+        fc
+          .oneof(...fieldBreaks)
+          .map(({ t, x }) => withBody(`field ${t.path.join(".")}`, Buffer.from(serialize(setAt(base, t.path, x))))),
+        6,
+      );
     }
 
     // A required field left out, and a field the schema does not allow.
     const missing = requiredPaths(doc, schema, base);
-    if (missing.length > 0) add(fc.constantFrom(...missing).map((p) => withBody(`missing ${p.join(".")}`, Buffer.from(serialize(deleteAt(base, p))))), 2);
+    if (missing.length > 0)
+      add(
+        fc
+          .constantFrom(...missing)
+          .map((p) => withBody(`missing ${p.join(".")}`, Buffer.from(serialize(deleteAt(base, p))))),
+        2,
+      );
     if (schema["additionalProperties"] === false) {
-      add(fc.stringMatching(/^[a-z_]{1,10}$/).map((k) => withBody("extra-field", Buffer.from(serialize({ ...base, [`zz_${k}`]: 1 })))));
+      add(
+        fc
+          .stringMatching(/^[a-z_]{1,10}$/)
+          .map((k) => withBody("extra-field", Buffer.from(serialize({ ...base, [`zz_${k}`]: 1 })))),
+      );
     }
   }
   return fc.oneof(...kinds);
 }
 
 /** Paths of required fields present in the base body (top level and one level down). */
-function requiredPaths(doc: OpenApiDoc, raw: Schema, base: unknown, prefix: (string | number)[] = [], depth = 0): (string | number)[][] {
+function requiredPaths(
+  doc: OpenApiDoc,
+  raw: Schema,
+  base: unknown,
+  prefix: (string | number)[] = [],
+  depth = 0,
+): (string | number)[][] {
   const s = resolve(doc, raw);
   if (!base || typeof base !== "object" || depth > 2) return [];
   const out: (string | number)[][] = [];
@@ -490,7 +638,8 @@ function requiredPaths(doc: OpenApiDoc, raw: Schema, base: unknown, prefix: (str
   for (const k of (s["required"] as string[] | undefined) ?? []) if (k in base) out.push([...prefix, k]);
   for (const [k, ps] of Object.entries(props)) {
     const v = (base as Record<string, unknown>)[k];
-    if (Array.isArray(v) && v.length > 0) out.push(...requiredPaths(doc, resolve(doc, ps)["items"] as Schema, v[0], [...prefix, k, 0], depth + 1));
+    if (Array.isArray(v) && v.length > 0)
+      out.push(...requiredPaths(doc, resolve(doc, ps)["items"] as Schema, v[0], [...prefix, k, 0], depth + 1));
     else if (v && typeof v === "object") out.push(...requiredPaths(doc, ps, v, [...prefix, k], depth + 1));
   }
   return out;

@@ -13,7 +13,9 @@ export interface E2E {
   close(): Promise<void>;
 }
 
-export async function startE2E(opts: { vars?: Record<string, string>; sim?: Parameters<typeof startSimulator>[0] } = {}): Promise<E2E> {
+export async function startE2E(
+  opts: { vars?: Record<string, string>; sim?: Parameters<typeof startSimulator>[0] } = {},
+): Promise<E2E> {
   const sim = await startSimulator({ port: 0, ...opts.sim });
   let gateway: GatewayProcess | undefined;
   // The free port is only free when it is picked: another process can take it before wrangler binds it.

@@ -34,7 +34,8 @@ function open(r: RawRequest): http.ClientRequest {
   const u = new URL(r.url);
   const body = r.body === undefined ? undefined : Buffer.isBuffer(r.body) ? r.body : Buffer.from(r.body);
   const headers: Record<string, string | number> = { ...r.headers };
-  if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) headers["content-length"] = body.length;
+  if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length"))
+    headers["content-length"] = body.length;
   const req = http.request({
     host: u.hostname,
     port: u.port,
@@ -71,7 +72,12 @@ export function rawRequest(r: RawRequest): Promise<RawResponse> {
       res.once("end", () => {
         ended = true;
         clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks),
+          ms: performance.now() - t0,
+        });
       });
       res.once("close", () => {
         clearTimeout(timer);
@@ -83,9 +89,7 @@ export function rawRequest(r: RawRequest): Promise<RawResponse> {
 
 /** Where a streaming client walks away; none reads the answer to its end. */
 export type AbortPoint =
-  | { at: "before-headers"; afterMs: number }
-  | { at: "after-headers" }
-  | { at: "after-events"; events: number };
+  { at: "before-headers"; afterMs: number } | { at: "after-headers" } | { at: "after-events"; events: number };
 
 export interface StreamRequest extends RawRequest {
   abort?: AbortPoint;
@@ -124,7 +128,16 @@ export interface StreamResult {
 export function streamRequest(r: StreamRequest): Promise<StreamResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const out: StreamResult = { status: 0, headers: {}, totalMs: 0, bytes: 0, events: 0, body: "", aborted: false, complete: false };
+    const out: StreamResult = {
+      status: 0,
+      headers: {},
+      totalMs: 0,
+      bytes: 0,
+      events: 0,
+      body: "",
+      aborted: false,
+      complete: false,
+    };
     let settled = false;
     let lastByte = -1;
     const decoder = new TextDecoder();
@@ -147,7 +160,8 @@ export function streamRequest(r: StreamRequest): Promise<StreamResult> {
       if (settled) return;
       settled = true;
       req.destroy();
-      const state = out.status === 0 ? "no response headers" : `status ${out.status}, ${out.events} events, ${out.bytes} bytes`;
+      const state =
+        out.status === 0 ? "no response headers" : `status ${out.status}, ${out.events} events, ${out.bytes} bytes`;
       reject(new TimeoutError(r.timeoutMs, `${r.method} ${r.url} (${state})`));
     }, r.timeoutMs);
     const beforeHeaders = r.abort?.at === "before-headers" ? setTimeout(walkAway, r.abort.afterMs) : undefined;

@@ -8,12 +8,38 @@ import { admin, chat, chatBody, createKey, gw, waitFor } from "./helpers.ts";
 const TODAY = new Date().toISOString().slice(0, 10);
 const AIR = "glm-4-air-250414";
 
-interface Row { day: string; model: string; requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number }
-interface ModelLoad { model: string; in_flight: number; limit: number }
-interface KeyLoad { id: string; name: string; revoked_at: string | null; last_used_at: string | null; today: { cost_cny: number; tokens: number }; models: ModelLoad[] }
-interface Load { at: string; account: { tier: string; models: ModelLoad[] }; keys: KeyLoad[] }
+interface Row {
+  day: string;
+  model: string;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_cny: number;
+}
+interface ModelLoad {
+  model: string;
+  in_flight: number;
+  limit: number;
+}
+interface KeyLoad {
+  id: string;
+  name: string;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  today: { cost_cny: number; tokens: number };
+  models: ModelLoad[];
+}
+interface Load {
+  at: string;
+  account: { tier: string; models: ModelLoad[] };
+  keys: KeyLoad[];
+}
 
-async function spend(key: string, model: string, tokens: number): Promise<{ prompt_tokens: number; completion_tokens: number }> {
+async function spend(
+  key: string,
+  model: string,
+  tokens: number,
+): Promise<{ prompt_tokens: number; completion_tokens: number }> {
   const res = await chat(key, chatBody(`spend [[sim: tokens=${tokens}]]`, { model }));
   expect(res.status).toBe(200);
   return ((await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
@@ -27,7 +53,10 @@ async function load(): Promise<Load> {
 
 /** Parses the export (no quoted line breaks in these tests). */
 function parseCsv(text: string): string[][] {
-  return text.trimEnd().split("\r\n").map((line) => [...line.matchAll(/("(?:[^"]|"")*"|[^,]*)(?:,|$)/g)].map((m) => m[1]!).slice(0, -1));
+  return text
+    .trimEnd()
+    .split("\r\n")
+    .map((line) => [...line.matchAll(/("(?:[^"]|"")*"|[^,]*)(?:,|$)/g)].map((m) => m[1]!).slice(0, -1));
 }
 
 describe("GET /admin/usage by day and model", () => {
@@ -36,14 +65,20 @@ describe("GET /admin/usage by day and model", () => {
     const plus = [await spend(k.key, "glm-4-plus", 7), await spend(k.key, "glm-4-plus", 9)];
     const air = await spend(k.key, "glm-4-air-250414", 5);
     const report = (await (await admin("GET", `/usage?key_id=${k.id}`)).json()) as { totals: Row; by_day_model: Row[] };
-    expect(report.by_day_model.map((r) => [r.day, r.model, r.requests])).toEqual([[TODAY, "glm-4-air-250414", 1], [TODAY, "glm-4-plus", 2]]);
+    expect(report.by_day_model.map((r) => [r.day, r.model, r.requests])).toEqual([
+      [TODAY, "glm-4-air-250414", 1],
+      [TODAY, "glm-4-plus", 2],
+    ]);
     const plusRow = report.by_day_model[1]!;
     expect(plusRow.completion_tokens).toBe(plus[0]!.completion_tokens + plus[1]!.completion_tokens);
     const plusTokens = plus.reduce((n, u) => n + u.prompt_tokens + u.completion_tokens, 0);
     expect(plusRow.cost_cny).toBeCloseTo((plusTokens * 5) / 1e6, 9);
     expect(report.by_day_model[0]!.cost_cny).toBeCloseTo(((air.prompt_tokens + air.completion_tokens) * 0.5) / 1e6, 9);
     expect(report.totals.requests).toBe(3);
-    expect(report.totals.cost_cny).toBeCloseTo(report.by_day_model.reduce((s, r) => s + r.cost_cny, 0), 9);
+    expect(report.totals.cost_cny).toBeCloseTo(
+      report.by_day_model.reduce((s, r) => s + r.cost_cny, 0),
+      9,
+    );
   });
 
   it("exports one CSV row per day, key and model, with exact costs and quoted names", async () => {
@@ -56,13 +91,32 @@ describe("GET /admin/usage by day and model", () => {
     const res = await admin("GET", "/usage?format=csv");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/csv; charset=utf-8");
-    expect(res.headers.get("content-disposition")).toMatch(/^attachment; filename="glm-edge-usage-\d{4}-\d{2}-\d{2}-to-\d{4}-\d{2}-\d{2}\.csv"$/);
+    expect(res.headers.get("content-disposition")).toMatch(
+      /^attachment; filename="glm-edge-usage-\d{4}-\d{2}-\d{2}-to-\d{4}-\d{2}-\d{2}\.csv"$/,
+    );
     const text = await res.text();
     const [header, ...rows] = parseCsv(text);
-    expect(header).toEqual(["day", "key_id", "key_name", "model", "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_cny", "estimated", "errors", "incomplete"]);
+    expect(header).toEqual([
+      "day",
+      "key_id",
+      "key_name",
+      "model",
+      "requests",
+      "prompt_tokens",
+      "completion_tokens",
+      "cached_tokens",
+      "cost_cny",
+      "estimated",
+      "errors",
+      "incomplete",
+    ]);
     const mine = rows.filter((r) => r[1] === a.id || r[1] === b.id);
     expect(mine.map((r) => [r[0], r[1], r[3], r[4]]).sort()).toEqual(
-      [[TODAY, a.id, "glm-4-flash-250414", "1"], [TODAY, a.id, "glm-4-plus", "1"], [TODAY, b.id, "glm-4-plus", "1"]].sort(),
+      [
+        [TODAY, a.id, "glm-4-flash-250414", "1"],
+        [TODAY, a.id, "glm-4-plus", "1"],
+        [TODAY, b.id, "glm-4-plus", "1"],
+      ].sort(),
     );
     const aPlus = mine.find((r) => r[1] === a.id && r[3] === "glm-4-plus")!;
     expect(aPlus[2]).toBe('"team ""a"", web"');
@@ -109,11 +163,20 @@ describe("GET /admin/load", () => {
     expect(before.models.find((m) => m.model === "glm-4-airx")?.limit).toBe(2);
 
     const ac = new AbortController();
-    const res = await chat(k.key, chatBody("hold [[sim: tokens=400 delay=20]]", { stream: true, model: AIR }), {}, ac.signal);
+    const res = await chat(
+      k.key,
+      chatBody("hold [[sim: tokens=400 delay=20]]", { stream: true, model: AIR }),
+      {},
+      ac.signal,
+    );
     const reader = res.body!.getReader();
     await reader.read();
     const during = await load();
-    expect(during.keys.find((x) => x.id === k.id)!.models.find((m) => m.model === AIR)).toEqual({ model: AIR, in_flight: 1, limit: 2 });
+    expect(during.keys.find((x) => x.id === k.id)!.models.find((m) => m.model === AIR)).toEqual({
+      model: AIR,
+      in_flight: 1,
+      limit: 2,
+    });
     expect(during.account.tier).toBe("V0");
     const upstream = during.account.models.find((m) => m.model === AIR)!;
     expect(upstream.limit).toBe(30);

@@ -16,7 +16,11 @@ const json = (auth: string, ip: string, body: string) => ({
 });
 
 async function errorOf(res: Response) {
-  return { status: res.status, retryAfter: res.headers.get("retry-after"), ...((await res.json()) as { error: { code: string; message: string } }).error };
+  return {
+    status: res.status,
+    retryAfter: res.headers.get("retry-after"),
+    ...((await res.json()) as { error: { code: string; message: string } }).error,
+  };
 }
 
 /**
@@ -49,9 +53,20 @@ describe("failed authentication is rate limited", () => {
     const body = JSON.stringify(chatBody("x [[sim: tokens=1]]"));
     // The failure past the limit is answered 429, and so is every later request from the IP.
     const over = await failUntilLimited(20, (i) =>
-      gw("/v1/chat/completions", json(i % 2 ? "Bearer not-a-key" : `Bearer ${crypto.randomUUID().replaceAll("-", "")}.${"w".repeat(24)}`, ip, body)),
+      gw(
+        "/v1/chat/completions",
+        json(
+          i % 2 ? "Bearer not-a-key" : `Bearer ${crypto.randomUUID().replaceAll("-", "")}.${"w".repeat(24)}`,
+          ip,
+          body,
+        ),
+      ),
     );
-    expect(over).toMatchObject({ status: 429, code: "429", message: expect.stringContaining("too many failed authentication") });
+    expect(over).toMatchObject({
+      status: 429,
+      code: "429",
+      message: expect.stringContaining("too many failed authentication"),
+    });
     expect(Number(over.retryAfter)).toBeGreaterThan(0);
     const before = (await simStats()).total;
     const blocked = await errorOf(await gw("/v1/chat/completions", json(`Bearer ${k.key}`, ip, body)));
@@ -67,21 +82,32 @@ describe("failed authentication is rate limited", () => {
     const body = JSON.stringify(chatBody("x [[sim: tokens=1]]"));
     // The owner used the key before the attack.
     expect((await gw("/v1/chat/completions", json(`Bearer ${victim.key}`, freshIp(), body))).status).toBe(200);
-    const over = await failUntilLimited(30, (i) => gw("/v1/chat/completions", json(`Bearer ${victim.id}.${"guess".repeat(5)}${i}`, freshIp(), body)));
+    const over = await failUntilLimited(30, (i) =>
+      gw("/v1/chat/completions", json(`Bearer ${victim.id}.${"guess".repeat(5)}${i}`, freshIp(), body)),
+    );
     expect(over).toMatchObject({ status: 429, code: "429" });
     // Guesses at the key id are refused before its object from now on, from a new IP too…
-    const guess = await errorOf(await gw("/v1/usage", { headers: { authorization: `Bearer ${victim.id}.${"x".repeat(24)}`, "cf-connecting-ip": freshIp() } }));
+    const guess = await errorOf(
+      await gw("/v1/usage", {
+        headers: { authorization: `Bearer ${victim.id}.${"x".repeat(24)}`, "cf-connecting-ip": freshIp() },
+      }),
+    );
     expect(guess).toMatchObject({ status: 429, code: "429" });
     // …while the owner's own key, seen to work, still does; and other keys are untouched.
     expect((await gw("/v1/chat/completions", json(`Bearer ${victim.key}`, freshIp(), body))).status).toBe(200);
-    expect((await gw("/v1/usage", { headers: { authorization: `Bearer ${bystander.key}`, "cf-connecting-ip": freshIp() } })).status).toBe(200);
+    expect(
+      (await gw("/v1/usage", { headers: { authorization: `Bearer ${bystander.key}`, "cf-connecting-ip": freshIp() } }))
+        .status,
+    ).toBe(200);
   });
 
   it("counts failures only: many successful requests from one IP are never limited", async () => {
     const ip = freshIp();
     const k = await createKey();
     for (let i = 0; i < 25; i++) {
-      expect((await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}`, "cf-connecting-ip": ip } })).status).toBe(200);
+      expect(
+        (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}`, "cf-connecting-ip": ip } })).status,
+      ).toBe(200);
     }
   });
 });
@@ -97,23 +123,36 @@ describe("one answer for every refused credential", () => {
         errorOf(await gw("/v1/chat/completions", json(`Bearer ${key}`, freshIp(), body))),
       ),
     );
-    for (const a of answers) expect(a).toEqual({ status: 401, retryAfter: null, code: "1000", message: INVALID_KEY_MESSAGE });
+    for (const a of answers)
+      expect(a).toEqual({ status: 401, retryAfter: null, code: "1000", message: INVALID_KEY_MESSAGE });
     // The same on the routes that authenticate themselves.
-    const usage = await errorOf(await gw("/v1/usage", { headers: { authorization: `Bearer ${"0".repeat(32)}.${"a".repeat(24)}` } }));
+    const usage = await errorOf(
+      await gw("/v1/usage", { headers: { authorization: `Bearer ${"0".repeat(32)}.${"a".repeat(24)}` } }),
+    );
     expect(usage).toMatchObject({ status: 401, code: "1000", message: INVALID_KEY_MESSAGE });
   });
 
   it("a signed token naming an unknown key reads like a badly signed one", async () => {
     const k = await createKey();
-    const minted = (await (await gw("/v1/tokens", { method: "POST", headers: { authorization: `Bearer ${k.key}` } })).json()) as { token: string };
+    const minted = (await (
+      await gw("/v1/tokens", { method: "POST", headers: { authorization: `Bearer ${k.key}` } })
+    ).json()) as { token: string };
     const [h, p, s] = minted.token.split(".") as [string, string, string];
     const badSig = `${h}.${p}.${s.slice(0, -2)}${s.endsWith("AA") ? "BB" : "AA"}`;
     const payload = JSON.parse(atob(p.replaceAll("-", "+").replaceAll("_", "/"))) as Record<string, unknown>;
-    const otherId = btoa(JSON.stringify({ ...payload, glm_edge_token: "f".repeat(32) })).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+    const otherId = btoa(JSON.stringify({ ...payload, glm_edge_token: "f".repeat(32) }))
+      .replaceAll("+", "-")
+      .replaceAll("/", "_")
+      .replace(/=+$/, "");
     const unknown = `${h}.${otherId}.${s}`;
     for (const t of [badSig, unknown]) {
-      expect(await errorOf(await gw("/v1/chat/completions", json(`Bearer ${t}`, freshIp(), JSON.stringify(chatBody("x")))))).toEqual({
-        status: 401, retryAfter: null, code: "1004", message: INVALID_TOKEN_MESSAGE,
+      expect(
+        await errorOf(await gw("/v1/chat/completions", json(`Bearer ${t}`, freshIp(), JSON.stringify(chatBody("x"))))),
+      ).toEqual({
+        status: 401,
+        retryAfter: null,
+        code: "1004",
+        message: INVALID_TOKEN_MESSAGE,
       });
     }
   });
@@ -126,7 +165,13 @@ describe("authenticate before expensive work", () => {
     // Malformed JSON past 64 KiB: a parse would answer 400 (1210); the credential is checked first.
     const malformed = big("") + "}{";
     for (const auth of [`Bearer ${"0".repeat(32)}.${"a".repeat(24)}`, "Bearer not-a-key"]) {
-      for (const path of ["/v1/chat/completions", "/v1/async/chat/completions", "/v1/summarize", "/v1/async/summarize", "/v1/tokens"]) {
+      for (const path of [
+        "/v1/chat/completions",
+        "/v1/async/chat/completions",
+        "/v1/summarize",
+        "/v1/async/summarize",
+        "/v1/tokens",
+      ]) {
         const res = await gw(path, json(auth, freshIp(), malformed));
         expect(res.status, path).toBe(401);
       }
@@ -134,8 +179,12 @@ describe("authenticate before expensive work", () => {
     // A small malformed body from a real key id is parsed first (admission authenticates later at no extra
     // cost); a made-up id is refused before anything (its tag does not verify).
     const k = await createKey();
-    expect((await gw("/v1/chat/completions", json(`Bearer ${k.id}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(400);
-    expect((await gw("/v1/chat/completions", json(`Bearer ${"0".repeat(32)}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(401);
+    expect((await gw("/v1/chat/completions", json(`Bearer ${k.id}.${"a".repeat(24)}`, freshIp(), "{"))).status).toBe(
+      400,
+    );
+    expect(
+      (await gw("/v1/chat/completions", json(`Bearer ${"0".repeat(32)}.${"a".repeat(24)}`, freshIp(), "{"))).status,
+    ).toBe(401);
   });
 
   it("a large body with a good credential goes through, and a chunked body of unknown size is authenticated first", async () => {
@@ -149,8 +198,14 @@ describe("authenticate before expensive work", () => {
       },
     });
     const refused = await gw("/v1/chat/completions", {
-      method: "POST", body: chunked, duplex: "half",
-      headers: { authorization: `Bearer ${k.id}.${"z".repeat(24)}`, "content-type": "application/json", "cf-connecting-ip": freshIp() },
+      method: "POST",
+      body: chunked,
+      duplex: "half",
+      headers: {
+        authorization: `Bearer ${k.id}.${"z".repeat(24)}`,
+        "content-type": "application/json",
+        "cf-connecting-ip": freshIp(),
+      },
     } as RequestInit);
     expect(refused.status).toBe(401);
   });
@@ -167,7 +222,14 @@ describe("the admin token", () => {
   it("needs the Bearer scheme: the bare token, Basic or Token is refused", async () => {
     expect(await adminWith(`Bearer ${ADMIN}`)).toBe(200);
     expect(await adminWith(`bearer ${ADMIN}`)).toBe(200);
-    for (const h of [ADMIN, `Basic ${ADMIN}`, `Token ${ADMIN}`, `Bearer ${ADMIN} extra`, `Bearer ${ADMIN}x`, `Bearer ${ADMIN.slice(0, -1)}`]) {
+    for (const h of [
+      ADMIN,
+      `Basic ${ADMIN}`,
+      `Token ${ADMIN}`,
+      `Bearer ${ADMIN} extra`,
+      `Bearer ${ADMIN}x`,
+      `Bearer ${ADMIN.slice(0, -1)}`,
+    ]) {
       expect(await adminWith(h), h).toBe(401);
     }
   });

@@ -15,7 +15,9 @@ function b64url(data: Uint8Array | string): string {
 async function glmJwt(id: string, secret: string, expMs: number, signWith = secret): Promise<string> {
   const head = b64url(JSON.stringify({ alg: "HS256", sign_type: "SIGN" }));
   const body = b64url(JSON.stringify({ api_key: id, exp: expMs, timestamp: Date.now() }));
-  const key = await crypto.subtle.importKey("raw", enc.encode(signWith), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await crypto.subtle.importKey("raw", enc.encode(signWith), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
   const sig = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(`${head}.${body}`)));
   return `${head}.${body}.${b64url(sig)}`;
 }
@@ -99,7 +101,9 @@ describe("client key forms", () => {
       const head = b64url(JSON.stringify({ alg: "HS256", sign_type: "SIGN" }));
       const ts = Math.round(issuedMs * 1e3);
       const body = b64url(JSON.stringify({ api_key: k.id, exp: ts + 180_000, timestamp: ts }));
-      const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+      const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+        "sign",
+      ]);
       return `${head}.${body}.${b64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(`${head}.${body}`))))}`;
     };
     expect((await withAuth(await sdkToken(Date.now()))).status).toBe(200);
@@ -157,19 +161,35 @@ describe("admin vs client", () => {
     const pre = await gw("/v1/chat/completions", {
       method: "OPTIONS",
       headers: {
-        origin: "https://app.example.com", "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization,content-type,x-stainless-os,X-Stainless-Retry-Count,x-stainless-timeout,x-evil",
+        origin: "https://app.example.com",
+        "access-control-request-method": "POST",
+        "access-control-request-headers":
+          "authorization,content-type,x-stainless-os,X-Stainless-Retry-Count,x-stainless-timeout,x-evil",
       },
     });
     const allowed = (pre.headers.get("access-control-allow-headers") ?? "").split(",");
-    expect(allowed).toEqual(expect.arrayContaining(["authorization", "content-type", "x-stainless-os", "x-stainless-retry-count", "x-stainless-timeout"]));
+    expect(allowed).toEqual(
+      expect.arrayContaining([
+        "authorization",
+        "content-type",
+        "x-stainless-os",
+        "x-stainless-retry-count",
+        "x-stainless-timeout",
+      ]),
+    );
     expect(allowed).not.toContain("x-evil");
   });
 
   it("admin routes have no CORS; client routes do", async () => {
-    const pre = await gw("/admin/keys", { method: "OPTIONS", headers: { origin: "https://x.example", "access-control-request-method": "GET" } });
+    const pre = await gw("/admin/keys", {
+      method: "OPTIONS",
+      headers: { origin: "https://x.example", "access-control-request-method": "GET" },
+    });
     expect(pre.headers.get("access-control-allow-origin")).toBeNull();
-    const client = await gw("/v1/chat/completions", { method: "OPTIONS", headers: { origin: "https://x.example", "access-control-request-method": "POST" } });
+    const client = await gw("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: { origin: "https://x.example", "access-control-request-method": "POST" },
+    });
     expect(client.headers.get("access-control-allow-origin")).toBe("*");
     expect(client.headers.get("access-control-allow-headers")).toMatch(/authorization/);
   });
@@ -181,7 +201,10 @@ describe("admin vs client", () => {
     const patched = await admin("PATCH", `/keys/${created.id}`, { tier: "V1", max_concurrency: null, name: "renamed" });
     expect(patched.status).toBe(200);
     expect(await patched.json()).toMatchObject({ tier: "V1", max_concurrency: null, name: "renamed" });
-    const got = (await (await admin("GET", `/keys/${created.id}`)).json()) as { tier: string; in_flight: Record<string, number> };
+    const got = (await (await admin("GET", `/keys/${created.id}`)).json()) as {
+      tier: string;
+      in_flight: Record<string, number>;
+    };
     expect(got.tier).toBe("V1");
     expect(got.in_flight).toEqual({});
     const list = (await (await admin("GET", "/keys")).json()) as { data: { id: string }[] };

@@ -84,7 +84,11 @@ describe("catalog cache", () => {
   });
 
   it("KV failure with no copy in memory: 503, never the bundled default over an admin's edits", async () => {
-    const edited: Catalog = { ...DEFAULT_CATALOG, version: 8, models: DEFAULT_CATALOG.models.map((m) => (m.id === "glm-4-plus" ? { ...m, status: "disabled" as const } : m)) };
+    const edited: Catalog = {
+      ...DEFAULT_CATALOG,
+      version: 8,
+      models: DEFAULT_CATALOG.models.map((m) => (m.id === "glm-4-plus" ? { ...m, status: "disabled" as const } : m)),
+    };
     await env.KV.put(CATALOG_KV_KEY, JSON.stringify(edited));
     const { ctx } = ctxCollector();
     const err = await cache.get(countingEnv(true).env, ctx).catch((e: unknown) => e);
@@ -111,7 +115,8 @@ describe("catalog cache", () => {
     await env.KV.put(CATALOG_KV_KEY, JSON.stringify(edited));
     // KV's edge cache still remembers "no catalog" from before the admin's first write.
     const staleEdge = {
-      get: (key: string, opts: { cacheTtl?: number }) => (opts.cacheTtl !== undefined ? Promise.resolve(null) : env.KV.get(key, "json")),
+      get: (key: string, opts: { cacheTtl?: number }) =>
+        opts.cacheTtl !== undefined ? Promise.resolve(null) : env.KV.get(key, "json"),
       put: env.KV.put.bind(env.KV),
     };
     const { ctx, settle } = ctxCollector();
@@ -128,7 +133,10 @@ describe("admin catalog", () => {
     const bad = await admin("PUT", "/catalog", { version: 1, updated_at: "x", models: [] });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("models") } });
-    const dup = await admin("PUT", "/catalog", { ...DEFAULT_CATALOG, models: [DEFAULT_CATALOG.models[0], DEFAULT_CATALOG.models[0]] });
+    const dup = await admin("PUT", "/catalog", {
+      ...DEFAULT_CATALOG,
+      models: [DEFAULT_CATALOG.models[0], DEFAULT_CATALOG.models[0]],
+    });
     expect(dup.status).toBe(400);
     const negative = await admin("PATCH", "/catalog/models/glm-4-plus", { pricing: { input: -1 } });
     expect(negative.status).toBe(400);
@@ -141,18 +149,30 @@ describe("admin catalog", () => {
   it("a price change applies to the next request; a request in flight keeps its price", async () => {
     const k = await createKey({ tier: "V3" });
     await admin("PUT", "/catalog", DEFAULT_CATALOG);
-    const inflight = await chat(k.key, chatBody("old price [[sim: tokens=10 delay=100]]", { model: "glm-4-air-250414", stream: true }));
+    const inflight = await chat(
+      k.key,
+      chatBody("old price [[sim: tokens=10 delay=100]]", { model: "glm-4-air-250414", stream: true }),
+    );
     const reader = inflight.body!.getReader();
     await reader.read();
     const patched = await admin("PATCH", "/catalog/models/glm-4-air-250414", { pricing: { input: 100, output: 200 } });
     expect(patched.status).toBe(200);
-    const models = (await (await gw("/v1/models/glm-4-air-250414")).json()) as { pricing: { input: number; output: number } };
+    const models = (await (await gw("/v1/models/glm-4-air-250414")).json()) as {
+      pricing: { input: number; output: number };
+    };
     expect(models.pricing).toMatchObject({ input: 100, output: 200 });
     const plain = await chat(k.key, chatBody("new price [[sim: tokens=10]]", { model: "glm-4-air-250414" }));
     const usage = ((await plain.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
-    expect(Number(plain.headers.get("x-cost-cny"))).toBeCloseTo((usage.prompt_tokens * 100 + usage.completion_tokens * 200) / 1e6, 12);
-    while (!(await reader.read()).done) { /* drain */ }
-    const recs = (await (await admin("GET", `/keys/${k.id}/requests`)).json()) as { data: { stream: boolean; prompt_tokens: number; completion_tokens: number; cost_cny: number }[] };
+    expect(Number(plain.headers.get("x-cost-cny"))).toBeCloseTo(
+      (usage.prompt_tokens * 100 + usage.completion_tokens * 200) / 1e6,
+      12,
+    );
+    while (!(await reader.read()).done) {
+      /* drain */
+    }
+    const recs = (await (await admin("GET", `/keys/${k.id}/requests`)).json()) as {
+      data: { stream: boolean; prompt_tokens: number; completion_tokens: number; cost_cny: number }[];
+    };
     const streamed = recs.data.find((r) => r.stream)!;
     // The stream started at 0.5 CNY per million tokens in and out.
     expect(streamed.cost_cny).toBeCloseTo(((streamed.prompt_tokens + streamed.completion_tokens) * 0.5) / 1e6, 12);
@@ -186,8 +206,12 @@ describe("/v1/models", () => {
     expect(body.object).toBe("list");
     const plus = body.data.find((m) => m["id"] === "glm-4-plus");
     expect(plus).toEqual({
-      id: "glm-4-plus", object: "model", created: expect.any(Number), owned_by: "zhipuai",
-      context_window: 128000, max_output_tokens: 4096,
+      id: "glm-4-plus",
+      object: "model",
+      created: expect.any(Number),
+      owned_by: "zhipuai",
+      context_window: 128000,
+      max_output_tokens: 4096,
       pricing: { currency: "CNY", unit: "1M tokens", input: 5, output: 5, cached_input: 2.5 },
       concurrency: { V0: 50, V1: 100, V2: 300, V3: 500 },
       capabilities: { tools: true, web_search: true, json_mode: true, streaming: true },

@@ -3,7 +3,18 @@
 // leaves stops the upstream request.
 import { beforeAll, describe, expect, it } from "vitest";
 import { withRequestId } from "../src/chat/service.ts";
-import { admin, chat, chatBody, chatWithEnv, createKey, simRequests, simStats, sseData, waitFor, type CreatedKey } from "./helpers.ts";
+import {
+  admin,
+  chat,
+  chatBody,
+  chatWithEnv,
+  createKey,
+  simRequests,
+  simStats,
+  sseData,
+  waitFor,
+  type CreatedKey,
+} from "./helpers.ts";
 
 let k: CreatedKey;
 beforeAll(async () => {
@@ -17,7 +28,10 @@ function fnv1a(bytes: Uint8Array): string {
 }
 
 async function simRecord(requestId: string): Promise<Record<string, unknown>> {
-  const rows = await waitFor(() => simRequests(200), (rs) => rs.some((r) => r["request_id"] === requestId && r["ended"] !== null));
+  const rows = await waitFor(
+    () => simRequests(200),
+    (rs) => rs.some((r) => r["request_id"] === requestId && r["ended"] !== null),
+  );
   const row = rows.find((r) => r["request_id"] === requestId);
   if (!row) throw new Error(`simulator never saw ${requestId}`);
   return row;
@@ -30,7 +44,15 @@ async function inFlight(id: string): Promise<Record<string, number>> {
 describe("pass-through", () => {
   it("streams the simulator's bytes unchanged, with the limit headers", async () => {
     const rid = `stream-${crypto.randomUUID()}`;
-    const res = await chat(k.key, chatBody("tell me [[sim: tokens=40]]", { stream: true, request_id: rid, temperature: 0.5, some_new_field: { x: 1 } }));
+    const res = await chat(
+      k.key,
+      chatBody("tell me [[sim: tokens=40]]", {
+        stream: true,
+        request_id: rid,
+        temperature: 0.5,
+        some_new_field: { x: 1 },
+      }),
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/event-stream;charset=UTF-8");
     expect(res.headers.get("x-request-id")).toBe(rid);
@@ -42,7 +64,10 @@ describe("pass-through", () => {
     expect(fnv1a(bytes)).toBe(sent["body_fnv"]);
     const data = sseData(new TextDecoder().decode(bytes));
     expect(data.at(-1)).toBe("[DONE]");
-    expect(JSON.parse(data.at(-2)!)).toMatchObject({ choices: [{ finish_reason: "stop" }], usage: { completion_tokens: 40 } });
+    expect(JSON.parse(data.at(-2)!)).toMatchObject({
+      choices: [{ finish_reason: "stop" }],
+      usage: { completion_tokens: 40 },
+    });
   });
 
   it("returns the plain JSON body unchanged with x-cost-cny", async () => {
@@ -53,7 +78,9 @@ describe("pass-through", () => {
     const bytes = new Uint8Array(await res.arrayBuffer());
     const sent = await simRecord(rid);
     expect(fnv1a(bytes)).toBe(sent["body_fnv"]);
-    const json = JSON.parse(new TextDecoder().decode(bytes)) as { usage: { prompt_tokens: number; completion_tokens: number } };
+    const json = JSON.parse(new TextDecoder().decode(bytes)) as {
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
     // glm-4-plus: 5 CNY per million tokens in and out.
     const expected = ((json.usage.prompt_tokens + json.usage.completion_tokens) * 5) / 1e6;
     expect(Number(res.headers.get("x-cost-cny"))).toBeCloseTo(expected, 12);
@@ -81,7 +108,10 @@ describe("pass-through", () => {
       { type: "web_search", web_search: { enable: true } },
     ];
     const res = await chat(k.key, chatBody("weather? [[sim:tool]]", { tools }));
-    const json = (await res.json()) as { choices: { finish_reason: string; message: { tool_calls: { function: { name: string } }[] } }[]; web_search?: unknown[] };
+    const json = (await res.json()) as {
+      choices: { finish_reason: string; message: { tool_calls: { function: { name: string } }[] } }[];
+      web_search?: unknown[];
+    };
     expect(json.choices[0]!.finish_reason).toBe("tool_calls");
     expect(json.choices[0]!.message.tool_calls[0]!.function.name).toBe("get_weather");
     expect(Array.isArray(json.web_search)).toBe(true);
@@ -120,8 +150,13 @@ describe("failures", () => {
   it("ends a stream that goes silent with an in-band timeout error", async () => {
     const res = await chat(k.key, chatBody("x [[sim: tokens=10 hang_after=2]]", { stream: true }));
     const data = sseData(await res.text());
-    expect(JSON.parse(data.at(-1)!)).toMatchObject({ error: { code: "1234", message: expect.stringContaining("sent nothing") } });
-    await waitFor(() => inFlight(k.id), (f) => Object.values(f).every((n) => n === 0));
+    expect(JSON.parse(data.at(-1)!)).toMatchObject({
+      error: { code: "1234", message: expect.stringContaining("sent nothing") },
+    });
+    await waitFor(
+      () => inFlight(k.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
   });
 
   it("answers 504 when the upstream never sends headers", async () => {
@@ -146,7 +181,9 @@ describe("failures", () => {
   it("answers 502 when the upstream is unreachable, and 503 naming a missing GLM_API_KEY", async () => {
     const down = await chatWithEnv(k.key, { GLM_BASE_URL: "http://127.0.0.1:9/api/paas/v4" });
     expect(down.status).toBe(502);
-    expect(await down.json()).toMatchObject({ error: { code: "1234", message: expect.stringContaining("unreachable") } });
+    expect(await down.json()).toMatchObject({
+      error: { code: "1234", message: expect.stringContaining("unreachable") },
+    });
     const noKey = await chatWithEnv(k.key, { GLM_API_KEY: "" });
     expect(noKey.status).toBe(503);
     const text = await noKey.text();
@@ -168,7 +205,10 @@ describe("client disconnect", () => {
     await reader.cancel().catch(() => undefined);
     const after = await waitFor(simStats, (s) => s.cancelled > before.cancelled);
     expect(after.cancelled).toBe(before.cancelled + 1);
-    const flights = await waitFor(() => inFlight(k.id), (f) => Object.values(f).every((n) => n === 0));
+    const flights = await waitFor(
+      () => inFlight(k.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
     expect(Object.values(flights).every((n) => n === 0)).toBe(true);
   });
 });

@@ -10,7 +10,15 @@ const withVars = (vars: Record<string, string | undefined>) => ({ ...env, ...var
 
 describe("configuration", () => {
   it("gives an unset or blank variable its default", () => {
-    const cfg = readConfig(withVars({ UPSTREAM_TIMEOUT_MS: "", UPSTREAM_DEADLINE_MS: undefined, GLM_ACCOUNT_TIER: " ", ASYNC_MAX_ACTIVE_JOBS: undefined, WEBHOOK_ALLOW_PRIVATE: "" }));
+    const cfg = readConfig(
+      withVars({
+        UPSTREAM_TIMEOUT_MS: "",
+        UPSTREAM_DEADLINE_MS: undefined,
+        GLM_ACCOUNT_TIER: " ",
+        ASYNC_MAX_ACTIVE_JOBS: undefined,
+        WEBHOOK_ALLOW_PRIVATE: "",
+      }),
+    );
     expect(cfg.upstreamTimeoutMs).toBe(60_000);
     expect(cfg.deadlineMs).toBe(120_000);
     expect(cfg.accountTier).toBe("V0");
@@ -19,7 +27,16 @@ describe("configuration", () => {
   });
 
   it("reads the values given", () => {
-    const cfg = readConfig(withVars({ UPSTREAM_TIMEOUT_MS: "5000", UPSTREAM_DEADLINE_MS: undefined, GLM_ACCOUNT_TIER: "V2", WEBHOOK_ALLOW_PRIVATE: "TRUE", JOB_RETRY_BASE_SECONDS: "0.5", CORS_ORIGINS: "https://a.example, https://b.example" }));
+    const cfg = readConfig(
+      withVars({
+        UPSTREAM_TIMEOUT_MS: "5000",
+        UPSTREAM_DEADLINE_MS: undefined,
+        GLM_ACCOUNT_TIER: "V2",
+        WEBHOOK_ALLOW_PRIVATE: "TRUE",
+        JOB_RETRY_BASE_SECONDS: "0.5",
+        CORS_ORIGINS: "https://a.example, https://b.example",
+      }),
+    );
     expect(cfg.upstreamTimeoutMs).toBe(5000);
     expect(cfg.deadlineMs).toBe(10_000);
     expect(cfg.accountTier).toBe("V2");
@@ -55,6 +72,8 @@ describe("configuration", () => {
     const k = await createKey();
     const res = await chatWithEnv(k.key, { UPSTREAM_MAX_ATTEMPTS: "three" });
     expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ error: { code: "503", message: expect.stringContaining("UPSTREAM_MAX_ATTEMPTS") } });
+    expect(await res.json()).toMatchObject({
+      error: { code: "503", message: expect.stringContaining("UPSTREAM_MAX_ATTEMPTS") },
+    });
   });
 });

@@ -42,7 +42,11 @@ describe("round-robin between waiting keys", () => {
     const held = [await take(a.cred, m), await take(a.cred, m)];
     const { aAdmitted, bAdmitted, all } = await lineUp(a.cred, 6, b.cred, 1, m);
     await held[0]!.release();
-    await waitFor(async () => aAdmitted.length + bAdmitted.length, (n) => n > 0, 5_000);
+    await waitFor(
+      async () => aAdmitted.length + bAdmitted.length,
+      (n) => n > 0,
+      5_000,
+    );
     await sleep(200);
     // FIFO by request would give this slot to A's first waiter (and the next five too).
     expect(bAdmitted.length).toBe(1);
@@ -51,12 +55,22 @@ describe("round-robin between waiting keys", () => {
     await held[1]!.release();
     await bAdmitted[0]!.release();
     for (let i = 0; i < 6; i++) {
-      const s = await waitFor(async () => aAdmitted[i], (x) => x !== undefined, 5_000);
+      const s = await waitFor(
+        async () => aAdmitted[i],
+        (x) => x !== undefined,
+        5_000,
+      );
       await s!.release();
     }
     await all;
     expect(await keyInFlight(a.id, m.id)).toBe(0);
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -113,7 +127,13 @@ describe("max_upstream_share", () => {
     expect(loadB.max).toBeGreaterThanOrEqual(3); // B uses what A may not
     expect(maxTotal).toBeLessThanOrEqual(4);
     expect(maxLeased).toBeLessThanOrEqual(4);
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 
   it("is work-conserving: alone, a key with a share may use the whole account", async () => {
@@ -138,21 +158,39 @@ describe("max_upstream_share", () => {
     // share says A holds at most one while B waits, so all three go to B.
     for (let i = 0; i < 3; i++) {
       await held[i]!.release();
-      await waitFor(async () => bAdmitted.length, (n) => n === i + 1, 5_000);
+      await waitFor(
+        async () => bAdmitted.length,
+        (n) => n === i + 1,
+        5_000,
+      );
     }
     await sleep(200);
     expect(bAdmitted.length).toBe(3);
     expect(aAdmitted.length).toBe(0);
     // B has nobody waiting now: the last slot goes to A, and so do B's as they free (A alone in line).
     await held[3]!.release();
-    await waitFor(async () => aAdmitted.length, (n) => n === 1, 5_000);
+    await waitFor(
+      async () => aAdmitted.length,
+      (n) => n === 1,
+      5_000,
+    );
     await bAdmitted[0]!.release();
     await bAdmitted[1]!.release();
-    await waitFor(async () => aAdmitted.length, (n) => n === 3, 5_000);
+    await waitFor(
+      async () => aAdmitted.length,
+      (n) => n === 3,
+      5_000,
+    );
     expect(await keyInFlight(a.id, m.id)).toBe(3);
     await all;
     await Promise.all([...aAdmitted, bAdmitted[2]!].map((s) => s.release()));
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -171,7 +209,13 @@ describe("a key's block and its share", () => {
     expect(await blockOf(a.id)).toEqual({ size: 2, used: 1 });
     await slotsA[0]!.release();
     await slotsB[0]!.release();
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -200,7 +244,13 @@ describe("the account's bound with turns and shares", () => {
     expect(results.length).toBe(24); // every waiter was served
     expect(maxInFlight).toBe(5);
     expect(maxLeased).toBeLessThanOrEqual(5);
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -209,19 +259,27 @@ describe("max_upstream_share in the admin API", () => {
     for (const bad of [0, -0.1, 1.5, "0.5", true]) {
       const res = await admin("POST", "/keys", { name: "share", max_upstream_share: bad });
       expect(res.status).toBe(400);
-      expect(await res.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("max_upstream_share") } });
+      expect(await res.json()).toMatchObject({
+        error: { code: "1214", message: expect.stringContaining("max_upstream_share") },
+      });
     }
     const created = await createKey({ max_upstream_share: 0.5 });
     expect(created).toMatchObject({ max_upstream_share: 0.5 });
     expect(await (await admin("GET", `/keys/${created.id}`)).json()).toMatchObject({ max_upstream_share: 0.5 });
     const bad = await admin("PATCH", `/keys/${created.id}`, { max_upstream_share: 2 });
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("max_upstream_share") } });
+    expect(await bad.json()).toMatchObject({
+      error: { code: "1214", message: expect.stringContaining("max_upstream_share") },
+    });
     const patched = await admin("PATCH", `/keys/${created.id}`, { max_upstream_share: 1 });
     expect(await patched.json()).toMatchObject({ max_upstream_share: 1 });
-    const list = (await (await admin("GET", "/keys?limit=1000")).json()) as { data: { id: string; max_upstream_share: number | null }[] };
+    const list = (await (await admin("GET", "/keys?limit=1000")).json()) as {
+      data: { id: string; max_upstream_share: number | null }[];
+    };
     expect(list.data.find((k) => k.id === created.id)?.max_upstream_share).toBe(1);
-    expect(await (await admin("PATCH", `/keys/${created.id}`, { max_upstream_share: null })).json()).toMatchObject({ max_upstream_share: null });
+    expect(await (await admin("PATCH", `/keys/${created.id}`, { max_upstream_share: null })).json()).toMatchObject({
+      max_upstream_share: null,
+    });
     // A key made without it shows null (no cap).
     expect(await createKey()).toMatchObject({ max_upstream_share: null });
   });

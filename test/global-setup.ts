@@ -17,11 +17,18 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
-  execFileSync(process.execPath, ["--experimental-transform-types", "--disable-warning=ExperimentalWarning", "scripts/openapi.ts"], { cwd: project.config.root, stdio: "inherit" });
+  execFileSync(
+    process.execPath,
+    ["--experimental-transform-types", "--disable-warning=ExperimentalWarning", "scripts/openapi.ts"],
+    { cwd: project.config.root, stdio: "inherit" },
+  );
   const sim = await startSimulator({ port: 0 });
   project.provide("simUrl", sim.url);
   const accounts = await Promise.all([0, 1, 2].map(() => startSimulator({ port: 0 })));
-  project.provide("poolSimUrls", accounts.map((a) => a.url));
+  project.provide(
+    "poolSimUrls",
+    accounts.map((a) => a.url),
+  );
   const hooks = await startHookReceiver();
   project.provide("hookUrl", hooks.url);
   return async () => {

@@ -17,14 +17,18 @@ export const SIM = inject("simUrl");
  */
 export function gw(path: string, init: RequestInit = {}): Promise<Response> {
   const req = new Request(`http://gateway.test${path}`, init);
-  if (!req.headers.has("cf-connecting-ip")) req.headers.set("cf-connecting-ip", `2001:db8::${crypto.randomUUID().slice(0, 13).replace("-", ":")}`);
+  if (!req.headers.has("cf-connecting-ip"))
+    req.headers.set("cf-connecting-ip", `2001:db8::${crypto.randomUUID().slice(0, 13).replace("-", ":")}`);
   return exports.default.fetch(req);
 }
 
 export async function admin(method: string, path: string, body?: unknown): Promise<Response> {
   return gw(`/admin${path}`, {
     method,
-    headers: { authorization: `Bearer ${ADMIN}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    headers: {
+      authorization: `Bearer ${ADMIN}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
 }
@@ -46,7 +50,12 @@ export function chatBody(content: string, extra: Record<string, unknown> = {}): 
   return { model: "glm-4-flash-250414", messages: [{ role: "user", content }], ...extra };
 }
 
-export function chat(key: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+export function chat(
+  key: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  signal?: AbortSignal,
+): Promise<Response> {
   return gw("/v1/chat/completions", {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
@@ -62,13 +71,21 @@ export async function simStats(): Promise<SimStats> {
 export async function simReset(config: Record<string, unknown> = {}): Promise<void> {
   await fetch(`${SIM}/_sim/reset`, { method: "POST" });
   if (Object.keys(config).length) {
-    await fetch(`${SIM}/_sim/config`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(config) });
+    await fetch(`${SIM}/_sim/config`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(config),
+    });
   }
 }
 
 export async function simRequests(limit = 100): Promise<Record<string, unknown>[]> {
   const body = (await (await fetch(`${SIM}/_sim/requests?limit=${limit}`)).json()) as unknown;
-  return (Array.isArray(body) ? body : (body as { data?: unknown[]; requests?: unknown[] }).data ?? (body as { requests?: unknown[] }).requests ?? []) as Record<string, unknown>[];
+  return (
+    Array.isArray(body)
+      ? body
+      : ((body as { data?: unknown[]; requests?: unknown[] }).data ?? (body as { requests?: unknown[] }).requests ?? [])
+  ) as Record<string, unknown>[];
 }
 
 export async function waitFor<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
@@ -84,14 +101,22 @@ export async function waitFor<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ti
 export { sseData } from "../test-support/sse.ts";
 
 /** A chat request through a fresh app whose bindings are overridden (a broken upstream, a missing secret…). */
-export async function chatWithEnv(key: string, overrides: Partial<Env>, body: unknown = chatBody("x")): Promise<Response> {
+export async function chatWithEnv(
+  key: string,
+  overrides: Partial<Env>,
+  body: unknown = chatBody("x"),
+): Promise<Response> {
   const ctx = createExecutionContext();
   const text = JSON.stringify(body);
   const res = await createApp().fetch(
     new Request("http://gateway.test/v1/chat/completions", {
       method: "POST",
       // The length a request over HTTP carries: without it the gateway authenticates before reading the body.
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": String(new TextEncoder().encode(text).byteLength) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        "content-type": "application/json",
+        "content-length": String(new TextEncoder().encode(text).byteLength),
+      },
       body: text,
     }),
     { ...env, ...overrides },

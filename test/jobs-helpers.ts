@@ -22,7 +22,11 @@ export function submit(key: string, body: unknown, path = "/v1/async/chat/comple
   });
 }
 
-export async function submitOk(key: string, body: unknown, path?: string): Promise<{ id: string; request_id: string; model: string; task_status: string }> {
+export async function submitOk(
+  key: string,
+  body: unknown,
+  path?: string,
+): Promise<{ id: string; request_id: string; model: string; task_status: string }> {
   const res = await submit(key, body, path);
   if (res.status !== 200) throw new Error(`submit: ${res.status} ${await res.text()}`);
   return (await res.json()) as never;
@@ -37,7 +41,13 @@ export type JobView = Record<string, unknown> & {
   attempts: number;
   error?: { code: string; message: string };
   last_error?: { code: string; message: string };
-  webhook?: { state: string; webhook_id: string; deliveries: { attempt: number; status: number | null; error: string | null }[]; next_attempt_at: string | null; gave_up: string | null };
+  webhook?: {
+    state: string;
+    webhook_id: string;
+    deliveries: { attempt: number; status: number | null; error: string | null }[];
+    next_attempt_at: string | null;
+    gave_up: string | null;
+  };
 };
 
 export async function view(key: string, id: string): Promise<JobView> {
@@ -47,10 +57,17 @@ export async function view(key: string, id: string): Promise<JobView> {
 }
 
 /** Polls until the job is finished (and, when asked, its webhook delivery too). */
-export function settled(key: string, id: string, opts: { webhook?: boolean; timeoutMs?: number } = {}): Promise<JobView> {
+export function settled(
+  key: string,
+  id: string,
+  opts: { webhook?: boolean; timeoutMs?: number } = {},
+): Promise<JobView> {
   return waitFor(
     () => view(key, id),
-    (v) => v.task_status !== "PROCESSING" && (!opts.webhook || (v.webhook !== undefined && v.webhook.state !== "pending" && v.webhook.state !== "not_started")),
+    (v) =>
+      v.task_status !== "PROCESSING" &&
+      (!opts.webhook ||
+        (v.webhook !== undefined && v.webhook.state !== "pending" && v.webhook.state !== "not_started")),
     opts.timeoutMs ?? 20_000,
   );
 }

@@ -2,7 +2,13 @@
 // a duplicate delivery never runs a job twice, a crashed run is fenced out and taken over, each outcome
 // acks / retries / re-sends explicitly, the dead-letter consumer ends jobs with a cause, and the job's
 // alarm fails jobs that never finished and deletes results after 7 days.
-import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  runDurableObjectAlarm,
+  runInDurableObject,
+} from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { JOB_MAX_ATTEMPTS, JOB_RETENTION_MS } from "../src/jobs/config.ts";
@@ -23,11 +29,24 @@ beforeAll(async () => {
 });
 
 /** A job stored without a queue message, so only this test's deliveries run it. */
-async function seed(key: CreatedKey, content: string, callbackUrl: string | null = null): Promise<{ id: string; requestId: string }> {
+async function seed(
+  key: CreatedKey,
+  content: string,
+  callbackUrl: string | null = null,
+): Promise<{ id: string; requestId: string }> {
   const id = newJobId();
   const requestId = `req-${crypto.randomUUID()}`;
   const ok = await jobStub(env, id).create({
-    record: { id, key_id: key.id, kind: "chat", model: "glm-4-flash-250414", request_id: requestId, callback_url: callbackUrl, metadata: null, created_at: Date.now() },
+    record: {
+      id,
+      key_id: key.id,
+      kind: "chat",
+      model: "glm-4-flash-250414",
+      request_id: requestId,
+      callback_url: callbackUrl,
+      metadata: null,
+      created_at: Date.now(),
+    },
     body: JSON.stringify({ ...chatBody(content), request_id: requestId }),
   });
   expect(ok).toBe(true);
@@ -36,7 +55,10 @@ async function seed(key: CreatedKey, content: string, callbackUrl: string | null
 
 /** Runs the consumer on one batch; reports acks and retries (with the delay each retry asked for). */
 async function deliver(queue: string, messages: { id: string; job: unknown; attempts?: number }[]) {
-  const batch = createMessageBatch(queue, messages.map((m) => ({ id: m.id, timestamp: new Date(), attempts: m.attempts ?? 1, body: m.job })));
+  const batch = createMessageBatch(
+    queue,
+    messages.map((m) => ({ id: m.id, timestamp: new Date(), attempts: m.attempts ?? 1, body: m.job })),
+  );
   // getQueueResult does not report retry delays: record them on the way.
   const delays = new Map<string, number | undefined>();
   for (const m of batch.messages) {
@@ -49,7 +71,10 @@ async function deliver(queue: string, messages: { id: string; job: unknown; atte
   const ctx = createExecutionContext();
   await handleQueue(batch, env, ctx);
   const res = await getQueueResult(batch, ctx);
-  return { ...res, retryMessages: res.retryMessages.map((r) => ({ msgId: r.msgId, delaySeconds: delays.get(r.msgId) })) };
+  return {
+    ...res,
+    retryMessages: res.retryMessages.map((r) => ({ msgId: r.msgId, delaySeconds: delays.get(r.msgId) })),
+  };
 }
 
 const msg = (id: string, job: string, attempts = 1) => ({ id, job: { job }, attempts });
@@ -109,7 +134,9 @@ describe("at most one run to completion", () => {
     expect(done).toMatchObject({ task_status: "SUCCESS", attempts: 2 });
 
     expect(await stub.renew("crashed-run")).toBe(false);
-    expect(await stub.settle("crashed-run", { kind: "success", result: { choices: ["stale"] } })).toEqual({ do: "ack" });
+    expect(await stub.settle("crashed-run", { kind: "success", result: { choices: ["stale"] } })).toEqual({
+      do: "ack",
+    });
     expect((await view(k.key, job.id))["choices"]).toEqual(done["choices"]);
     expect(await upstreamCalls(job.requestId)).toBe(1);
   });
@@ -122,7 +149,11 @@ describe("at most one run to completion", () => {
       await patch(job.id, (r) => (r.run!.lease_until = Date.now() - 1));
     }
     expect(await stub.begin("last")).toEqual({ do: "dead-letter" });
-    expect(await view(k.key, job.id)).toMatchObject({ task_status: "FAIL", attempts: JOB_MAX_ATTEMPTS, error: { message: expect.stringContaining("stopped without a result") } });
+    expect(await view(k.key, job.id)).toMatchObject({
+      task_status: "FAIL",
+      attempts: JOB_MAX_ATTEMPTS,
+      error: { message: expect.stringContaining("stopped without a result") },
+    });
   });
 });
 
@@ -132,12 +163,27 @@ describe("storage", () => {
     // A surrogate pair straddles the 500 000-character part boundary.
     const body = "x".repeat(499_999) + "😀" + "中".repeat(700_000);
     const stub = jobStub(env, id);
-    await stub.create({ record: { id, key_id: k.id, kind: "chat", model: "glm-4-flash-250414", request_id: "r", callback_url: null, metadata: null, created_at: Date.now() }, body });
+    await stub.create({
+      record: {
+        id,
+        key_id: k.id,
+        kind: "chat",
+        model: "glm-4-flash-250414",
+        request_id: "r",
+        callback_url: null,
+        metadata: null,
+        created_at: Date.now(),
+      },
+      body,
+    });
     const start = await stub.begin("big");
     expect(start.do).toBe("run");
     if (start.do === "run") expect(start.run.body === body).toBe(true);
     await stub.settle("big", { kind: "fail", error: { code: "1214", message: "test" } });
-    const rows = await runInDurableObject(stub, (_o: JobObject, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM body").one().n);
+    const rows = await runInDurableObject(
+      stub,
+      (_o: JobObject, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM body").one().n,
+    );
     expect(rows).toBe(0);
     expect(await view(k.key, id)).toMatchObject({ task_status: "FAIL", error: { code: "1214" } });
   });
@@ -149,7 +195,13 @@ describe("message handling", () => {
     const res = await deliver(QUEUE, [msg("t-1", job.id)]);
     expect(res.explicitAcks).toEqual([]);
     expect(res.retryMessages).toEqual([{ msgId: "t-1", delaySeconds: 1 }]);
-    expect(await inspect(job.id)).toMatchObject({ state: "queued", attempts: 1, run: null, last_error: { code: "500" }, next_try_at: expect.any(Number) });
+    expect(await inspect(job.id)).toMatchObject({
+      state: "queued",
+      attempts: 1,
+      run: null,
+      last_error: { code: "500" },
+      next_try_at: expect.any(Number),
+    });
   });
 
   it("acks a failed-for-good job and forwards it to the dead-letter queue after the last attempt", async () => {
@@ -159,7 +211,11 @@ describe("message handling", () => {
     expect(res.explicitAcks).toEqual(["d-1"]);
     expect(await view(k.key, job.id)).toMatchObject({ task_status: "FAIL", error: { code: "1305" } });
     // The dead-letter copy reaches the dead-letter consumer through the real local queue.
-    const record = await waitFor(() => inspect(job.id), (r) => r?.dead_lettered_at !== null, 10_000);
+    const record = await waitFor(
+      () => inspect(job.id),
+      (r) => r?.dead_lettered_at !== null,
+      10_000,
+    );
     expect(record?.dead_lettered_at).toEqual(expect.any(Number));
   });
 
@@ -173,11 +229,19 @@ describe("message handling", () => {
     const res = await deliver(QUEUE, [msg("w-1", job.id, 9)]);
     expect(res.explicitAcks).toEqual(["w-1"]);
     expect(res.retryMessages).toEqual([]);
-    expect(await inspect(job.id)).toMatchObject({ state: "queued", attempts: 0, slot_waits: 1, last_error: { code: "1302" } });
+    expect(await inspect(job.id)).toMatchObject({
+      state: "queued",
+      attempts: 0,
+      slot_waits: 1,
+      last_error: { code: "1302" },
+    });
     ac.abort();
     await reader.cancel().catch(() => undefined);
     // The fresh message, on the real queue, runs the job once the slot is free.
-    expect(await settled(key.key, job.id, { timeoutMs: 20_000 })).toMatchObject({ task_status: "SUCCESS", attempts: 1 });
+    expect(await settled(key.key, job.id, { timeoutMs: 20_000 })).toMatchObject({
+      task_status: "SUCCESS",
+      attempts: 1,
+    });
   }, 40_000);
 
   it("acks and drops a malformed message, and a message whose job no longer exists", async () => {
@@ -213,13 +277,19 @@ describe("run time cap", () => {
   it("stops a run that never ends and reports a transient failure", async () => {
     const abort = new AbortController();
     const out = await withDeadline(new Promise(() => undefined), 50, abort);
-    expect(out).toMatchObject({ kind: "transient", error: { code: "1234", message: expect.stringContaining("did not finish") } });
+    expect(out).toMatchObject({
+      kind: "transient",
+      error: { code: "1234", message: expect.stringContaining("did not finish") },
+    });
     expect(abort.signal.aborted).toBe(true);
   });
 
   it("passes a run's own outcome through when it ends in time", async () => {
     const abort = new AbortController();
-    expect(await withDeadline(Promise.resolve({ kind: "success", result: { ok: 1 } }), 1_000, abort)).toEqual({ kind: "success", result: { ok: 1 } });
+    expect(await withDeadline(Promise.resolve({ kind: "success", result: { ok: 1 } }), 1_000, abort)).toEqual({
+      kind: "success",
+      result: { ok: 1 },
+    });
     expect(abort.signal.aborted).toBe(false);
   });
 });
@@ -231,7 +301,10 @@ describe("dead-letter consumer", () => {
     const res = await deliver(DLQ, [msg("x-1", job.id, 11)]);
     expect(res.explicitAcks).toEqual(["x-1"]);
     const v = await settled(k.key, job.id, { webhook: true });
-    expect(v).toMatchObject({ task_status: "FAIL", error: { message: expect.stringContaining("queue message failed 11 times") } });
+    expect(v).toMatchObject({
+      task_status: "FAIL",
+      error: { message: expect.stringContaining("queue message failed 11 times") },
+    });
     expect(v.webhook!.state).toBe("delivered");
     expect((await hooks(name)).length).toBe(1);
     expect((await inspect(job.id))?.dead_lettered_at).toEqual(expect.any(Number));
@@ -250,7 +323,10 @@ describe("the job's alarm", () => {
     const job = await seed(k, "stuck [[sim: tokens=2]]");
     await patch(job.id, (r) => (r.created_at = Date.now() - 25 * 3_600_000));
     expect(await runDurableObjectAlarm(jobStub(env, job.id))).toBe(true);
-    expect(await view(k.key, job.id)).toMatchObject({ task_status: "FAIL", error: { message: expect.stringContaining("did not finish within 24 hours") } });
+    expect(await view(k.key, job.id)).toMatchObject({
+      task_status: "FAIL",
+      error: { message: expect.stringContaining("did not finish within 24 hours") },
+    });
   });
 
   it("deletes a finished job 7 days after it finished", async () => {

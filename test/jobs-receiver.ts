@@ -49,7 +49,12 @@ export async function startHookReceiver(): Promise<HookReceiver> {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
       seen.push({ headers, body: Buffer.concat(chunks).toString("utf8"), status, at: Date.now() });
-      res.writeHead(status, redirect ? { location: `http://${req.headers.host ?? "receiver"}/hooks/${name}-redirected` } : {}).end(status === 204 ? undefined : "no");
+      res
+        .writeHead(
+          status,
+          redirect ? { location: `http://${req.headers.host ?? "receiver"}/hooks/${name}-redirected` } : {},
+        )
+        .end(status === 204 ? undefined : "no");
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -9,7 +9,13 @@ import { describe, expect, it } from "vitest";
 import { WEBHOOK_WINDOW_MS } from "../src/jobs/config.ts";
 import { attemptDelivery } from "../src/jobs/delivery.ts";
 import type { JobObject } from "../src/jobs/job-object.ts";
-import { nextWebhookAttempt, slotWaitDelayS, upstreamRetryDelayS, webhookDelayMs, WEBHOOK_MAX_DELAY_MS } from "../src/jobs/schedule.ts";
+import {
+  nextWebhookAttempt,
+  slotWaitDelayS,
+  upstreamRetryDelayS,
+  webhookDelayMs,
+  WEBHOOK_MAX_DELAY_MS,
+} from "../src/jobs/schedule.ts";
 import { jobStub } from "../src/jobs/store.ts";
 import type { JobRecord } from "../src/jobs/types.ts";
 import { signature, signedHeaders } from "../src/jobs/webhook-signing.ts";
@@ -25,10 +31,20 @@ describe("webhook delivery", () => {
   it("POSTs the result, signed so that standardwebhooks verifies it", async () => {
     const k = await createKey();
     const name = uniqueName("ok");
-    const task = await submitOk(k.key, chatBody("signed [[sim: tokens=4]]", { callback_url: hookUrl(name), metadata: { order: 7 } }));
+    const task = await submitOk(
+      k.key,
+      chatBody("signed [[sim: tokens=4]]", { callback_url: hookUrl(name), metadata: { order: 7 } }),
+    );
     const done = await settled(k.key, task.id, { webhook: true });
-    expect(done.webhook).toMatchObject({ state: "delivered", webhook_id: task.id, next_attempt_at: null, gave_up: null });
-    expect(done.webhook!.deliveries).toEqual([{ attempt: 1, at: expect.any(String), status: 204, error: null, duration_ms: expect.any(Number) }]);
+    expect(done.webhook).toMatchObject({
+      state: "delivered",
+      webhook_id: task.id,
+      next_attempt_at: null,
+      gave_up: null,
+    });
+    expect(done.webhook!.deliveries).toEqual([
+      { attempt: 1, at: expect.any(String), status: 204, error: null, duration_ms: expect.any(Number) },
+    ]);
 
     const got = await hooks(name);
     expect(got.length).toBe(1);
@@ -49,10 +65,17 @@ describe("webhook delivery", () => {
   it("retries a failing receiver with backoff and the same webhook-id until it answers 2xx", async () => {
     const k = await createKey();
     const name = uniqueName("retry");
-    const task = await submitOk(k.key, chatBody("retry [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=2&status=503") }));
+    const task = await submitOk(
+      k.key,
+      chatBody("retry [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=2&status=503") }),
+    );
     const done = await settled(k.key, task.id, { webhook: true });
     expect(done.webhook!.state).toBe("delivered");
-    expect(done.webhook!.deliveries.map((d) => [d.attempt, d.status])).toEqual([[1, 503], [2, 503], [3, 204]]);
+    expect(done.webhook!.deliveries.map((d) => [d.attempt, d.status])).toEqual([
+      [1, 503],
+      [2, 503],
+      [3, 204],
+    ]);
     expect(done.webhook!.deliveries[0]!.error).toBe("receiver answered 503");
 
     const got = await hooks(name);
@@ -72,14 +95,25 @@ describe("webhook delivery", () => {
     const task = await submitOk(k.key, chatBody("refused [[sim: error=1261]]", { callback_url: hookUrl(name) }));
     await settled(k.key, task.id, { webhook: true });
     const [hook] = await hooks(name);
-    expect(new Webhook(k.webhook_secret).verify(hook!.body, hook!.headers)).toMatchObject({ id: task.id, task_status: "FAIL", error: { code: "1261" } });
+    expect(new Webhook(k.webhook_secret).verify(hook!.body, hook!.headers)).toMatchObject({
+      id: task.id,
+      task_status: "FAIL",
+      error: { code: "1261" },
+    });
   });
 
   it("does not follow redirects: a 3xx is a failed attempt", async () => {
     const k = await createKey();
     const name = uniqueName("redirect");
-    const task = await submitOk(k.key, chatBody("redirect [[sim: tokens=2]]", { callback_url: hookUrl(name, "redirect=1") }));
-    const v = await waitFor(() => view(k.key, task.id), (x) => (x.webhook?.deliveries.length ?? 0) >= 1, 15_000);
+    const task = await submitOk(
+      k.key,
+      chatBody("redirect [[sim: tokens=2]]", { callback_url: hookUrl(name, "redirect=1") }),
+    );
+    const v = await waitFor(
+      () => view(k.key, task.id),
+      (x) => (x.webhook?.deliveries.length ?? 0) >= 1,
+      15_000,
+    );
     expect(v.webhook!.deliveries[0]).toMatchObject({ status: 302, error: expect.stringContaining("not followed") });
     expect(v.webhook!.state).toBe("pending");
     expect(v.webhook!.next_attempt_at).toEqual(expect.any(String));
@@ -104,10 +138,21 @@ describe("webhook delivery", () => {
   it("stops delivering once the key is revoked", async () => {
     const k = await createKey();
     const name = uniqueName("revoked");
-    const task = await submitOk(k.key, chatBody("revoked [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=1000") }));
-    await waitFor(() => view(k.key, task.id), (x) => (x.webhook?.deliveries.length ?? 0) >= 1, 15_000);
+    const task = await submitOk(
+      k.key,
+      chatBody("revoked [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=1000") }),
+    );
+    await waitFor(
+      () => view(k.key, task.id),
+      (x) => (x.webhook?.deliveries.length ?? 0) >= 1,
+      15_000,
+    );
     expect((await admin("DELETE", `/keys/${k.id}`)).status).toBe(200);
-    const record = await waitFor(() => inspect(task.id), (r) => r?.delivery?.state === "failed", 15_000);
+    const record = await waitFor(
+      () => inspect(task.id),
+      (r) => r?.delivery?.state === "failed",
+      15_000,
+    );
     expect(record?.delivery?.gave_up).toContain("revoked");
     const sent = (await hooks(name)).length;
     expect(record?.delivery?.attempts.length).toBe(sent + 1);
@@ -116,8 +161,15 @@ describe("webhook delivery", () => {
   it("gives up after the 24-hour window", async () => {
     const k = await createKey();
     const name = uniqueName("window");
-    const task = await submitOk(k.key, chatBody("window [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=1000") }));
-    await waitFor(() => view(k.key, task.id), (x) => (x.webhook?.deliveries.length ?? 0) >= 1, 15_000);
+    const task = await submitOk(
+      k.key,
+      chatBody("window [[sim: tokens=2]]", { callback_url: hookUrl(name, "fail=1000") }),
+    );
+    await waitFor(
+      () => view(k.key, task.id),
+      (x) => (x.webhook?.deliveries.length ?? 0) >= 1,
+      15_000,
+    );
     // Pretend the first attempt was a day ago and the next one is due now.
     await runInDurableObject(jobStub(env, task.id), async (_obj: JobObject, state) => {
       const r = state.storage.kv.get<JobRecord>("record")!;
@@ -126,7 +178,11 @@ describe("webhook delivery", () => {
       state.storage.kv.put("record", r);
       await state.storage.setAlarm(Date.now());
     });
-    const v = await waitFor(() => view(k.key, task.id), (x) => x.webhook?.state === "failed", 15_000);
+    const v = await waitFor(
+      () => view(k.key, task.id),
+      (x) => x.webhook?.state === "failed",
+      15_000,
+    );
     expect(v.webhook!.gave_up).toContain("within 24 hours");
     expect(v.webhook!.next_attempt_at).toBeNull();
   });
@@ -136,7 +192,11 @@ describe("one delivery attempt", () => {
   it("times out a receiver that does not answer", async () => {
     const k = await createKey();
     const name = uniqueName("hang");
-    const out = await attemptDelivery(env, { url: hookUrl(name, "hang=1"), webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 }, { timeoutMs: 300 });
+    const out = await attemptDelivery(
+      env,
+      { url: hookUrl(name, "hang=1"), webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 },
+      { timeoutMs: 300 },
+    );
     expect(out).toMatchObject({ result: "retry", attempt: { status: null, error: "no answer within 300 ms" } });
     expect((await hooks(name)).length).toBe(1);
   });
@@ -144,14 +204,27 @@ describe("one delivery attempt", () => {
   it("records a receiver that cannot be reached without echoing the runtime's network error", async () => {
     const k = await createKey();
     // Nothing listens on port 1: the connection is refused.
-    const out = await attemptDelivery(env, { url: "http://127.0.0.1:1/hook", webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 });
-    expect(out).toMatchObject({ result: "retry", attempt: { status: null, error: "could not connect to the receiver" } });
+    const out = await attemptDelivery(env, {
+      url: "http://127.0.0.1:1/hook",
+      webhookId: "job_x",
+      keyId: k.id,
+      jobId: "job_x",
+      payload: "{}",
+      attempt: 1,
+    });
+    expect(out).toMatchObject({
+      result: "retry",
+      attempt: { status: null, error: "could not connect to the receiver" },
+    });
   });
 
   it("gives up when the URL is no longer allowed by the policy", async () => {
     const k = await createKey();
     const name = uniqueName("policy");
-    const out = await attemptDelivery({ ...env, WEBHOOK_ALLOW_PRIVATE: "false" }, { url: hookUrl(name), webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 });
+    const out = await attemptDelivery(
+      { ...env, WEBHOOK_ALLOW_PRIVATE: "false" },
+      { url: hookUrl(name), webhookId: "job_x", keyId: k.id, jobId: "job_x", payload: "{}", attempt: 1 },
+    );
     expect(out).toMatchObject({ result: "give_up", reason: expect.stringContaining("no longer allowed") });
     expect(await hooks(name)).toEqual([]);
   });
@@ -162,7 +235,9 @@ describe("signature", () => {
   it("matches the standardwebhooks reference implementation", async () => {
     const ts = 1_700_000_000;
     const body = JSON.stringify({ hello: "世界", n: 1 });
-    expect(await signature(secret, "msg_1", ts, body)).toBe(new Webhook(secret).sign("msg_1", new Date(ts * 1000), body));
+    expect(await signature(secret, "msg_1", ts, body)).toBe(
+      new Webhook(secret).sign("msg_1", new Date(ts * 1000), body),
+    );
   });
 
   it("produces headers the library verifies, and a changed body does not", async () => {
@@ -184,7 +259,8 @@ describe("retry schedules", () => {
     expect(webhookDelayMs(2, 30, hi)).toBe(60_000);
     expect(webhookDelayMs(5, 30, lo)).toBe(240_000);
     expect(webhookDelayMs(40, 30, hi)).toBe(WEBHOOK_MAX_DELAY_MS);
-    for (let n = 1; n < 20; n++) expect(webhookDelayMs(n + 1, 30, lo)).toBeGreaterThanOrEqual(webhookDelayMs(n, 30, lo));
+    for (let n = 1; n < 20; n++)
+      expect(webhookDelayMs(n + 1, 30, lo)).toBeGreaterThanOrEqual(webhookDelayMs(n, 30, lo));
   });
 
   it("keeps webhook attempts inside the 24 h window, the last one landing on its end", () => {

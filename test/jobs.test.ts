@@ -35,7 +35,10 @@ describe("async chat streams from GLM internally", () => {
 
   it("builds the non-streaming result from the stream: tool calls, finish_reason, usage and web_search", async () => {
     const tools = [
-      { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } },
+      {
+        type: "function",
+        function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+      },
       { type: "web_search", web_search: { enable: true } },
     ];
     const body = chatBody("weather in Hangzhou? [[sim:tool]]", { tools });
@@ -54,10 +57,19 @@ describe("async chat streams from GLM internally", () => {
     const key = await createKey();
     const task = await submitOk(key.key, chatBody("stalls [[sim: tokens=10 hang_after=3]]"));
     const done = await settled(key.key, task.id, { timeoutMs: 30_000 });
-    expect(done).toMatchObject({ task_status: "FAIL", attempts: 1, error: { code: "1234", message: expect.stringContaining("not retried") } });
+    expect(done).toMatchObject({
+      task_status: "FAIL",
+      attempts: 1,
+      error: { code: "1234", message: expect.stringContaining("not retried") },
+    });
     expect((await simCalls(task.request_id)).length).toBe(1);
     const usage = await waitFor(
-      async () => ((await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as { totals: { requests: number } }).totals,
+      async () =>
+        (
+          (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as {
+            totals: { requests: number };
+          }
+        ).totals,
       (t) => t.requests === 1,
     );
     expect(usage.requests).toBe(1);
@@ -82,7 +94,9 @@ describe("bounded submission", () => {
     // The same id with a different request is refused; another key's same request_id is its own job.
     const changed = await submit(key.key, { ...body, temperature: 0.1 });
     expect(changed.status).toBe(400);
-    expect(await changed.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("request_id") } });
+    expect(await changed.json()).toMatchObject({
+      error: { code: "1214", message: expect.stringContaining("request_id") },
+    });
     const other = await createKey();
     expect(((await (await submit(other.key, body)).json()) as { id: string }).id).not.toBe(firstTask.id);
   });
@@ -107,12 +121,17 @@ describe("bounded submission", () => {
     const b = (await (await submitCapped("slow b [[sim: tokens=20 delay=100]]")).json()) as { id: string };
     const over = await submitCapped("one too many [[sim: tokens=1]]");
     expect(over.status).toBe(429);
-    expect(await over.json()).toMatchObject({ error: { code: "1302", message: expect.stringContaining("2 async jobs queued or running") } });
+    expect(await over.json()).toMatchObject({
+      error: { code: "1302", message: expect.stringContaining("2 async jobs queued or running") },
+    });
     expect(over.headers.get("retry-after")).toBe("5");
     await settled(key.key, a.id, { timeoutMs: 20_000 });
     await settled(key.key, b.id, { timeoutMs: 20_000 });
     // Finished jobs no longer count.
-    await waitFor(() => jobIndexStub(env, key.id).activeCount(), (n) => n === 0);
+    await waitFor(
+      () => jobIndexStub(env, key.id).activeCount(),
+      (n) => n === 0,
+    );
     expect((await submitCapped("room again [[sim: tokens=1]]")).status).toBe(200);
   });
 });
@@ -123,7 +142,12 @@ describe("submit and poll", () => {
     const res = await submit(k.key, body);
     expect(res.status).toBe(200);
     const task = (await res.json()) as { id: string; request_id: string; model: string; task_status: string };
-    expect(task).toEqual({ id: expect.stringMatching(/^job_[0-9a-f]{32}$/), request_id: expect.any(String), model: "glm-4-flash-250414", task_status: "PROCESSING" });
+    expect(task).toEqual({
+      id: expect.stringMatching(/^job_[0-9a-f]{32}$/),
+      request_id: expect.any(String),
+      model: "glm-4-flash-250414",
+      task_status: "PROCESSING",
+    });
     expect(res.headers.get("x-request-id")).toBe(task.request_id);
 
     const done = await settled(k.key, task.id);
@@ -140,7 +164,10 @@ describe("submit and poll", () => {
     expect(done.finished_at).toEqual(expect.any(String));
     expect(done.webhook).toBeUndefined();
     // The same answer a synchronous call gets (the simulator is deterministic in the messages).
-    const sync = (await (await chat(k.key, chatBody("async hello [[sim: tokens=6]]"))).json()) as { choices: unknown; usage: unknown };
+    const sync = (await (await chat(k.key, chatBody("async hello [[sim: tokens=6]]"))).json()) as {
+      choices: unknown;
+      usage: unknown;
+    };
     expect(done["choices"]).toEqual(sync.choices);
     expect(done["usage"]).toEqual(sync.usage);
     // Upstream saw exactly one call, under the job's request id.
@@ -148,7 +175,11 @@ describe("submit and poll", () => {
   });
 
   it("works at GLM's own base path and keeps the client's request_id", async () => {
-    const task = await submitOk(k.key, chatBody("glm path [[sim: tokens=3]]", { request_id: "my-req-42" }), "/api/paas/v4/async/chat/completions");
+    const task = await submitOk(
+      k.key,
+      chatBody("glm path [[sim: tokens=3]]", { request_id: "my-req-42" }),
+      "/api/paas/v4/async/chat/completions",
+    );
     expect(task.request_id).toBe("my-req-42");
     const res = await result(k.key, task.id, "/api/paas/v4");
     expect(res.status).toBe(200);
@@ -161,7 +192,10 @@ describe("submit and poll", () => {
     const task = await submitOk(key.key, chatBody("usage [[sim: tokens=4]]"));
     await settled(key.key, task.id);
     const report = await waitFor(
-      async () => (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as { totals: { requests: number; completion_tokens: number } },
+      async () =>
+        (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${key.key}` } })).json()) as {
+          totals: { requests: number; completion_tokens: number };
+        },
       (r) => r.totals.requests === 1,
     );
     expect(report.totals).toMatchObject({ requests: 1, completion_tokens: 4 });
@@ -175,8 +209,20 @@ describe("validation", () => {
     ["unknown model", chatBody("x", { model: "glm-9" }), 400, "1211", "glm-9"],
     ["max_tokens over the model's limit", chatBody("x", { max_tokens: 999_999 }), 400, "1214", "max_tokens"],
     ["callback_url not a string", chatBody("x", { callback_url: 42 }), 400, "1214", "callback_url"],
-    ["callback_url with userinfo", chatBody("x", { callback_url: "https://a:b@example.com/" }), 400, "1214", "userinfo"],
-    ["callback_url to cloud metadata", chatBody("x", { callback_url: "http://169.254.169.254/" }), 400, "1214", "link-local"],
+    [
+      "callback_url with userinfo",
+      chatBody("x", { callback_url: "https://a:b@example.com/" }),
+      400,
+      "1214",
+      "userinfo",
+    ],
+    [
+      "callback_url to cloud metadata",
+      chatBody("x", { callback_url: "http://169.254.169.254/" }),
+      400,
+      "1214",
+      "link-local",
+    ],
     ["metadata not an object", chatBody("x", { metadata: [1, 2] }), 400, "1214", "metadata"],
     ["metadata too large", chatBody("x", { metadata: { blob: "x".repeat(20_000) } }), 400, "1214", "metadata"],
   ])("refuses %s", async (_name, body, status, code, fragment) => {
@@ -188,9 +234,17 @@ describe("validation", () => {
   });
 
   it("refuses a body that is not JSON (415) and a missing or wrong key (401)", async () => {
-    const notJson = await gw("/v1/async/chat/completions", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" }, body: "hi" });
+    const notJson = await gw("/v1/async/chat/completions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" },
+      body: "hi",
+    });
     expect(notJson.status).toBe(415);
-    const noKey = await gw("/v1/async/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chatBody("x")) });
+    const noKey = await gw("/v1/async/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chatBody("x")),
+    });
     expect(noKey.status).toBe(401);
     expect(await noKey.json()).toMatchObject({ error: { code: "1001" } });
     const wrong = await submit(`${k.id}.${"x".repeat(32)}`, chatBody("x"));
@@ -243,42 +297,65 @@ describe("failures", () => {
     await admin("PATCH", `/keys/${key.id}`, { daily_token_limit: 20 });
     const before = (await simRequests(1000)).length;
     for (const path of ["/v1/async/chat/completions", "/v1/async/summarize"]) {
-      const res = await submit(key.key, path.endsWith("summarize") ? { text: "Some text." } : chatBody("budget [[sim: tokens=2]]"), path);
+      const res = await submit(
+        key.key,
+        path.endsWith("summarize") ? { text: "Some text." } : chatBody("budget [[sim: tokens=2]]"),
+        path,
+      );
       expect(res.status, path).toBe(429);
-      expect(await res.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("token limit") } });
+      expect(await res.json()).toMatchObject({
+        error: { code: "1308", message: expect.stringContaining("token limit") },
+      });
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
     }
     expect((await simRequests(1000)).length).toBe(before);
   });
 
-  it(
-    "retries transient upstream failures with backoff, then fails with the cause and dead-letters the message",
-    async () => {
-      const task = await submitOk(k.key, chatBody("overloaded [[sim: error=1305]]"));
-      const first = await waitFor(() => view(k.key, task.id), (v) => v.last_error !== undefined, 10_000);
-      expect(first).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1305" } });
-      const done = await settled(k.key, task.id, { timeoutMs: 40_000 });
-      expect(done).toMatchObject({ task_status: "FAIL", attempts: JOB_MAX_ATTEMPTS, error: { code: "1305", message: expect.stringContaining(`gave up after ${JOB_MAX_ATTEMPTS} attempts`) } });
-      // Each run is one pipeline call, which makes UPSTREAM_MAX_ATTEMPTS (3) attempts before the job retries later.
-      expect((await simCalls(task.request_id)).length).toBe(JOB_MAX_ATTEMPTS * 3);
-      const record = await waitFor(() => inspect(task.id), (r) => r?.dead_lettered_at !== null, 10_000);
-      expect(record?.dead_lettered_at).toEqual(expect.any(Number));
-    },
-    60_000,
-  );
+  it("retries transient upstream failures with backoff, then fails with the cause and dead-letters the message", async () => {
+    const task = await submitOk(k.key, chatBody("overloaded [[sim: error=1305]]"));
+    const first = await waitFor(
+      () => view(k.key, task.id),
+      (v) => v.last_error !== undefined,
+      10_000,
+    );
+    expect(first).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1305" } });
+    const done = await settled(k.key, task.id, { timeoutMs: 40_000 });
+    expect(done).toMatchObject({
+      task_status: "FAIL",
+      attempts: JOB_MAX_ATTEMPTS,
+      error: { code: "1305", message: expect.stringContaining(`gave up after ${JOB_MAX_ATTEMPTS} attempts`) },
+    });
+    // Each run is one pipeline call, which makes UPSTREAM_MAX_ATTEMPTS (3) attempts before the job retries later.
+    expect((await simCalls(task.request_id)).length).toBe(JOB_MAX_ATTEMPTS * 3);
+    const record = await waitFor(
+      () => inspect(task.id),
+      (r) => r?.dead_lettered_at !== null,
+      10_000,
+    );
+    expect(record?.dead_lettered_at).toEqual(expect.any(Number));
+  }, 60_000);
 });
 
 describe("slots", () => {
   it("waits for a free slot instead of failing, then runs", async () => {
     const key = await createKey({ tier: "V3", max_concurrency: 1 });
     const ac = new AbortController();
-    const stream = await chat(key.key, chatBody("hold the slot [[sim: tokens=500 delay=20]]", { stream: true }), {}, ac.signal);
+    const stream = await chat(
+      key.key,
+      chatBody("hold the slot [[sim: tokens=500 delay=20]]", { stream: true }),
+      {},
+      ac.signal,
+    );
     expect(stream.status).toBe(200);
     const reader = stream.body!.getReader();
     await reader.read();
 
     const task = await submitOk(key.key, chatBody("queued behind [[sim: tokens=3]]"));
-    const waiting = await waitFor(() => view(key.key, task.id), (v) => v.last_error?.code === "1302", 15_000);
+    const waiting = await waitFor(
+      () => view(key.key, task.id),
+      (v) => v.last_error?.code === "1302",
+      15_000,
+    );
     expect(waiting).toMatchObject({ task_status: "PROCESSING", last_error: { code: "1302" } });
     expect((await simCalls(task.request_id)).length).toBe(0);
 
@@ -297,14 +374,22 @@ describe("summarize jobs", () => {
 
   it("summarizes asynchronously: PROCESSING at once, then SUCCESS with the summary, usage, cost and chunks", async () => {
     const task = await submitOk(k.key, { text, style: "tldr", metadata: { doc: 1 } }, "/v1/async/summarize");
-    expect(task).toMatchObject({ id: expect.stringMatching(/^job_/), model: expect.any(String), task_status: "PROCESSING" });
+    expect(task).toMatchObject({
+      id: expect.stringMatching(/^job_/),
+      model: expect.any(String),
+      task_status: "PROCESSING",
+    });
     const done = await settled(k.key, task.id);
     expect(done).toMatchObject({
       task_status: "SUCCESS",
       kind: "summarize",
       model: task.model,
       summary: expect.stringContaining("⟦digest"),
-      usage: { prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: expect.any(Number) },
+      usage: {
+        prompt_tokens: expect.any(Number),
+        completion_tokens: expect.any(Number),
+        total_tokens: expect.any(Number),
+      },
       cost_cny: expect.any(Number),
       chunks: 1,
       metadata: { doc: 1 },

@@ -65,7 +65,12 @@ describe("a body with a duplicate top-level key", () => {
       await json("/v1/async/summarize", '{"text":"a","style":"tldr","style":"bullets"}'),
       await json("/v1/tokens", '{"ttl_seconds":60,"ttl_seconds":86400}'),
       await json("/admin/keys", '{"name":"x","tier":"V0","tier":"V3"}', "Bearer test-admin-token"),
-      await json("/admin/catalog/models/glm-4-plus", '{"status":"active","status":"disabled"}', "Bearer test-admin-token", "PATCH"),
+      await json(
+        "/admin/catalog/models/glm-4-plus",
+        '{"status":"active","status":"disabled"}',
+        "Bearer test-admin-token",
+        "PATCH",
+      ),
     ];
     for (const res of routes) {
       expect(res.status, res.url).toBe(400);

@@ -5,7 +5,11 @@ import { underAllowedPrefix } from "../src/jobs/ssrf.ts";
 import { admin, chat, chatBody, createKey, gw } from "./helpers.ts";
 
 async function mint(key: string): Promise<string> {
-  const res = await gw("/v1/tokens", { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
+  const res = await gw("/v1/tokens", {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: "{}",
+  });
   expect(res.status).toBe(201);
   return ((await res.json()) as { token: string }).token;
 }
@@ -41,7 +45,9 @@ describe("a key's allowed webhook URLs", () => {
     for (const bad of ["http://127.0.0.1:9/other", "http://127.0.0.1:9/hooksevil", "http://127.0.0.2:9/hooks/x"]) {
       const res = await submit(bad);
       expect(res.status, bad).toBe(400);
-      expect(await res.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("webhook_urls") } });
+      expect(await res.json()).toMatchObject({
+        error: { code: "1214", message: expect.stringContaining("webhook_urls") },
+      });
     }
     expect((await submit("http://127.0.0.1:9/hooks/job?x=1")).status).toBe(200);
     // Clearing the list lifts it.

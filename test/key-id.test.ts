@@ -78,14 +78,24 @@ describe("a key's object", () => {
     const { runInDurableObject } = await import("cloudflare:test");
     const { createKey } = await import("./helpers.ts");
     const tablesOf = (ctx: DurableObjectState) =>
-      ctx.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").toArray().map((r) => r.name);
+      ctx.storage.sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'",
+        )
+        .toArray()
+        .map((r) => r.name);
     const stranger = env.KEYS.get(env.KEYS.idFromName(await newKeyId(env)));
     expect(await stranger.info()).toBeNull();
     expect((await stranger.usage("2026-01-01", "2026-01-31")).totals.requests).toBe(0);
-    expect(await stranger.authenticate({ kind: "key", keyId: "x".repeat(32), secretHash: "y" })).toMatchObject({ ok: false, status: 401 });
+    expect(await stranger.authenticate({ kind: "key", keyId: "x".repeat(32), secretHash: "y" })).toMatchObject({
+      ok: false,
+      status: 401,
+    });
     expect(await stranger.release("lease")).toMatchObject({ released: false });
     await runInDurableObject(stranger, (_obj, ctx) => expect(tablesOf(ctx)).toEqual([]));
     const real = await createKey();
-    await runInDurableObject(env.KEYS.get(env.KEYS.idFromName(real.id)), (_obj, ctx) => expect(tablesOf(ctx)).toEqual(expect.arrayContaining(["leases", "reservations"])));
+    await runInDurableObject(env.KEYS.get(env.KEYS.idFromName(real.id)), (_obj, ctx) =>
+      expect(tablesOf(ctx)).toEqual(expect.arrayContaining(["leases", "reservations"])),
+    );
   });
 });

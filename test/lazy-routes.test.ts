@@ -18,11 +18,16 @@ function app() {
         tags: ["things"],
         request: {
           params: z.object({ id: z.string().regex(/^\d+$/) }),
-          body: { required: true, content: { "application/json": { schema: z.object({ n: z.number().max(3) }).openapi("Thing") } } },
+          body: {
+            required: true,
+            content: { "application/json": { schema: z.object({ n: z.number().max(3) }).openapi("Thing") } },
+          },
         },
         responses: () => {
           built.push("things responses");
-          return { 200: { description: "ok", content: { "application/json": { schema: z.object({ n: z.number() }) } } } };
+          return {
+            200: { description: "ok", content: { "application/json": { schema: z.object({ n: z.number() }) } } },
+          };
         },
       };
     }),
@@ -32,12 +37,20 @@ function app() {
   top.route("/v1", router);
   top.route("/alias", router);
   mountDocs(top);
-  top.onError((err) => (err instanceof GatewayError ? errorResponse(err.status, err.code, err.message) : errorResponse(500, "500", String(err))));
+  top.onError((err) =>
+    err instanceof GatewayError
+      ? errorResponse(err.status, err.code, err.message)
+      : errorResponse(500, "500", String(err)),
+  );
   return { top, built };
 }
 
 const post = (path: string, body: unknown) =>
-  new Request(`http://gateway.test${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  new Request(`http://gateway.test${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 
 describe("lazily built routes", () => {
   it("build nothing when registered and mounted", () => {
@@ -50,7 +63,9 @@ describe("lazily built routes", () => {
     expect(built).toEqual(["things"]);
     const bad = await top.request(post("/alias/things/7", { n: 9 }));
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("invalid field n") } });
+    expect(await bad.json()).toMatchObject({
+      error: { code: "1214", message: expect.stringContaining("invalid field n") },
+    });
     expect((await top.request(post("/v1/things/x", { n: 1 }))).status).toBe(400);
     expect((await top.request(post("/v1/things/7", {}))).status).toBe(400);
     // The responses were never built: no request reads them.
@@ -64,8 +79,14 @@ describe("lazily built routes", () => {
       components: { schemas: Record<string, unknown> };
     };
     expect(Object.keys(doc.paths)).toEqual(["/v1/things/{id}", "/alias/things/{id}"]);
-    expect(doc.components.schemas["Thing"]).toMatchObject({ type: "object", properties: { n: { type: "number", maximum: 3 } } });
-    expect(doc.paths["/alias/things/{id}"]!.post.responses["200"]!.content["application/json"]!.schema).toMatchObject({ type: "object", properties: { n: { type: "number" } } });
+    expect(doc.components.schemas["Thing"]).toMatchObject({
+      type: "object",
+      properties: { n: { type: "number", maximum: 3 } },
+    });
+    expect(doc.paths["/alias/things/{id}"]!.post.responses["200"]!.content["application/json"]!.schema).toMatchObject({
+      type: "object",
+      properties: { n: { type: "number" } },
+    });
     expect(built).toEqual(["things", "things responses"]);
     expect((await top.request(post("/v1/things/7", { n: 1 }))).status).toBe(200);
     expect(built).toEqual(["things", "things responses"]);

@@ -79,7 +79,9 @@ describe("the account's bound across keys", () => {
   it("admits exactly the account limit when several keys burst at once, and leaks nothing", async () => {
     const m = model("blocks-burst", 7);
     const keys = await Promise.all(Array.from({ length: 4 }, () => keyFor()));
-    const results = await Promise.allSettled(keys.flatMap((k) => Array.from({ length: 6 }, () => take(env, k.cred, m))));
+    const results = await Promise.allSettled(
+      keys.flatMap((k) => Array.from({ length: 6 }, () => take(env, k.cred, m))),
+    );
     const admitted = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason as GatewayError] : []));
     expect(admitted.length).toBe(7);
@@ -94,7 +96,13 @@ describe("the account's bound across keys", () => {
     expect(await guardLeased(m.id)).toBe(7);
     await Promise.all(admitted.map((s) => s.release()));
     // Every block goes back: at once when the account is tight, else after the idle delay.
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 
   it("never has more requests in flight than the account limit while keys come and go and wait", async () => {
@@ -124,7 +132,13 @@ describe("the account's bound across keys", () => {
     expect(served).toBe(54); // everyone waited its turn; none was refused
     expect(maxInFlight).toBe(5);
     expect(maxLeased).toBeLessThanOrEqual(5);
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -159,7 +173,10 @@ describe("waiting for the account's capacity", () => {
     await sleep(300);
     expect(await keyInFlight(k.id, m.id)).toBe(1); // it waits with its key slot
     ac.abort();
-    const err = await pending.then(() => undefined, (e: unknown) => e);
+    const err = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(GatewayError);
     expect(err).toMatchObject({ status: 408, code: "1234", message: "client closed the request" });
     expect(await keyInFlight(k.id, m.id)).toBe(0);
@@ -223,7 +240,10 @@ describe("renewal", () => {
     const slot = await take(env, k.cred, m);
     // The lease lapses (as if renewals never arrived) and the alarm reclaims it and its upstream slot.
     const lapse = () =>
-      runInDurableObject(keyObject(k.id), (_o, state) => void state.storage.sql.exec("UPDATE leases SET expires_at = ?", Date.now() - 1));
+      runInDurableObject(
+        keyObject(k.id),
+        (_o, state) => void state.storage.sql.exec("UPDATE leases SET expires_at = ?", Date.now() - 1),
+      );
     await lapse();
     await runDurableObjectAlarm(keyObject(k.id));
     expect(await keyInFlight(k.id, m.id)).toBe(0);
@@ -238,7 +258,10 @@ describe("renewal", () => {
     let lost = 0;
     const stop = slot.keepAlive({ waitUntil: () => undefined }, 30, () => lost++);
     expect(await slot.renew()).toBe(false);
-    await waitFor(async () => lost, (n) => n === 1);
+    await waitFor(
+      async () => lost,
+      (n) => n === 1,
+    );
     stop();
     expect(await keyInFlight(k.id, m.id)).toBe(1); // the other request's, and only it
     await slot.release();
@@ -252,7 +275,10 @@ describe("renewal", () => {
     // The guard lost the block (its slots expired there), and the key's block is due for renewal.
     const lapseAtGuard = async () => {
       await runInDurableObject(guard(m.id), (_g, state) => void state.storage.sql.exec("DELETE FROM leases"));
-      await runInDurableObject(keyObject(k.id), (_o, state) => void state.storage.sql.exec("UPDATE pool_slots SET expires_at = ?", Date.now() + 2_000));
+      await runInDurableObject(
+        keyObject(k.id),
+        (_o, state) => void state.storage.sql.exec("UPDATE pool_slots SET expires_at = ?", Date.now() + 2_000),
+      );
     };
     await lapseAtGuard();
     expect(await guardLeased(m.id)).toBe(0);
@@ -276,9 +302,13 @@ describe("idle keys", () => {
     expect(await guardLeased(m.id)).toBeGreaterThan(1); // the request's slot and some headroom
     await slot.release();
     expect(await guardLeased(m.id)).toBeGreaterThan(0); // kept briefly for the next request
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0, IDLE_RETURN_MS + 3_000)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+        IDLE_RETURN_MS + 3_000,
+      ),
+    ).toBe(0);
     expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]).toBeUndefined();
   });
 });
-
-

@@ -41,7 +41,10 @@ describe("an open circuit and the key's block", () => {
     expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]!.size).toBeGreaterThan(1);
 
     await slots[0]!.release(undefined, "fail");
-    const opened = await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "open");
+    const opened = await waitFor(
+      () => circuitOf(pool(m.id)),
+      (c) => c.state === "open",
+    );
     expect(opened.state).toBe("open");
     // Open: refused at once with a 503, though the block may still hold slots.
     const during = await attempt(take(k.cred, m));
@@ -62,7 +65,14 @@ describe("an open circuit and the key's block", () => {
 
     // The probe succeeds: the circuit closes and requests flow again.
     await admitted[0]!.release(undefined, "ok");
-    expect((await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "closed")).state).toBe("closed");
+    expect(
+      (
+        await waitFor(
+          () => circuitOf(pool(m.id)),
+          (c) => c.state === "closed",
+        )
+      ).state,
+    ).toBe("closed");
     const after = await Promise.all([take(k.cred, m), take(k.cred, m)]);
     await Promise.all(after.map((s) => s.release(undefined, "ok")));
   });
@@ -72,16 +82,33 @@ describe("an open circuit and the key's block", () => {
     const k = await keyFor();
     // A long cooldown, and a request left in flight: the block is never idle, so only the circuit empties it.
     const LONG: CircuitConfig = { failures: 1, cooldownMs: 60_000 };
-    const [failing, busy, done] = await Promise.all([take(k.cred, m, undefined, LONG), take(k.cred, m, undefined, LONG), take(k.cred, m, undefined, LONG)]);
+    const [failing, busy, done] = await Promise.all([
+      take(k.cred, m, undefined, LONG),
+      take(k.cred, m, undefined, LONG),
+      take(k.cred, m, undefined, LONG),
+    ]);
     await done!.release();
     expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]!.size).toBeGreaterThan(2);
     await failing!.release(undefined, "fail");
-    const blocks = await waitFor(() => keyObject(k.id).upstreamBlocks(), (b) => b[pool(m.id)]?.size === 1);
+    const blocks = await waitFor(
+      () => keyObject(k.id).upstreamBlocks(),
+      (b) => b[pool(m.id)]?.size === 1,
+    );
     expect(blocks[pool(m.id)]).toEqual({ size: 1, used: 1 });
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 1)).toBe(1);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 1,
+      ),
+    ).toBe(1);
     // The request still at GLM keeps its slot; when it ends, the slot goes back too.
     await busy!.release(undefined, "ok");
-    expect(await waitFor(() => guardLeased(m.id), (n) => n === 0)).toBe(0);
+    expect(
+      await waitFor(
+        () => guardLeased(m.id),
+        (n) => n === 0,
+      ),
+    ).toBe(0);
     expect((await keyObject(k.id).upstreamBlocks())[pool(m.id)]).toBeUndefined();
     const refused = await attempt(take(k.cred, m, undefined, LONG));
     expect((refused as GatewayError).status).toBe(503);
@@ -96,8 +123,14 @@ describe("the probe decides alone", () => {
     const SLOW: CircuitConfig = { failures: 1, cooldownMs: IDLE_RETURN_MS + 1000 };
     const first = await take(k.cred, m, undefined, SLOW);
     await first.release(undefined, "fail");
-    const opened = await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "open");
-    await waitFor(() => keyObject(k.id).upstreamBlocks(), (b) => b[pool(m.id)] === undefined);
+    const opened = await waitFor(
+      () => circuitOf(pool(m.id)),
+      (c) => c.state === "open",
+    );
+    await waitFor(
+      () => keyObject(k.id).upstreamBlocks(),
+      (b) => b[pool(m.id)] === undefined,
+    );
     await untilRetry(opened);
 
     // The probe fails; a request of the same key arriving right behind its release must not take its slot.
@@ -106,7 +139,10 @@ describe("the probe decides alone", () => {
     const [, behind] = await Promise.all([probe.release(undefined, "fail"), attempt(take(k.cred, m, undefined, SLOW))]);
     expect(behind).toBeInstanceOf(GatewayError);
     expect((behind as GatewayError).status).toBe(503);
-    const reopened = await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "open" && c.retryAt! > opened.retryAt!);
+    const reopened = await waitFor(
+      () => circuitOf(pool(m.id)),
+      (c) => c.state === "open" && c.retryAt! > opened.retryAt!,
+    );
     expect(reopened.state).toBe("open");
     expect(await guardLeased(m.id)).toBe(0);
 
@@ -114,8 +150,19 @@ describe("the probe decides alone", () => {
     await untilRetry(reopened);
     const second = await take(k.cred, m, undefined, SLOW);
     await second.release(undefined, "ok");
-    expect((await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "closed")).state).toBe("closed");
-    const flow = await Promise.all([take(k.cred, m, undefined, SLOW), take(k.cred, m, undefined, SLOW), take(k.cred, m, undefined, SLOW)]);
+    expect(
+      (
+        await waitFor(
+          () => circuitOf(pool(m.id)),
+          (c) => c.state === "closed",
+        )
+      ).state,
+    ).toBe("closed");
+    const flow = await Promise.all([
+      take(k.cred, m, undefined, SLOW),
+      take(k.cred, m, undefined, SLOW),
+      take(k.cred, m, undefined, SLOW),
+    ]);
     expect(flow).toHaveLength(3);
     await Promise.all(flow.map((s) => s.release(undefined, "ok")));
   });
@@ -137,7 +184,8 @@ describe("the guard's probe", () => {
 });
 
 describe("5xx answers at the last usable account", () => {
-  const accounts = (...ids: string[]): Account[] => ids.map((id, i) => ({ id, key: "unused", tier: "V0", baseUrl: "", weight: ids.length - i }));
+  const accounts = (...ids: string[]): Account[] =>
+    ids.map((id, i) => ({ id, key: "unused", tier: "V0", baseUrl: "", weight: ids.length - i }));
   const THREE: CircuitConfig = { failures: 3, cooldownMs: 60_000 };
   /** One attempt after another at whichever account admission picks, each ending with `verdict`. */
   const attempts = async (cred: Credential, m: ModelEntry, pools: Pool[], n: number, verdict: "error" | "fail") => {
@@ -156,23 +204,44 @@ describe("5xx answers at the last usable account", () => {
     const m = model("circuit-alone", 20);
     const k = await keyFor();
     await attempts(k.cred, m, defaultPools(m), 4, "error");
-    const state = await waitFor(() => guard(m.id).state(pool(m.id)), (s) => s.recent_failures === 4);
+    const state = await waitFor(
+      () => guard(m.id).state(pool(m.id)),
+      (s) => s.recent_failures === 4,
+    );
     expect(state).toMatchObject({ recent_failures: 4, circuit: { state: "closed", consecutive: 0 } });
     await attempts(k.cred, m, defaultPools(m), 3, "fail");
-    expect((await waitFor(() => circuitOf(pool(m.id)), (c) => c.state === "open")).state).toBe("open");
+    expect(
+      (
+        await waitFor(
+          () => circuitOf(pool(m.id)),
+          (c) => c.state === "open",
+        )
+      ).state,
+    ).toBe("open");
   });
 
   it("with two accounts, 5xx answers open the first one's circuit, then not the last one's", async () => {
     const m = model("circuit-two", 20);
-    const a = `a${crypto.randomUUID().slice(0, 8)}`, b = `b${crypto.randomUUID().slice(0, 8)}`;
+    const a = `a${crypto.randomUUID().slice(0, 8)}`,
+      b = `b${crypto.randomUUID().slice(0, 8)}`;
     const pools = poolsFor(accounts(a, b), m, 500);
     const k = await keyFor();
     // The heavier account comes first while both are free; three 5xx there open its circuit.
     expect(await attempts(k.cred, m, pools, 3, "error")).toEqual([a, a, a]);
-    expect((await waitFor(() => circuitOf(`${a}:${m.id}`), (c) => c.state === "open")).state).toBe("open");
+    expect(
+      (
+        await waitFor(
+          () => circuitOf(`${a}:${m.id}`),
+          (c) => c.state === "open",
+        )
+      ).state,
+    ).toBe("open");
     // Now the other account is the last usable one: its 5xx are counted but do not open it.
     expect(await attempts(k.cred, m, pools, 4, "error")).toEqual([b, b, b, b]);
-    const last = await waitFor(() => guardStub(env, `${b}:${m.id}`).state(`${b}:${m.id}`), (s) => s.recent_failures === 4);
+    const last = await waitFor(
+      () => guardStub(env, `${b}:${m.id}`).state(`${b}:${m.id}`),
+      (s) => s.recent_failures === 4,
+    );
     expect(last).toMatchObject({ recent_failures: 4, circuit: { state: "closed" } });
   });
 });

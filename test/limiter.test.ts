@@ -4,7 +4,18 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { LeaseTable } from "../src/limiter/leases.ts";
-import { admin, chat, chatBody, chatWithEnv, CIRCUIT, createKey, defaultPools, simRequests, simStats, waitFor } from "./helpers.ts";
+import {
+  admin,
+  chat,
+  chatBody,
+  chatWithEnv,
+  CIRCUIT,
+  createKey,
+  defaultPools,
+  simRequests,
+  simStats,
+  waitFor,
+} from "./helpers.ts";
 
 async function inFlight(id: string): Promise<number> {
   const info = (await (await admin("GET", `/keys/${id}`)).json()) as { in_flight: Record<string, number> };
@@ -24,11 +35,16 @@ describe("admission", () => {
     for (const r of refused) {
       expect(r.headers.get("retry-after")).toBe("1");
       expect(r.headers.get("x-concurrency-limit")).toBe("5");
-      expect(await r.json()).toMatchObject({ error: { code: "1302", message: expect.stringContaining("limit for this key is 5") } });
+      expect(await r.json()).toMatchObject({
+        error: { code: "1302", message: expect.stringContaining("limit for this key is 5") },
+      });
     }
     expect(ok.map((r) => r.headers.get("x-concurrency-in-flight")).sort()).toEqual(["1", "2", "3", "4", "5"]);
     await Promise.all(ok.map((r) => r.text()));
-    await waitFor(() => inFlight(k.id), (n) => n === 0);
+    await waitFor(
+      () => inFlight(k.id),
+      (n) => n === 0,
+    );
     expect(await inFlight(k.id)).toBe(0);
   });
 
@@ -68,7 +84,10 @@ describe("release on every ending path", () => {
     const k = await createKey({ max_concurrency: 1 });
     const res = await chat(k.key, body);
     await res.text();
-    const n = await waitFor(() => inFlight(k.id), (x) => x === 0);
+    const n = await waitFor(
+      () => inFlight(k.id),
+      (x) => x === 0,
+    );
     expect(n).toBe(0);
     // The single slot is free again: a new request is admitted.
     const next = await chat(k.key, chatBody("again [[sim: tokens=1]]"));
@@ -84,7 +103,12 @@ describe("release on every ending path", () => {
     expect(await inFlight(k.id)).toBe(1);
     ac.abort();
     await reader.cancel().catch(() => undefined);
-    expect(await waitFor(() => inFlight(k.id), (x) => x === 0)).toBe(0);
+    expect(
+      await waitFor(
+        () => inFlight(k.id),
+        (x) => x === 0,
+      ),
+    ).toBe(0);
   });
 
   it("the limiter's own exception (upstream unreachable) releases too", async () => {
@@ -108,7 +132,10 @@ describe("leases", () => {
     });
     expect(await inFlight(k.id)).toBe(0);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const rows = await runInDurableObject(stub, (_obj, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM leases").one()["n"]);
+    const rows = await runInDurableObject(
+      stub,
+      (_obj, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM leases").one()["n"],
+    );
     expect(rows).toBe(0);
     ac.abort();
     await res.body?.cancel().catch(() => undefined);
@@ -157,9 +184,13 @@ describe("waiting for a slot (x-queue-timeout-ms)", () => {
       await r.text();
       return r.status;
     };
-    const first = drain(chat(k.key, chatBody("first [[sim: tokens=2 delay=200]]", { stream: true }), { "x-queue-timeout-ms": "10000" }));
+    const first = drain(
+      chat(k.key, chatBody("first [[sim: tokens=2 delay=200]]", { stream: true }), { "x-queue-timeout-ms": "10000" }),
+    );
     await new Promise((r) => setTimeout(r, 100));
-    const second = drain(chat(k.key, chatBody("second [[sim: tokens=1]]", { stream: true }), { "x-queue-timeout-ms": "10000" }));
+    const second = drain(
+      chat(k.key, chatBody("second [[sim: tokens=1]]", { stream: true }), { "x-queue-timeout-ms": "10000" }),
+    );
     await new Promise((r) => setTimeout(r, 100));
     const started = Date.now();
     const impatient = await chat(k.key, chatBody("impatient"), { "x-queue-timeout-ms": "300" });
@@ -187,25 +218,39 @@ describe("upstream guard", () => {
     const ok = res.filter((r) => r.status === 200);
     expect(ok.length).toBe(5);
     const refused = res.filter((r) => r.status === 429);
-    for (const r of refused) expect(await r.json()).toMatchObject({ error: { code: "1302", message: expect.stringContaining("upstream capacity") } });
+    for (const r of refused)
+      expect(await r.json()).toMatchObject({
+        error: { code: "1302", message: expect.stringContaining("upstream capacity") },
+      });
     await Promise.all(ok.map((r) => r.text()));
     const after = await simStats();
     expect(after.by_model["glm-4-airx"]!.max_in_flight).toBeLessThanOrEqual(5);
     expect(after.total - before.total).toBe(5);
-    for (const k of keys) expect(await waitFor(() => inFlight(k.id), (n) => n === 0)).toBe(0);
+    for (const k of keys)
+      expect(
+        await waitFor(
+          () => inFlight(k.id),
+          (n) => n === 0,
+        ),
+      ).toBe(0);
   });
 
   it("fails closed with 503 when the limiter cannot be reached", async () => {
     const k = await createKey();
     const broken = {
       idFromName: env.KEYS.idFromName.bind(env.KEYS),
-      get: () => ({ acquire: () => Promise.reject(new Error("object unreachable")), authenticate: () => Promise.reject(new Error("object unreachable")) }),
+      get: () => ({
+        acquire: () => Promise.reject(new Error("object unreachable")),
+        authenticate: () => Promise.reject(new Error("object unreachable")),
+      }),
     };
     const before = (await simStats()).total;
     const res = await chatWithEnv(k.key, { KEYS: broken as unknown as typeof env.KEYS });
     expect(res.status).toBe(503);
     // (A request without content-length is authenticated before its body is read: that call fails closed too.)
-    expect(await res.json()).toMatchObject({ error: { code: "503", message: expect.stringMatching(/limiter is unavailable|could not reach the key's state/) } });
+    expect(await res.json()).toMatchObject({
+      error: { code: "503", message: expect.stringMatching(/limiter is unavailable|could not reach the key's state/) },
+    });
     expect((await simStats()).total).toBe(before);
   });
 });
@@ -220,7 +265,10 @@ describe("keep-alive while the gateway waits on GLM", () => {
     const { sha256Hex } = await import("../src/auth/crypto.ts");
     const slot = await acquireSlot(env, {
       cred: { kind: "key", keyId: keyPart!, secretHash: await sha256Hex(secret!) },
-      model, pools: defaultPools(model), circuit: CIRCUIT, queueTimeoutMs: 0,
+      model,
+      pools: defaultPools(model),
+      circuit: CIRCUIT,
+      queueTimeoutMs: 0,
     });
     const expiry = () =>
       runInDurableObject(env.KEYS.get(env.KEYS.idFromName(k.id)), (_o, state) =>

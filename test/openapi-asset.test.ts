@@ -13,7 +13,11 @@ function withAssets(serve: () => string | undefined): { env: Env; reads: () => n
       reads++;
       expect(new URL(input instanceof Request ? input.url : input).pathname).toBe("/openapi.json");
       const body = serve();
-      return Promise.resolve(body === undefined ? new Response("Not Found", { status: 404, headers: { "content-type": "text/plain" } }) : new Response(body, { headers: { "content-type": "application/json" } }));
+      return Promise.resolve(
+        body === undefined
+          ? new Response("Not Found", { status: 404, headers: { "content-type": "text/plain" } })
+          : new Response(body, { headers: { "content-type": "application/json" } }),
+      );
     },
   } as unknown as Fetcher;
   return { env: { ...env, ASSETS }, reads: () => reads };
@@ -25,7 +29,10 @@ describe("/openapi.json from the generated asset", () => {
     const res = await gw("/openapi.json");
     expect(res.status).toBe(200);
     expect(res.headers.get("cache-control")).toBe("public, max-age=300");
-    expect(await res.json()).toEqual({ ...(asset as object), servers: [{ url: "http://gateway.test", description: "this gateway" }] });
+    expect(await res.json()).toEqual({
+      ...(asset as object),
+      servers: [{ url: "http://gateway.test", description: "this gateway" }],
+    });
   });
 
   it("is read once per isolate and completed per request", async () => {
@@ -33,7 +40,11 @@ describe("/openapi.json from the generated asset", () => {
     const app = createApp();
     for (const origin of ["https://a.example", "https://b.example"]) {
       const res = await app.request(`${origin}/openapi.json`, {}, fake.env);
-      expect(await res.json()).toEqual({ openapi: "3.1.0", paths: {}, servers: [{ url: origin, description: "this gateway" }] });
+      expect(await res.json()).toEqual({
+        openapi: "3.1.0",
+        paths: {},
+        servers: [{ url: origin, description: "this gateway" }],
+      });
     }
     expect(fake.reads()).toBe(1);
   });
@@ -44,7 +55,9 @@ describe("/openapi.json from the generated asset", () => {
     const app = createApp();
     const res = await app.request("https://gw.example/openapi.json", {}, fake.env);
     expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({ error: { code: "500", message: expect.stringContaining("public/openapi.json is missing") } });
+    expect(await res.json()).toEqual({
+      error: { code: "500", message: expect.stringContaining("public/openapi.json is missing") },
+    });
     asset.body = JSON.stringify({ openapi: "3.1.0" });
     const later = await app.request("https://gw.example/openapi.json", {}, fake.env);
     expect(later.status).toBe(200);

@@ -37,7 +37,13 @@ function toOpenApiPath(path: string): string {
  * handler on a path of its own is reported too.
  */
 function undocumented(app: OpenAPIHono<never> | ReturnType<typeof createApp>, doc: Doc): string[] {
-  const documented = new Set(Object.entries(doc.paths).flatMap(([p, item]) => Object.keys(item).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`)));
+  const documented = new Set(
+    Object.entries(doc.paths).flatMap(([p, item]) =>
+      Object.keys(item)
+        .filter((m) => METHODS.includes(m))
+        .map((m) => `${m.toUpperCase()} ${p}`),
+    ),
+  );
   const paths = Object.keys(doc.paths);
   const missing = new Set<string>();
   for (const r of app.routes) {
@@ -88,7 +94,14 @@ describe("/openapi.json", () => {
     const app = createApp();
     expect(undocumented(app, doc)).toEqual([]);
     // Spot checks that the walk really covers the app: both base URLs, admin, tokens, health.
-    for (const op of ["POST /v1/chat/completions", "POST /api/paas/v4/chat/completions", "POST /v1/tokens", "GET /v1/models/{id}", "DELETE /admin/keys/{id}", "GET /healthz"]) {
+    for (const op of [
+      "POST /v1/chat/completions",
+      "POST /api/paas/v4/chat/completions",
+      "POST /v1/tokens",
+      "GET /v1/models/{id}",
+      "DELETE /admin/keys/{id}",
+      "GET /healthz",
+    ]) {
       const [method, path] = op.split(" ") as [string, string];
       expect(doc.paths[path]?.[method.toLowerCase()], op).toBeDefined();
     }
@@ -108,7 +121,13 @@ describe("/openapi.json", () => {
     expect(doc.components.schemas["Error"]).toMatchObject({
       type: "object",
       required: ["error"],
-      properties: { error: { type: "object", required: ["code", "message"], properties: { code: { type: "string" }, message: { type: "string" } } } },
+      properties: {
+        error: {
+          type: "object",
+          required: ["code", "message"],
+          properties: { code: { type: "string" }, message: { type: "string" } },
+        },
+      },
     });
     let errors = 0;
     for (const { path, method, op } of operations(doc)) {
@@ -118,7 +137,9 @@ describe("/openapi.json", () => {
         if (Number(status) < 400) continue;
         errors++;
         const content = res["content"] as Record<string, { schema: Json }> | undefined;
-        expect(content?.["application/json"]?.schema, `${method.toUpperCase()} ${path} ${status}`).toEqual({ $ref: "#/components/schemas/Error" });
+        expect(content?.["application/json"]?.schema, `${method.toUpperCase()} ${path} ${status}`).toEqual({
+          $ref: "#/components/schemas/Error",
+        });
       }
     }
     expect(errors).toBeGreaterThan(50);
@@ -135,7 +156,9 @@ describe("/openapi.json", () => {
       }
     }
     const chat200 = (doc.paths["/v1/chat/completions"]!["post"]!["responses"] as Record<string, Json>)["200"]!;
-    expect(Object.keys(chat200["headers"] as Json)).toEqual(expect.arrayContaining(["x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny"]));
+    expect(Object.keys(chat200["headers"] as Json)).toEqual(
+      expect.arrayContaining(["x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny"]),
+    );
   });
 
   it("secures client routes with the bearer scheme and admin routes with the admin scheme", async () => {
@@ -156,13 +179,21 @@ describe("/openapi.json", () => {
 
   it("describes the browser token request from the schema that validates it", async () => {
     const doc = await fetchDoc();
-    const body = (doc.paths["/v1/tokens"]!["post"]!["requestBody"] as { required?: boolean; content: Record<string, { schema: Json }> });
+    const body = doc.paths["/v1/tokens"]!["post"]!["requestBody"] as {
+      required?: boolean;
+      content: Record<string, { schema: Json }>;
+    };
     expect(body.required).toBeFalsy();
     expect(body.content["application/json"]!.schema).toEqual({ $ref: "#/components/schemas/TokenRequest" });
-    const schema = doc.components.schemas["TokenRequest"] as { properties: Record<string, Json>; additionalProperties: unknown };
+    const schema = doc.components.schemas["TokenRequest"] as {
+      properties: Record<string, Json>;
+      additionalProperties: unknown;
+    };
     expect(schema.properties["ttl_seconds"]).toMatchObject({ type: "integer", minimum: 1, maximum: 86_400 });
     expect(schema.additionalProperties).toBe(false);
-    expect(Object.keys((doc.paths["/v1/tokens"]!["post"]!["responses"] as Json))).toEqual(expect.arrayContaining(["201", "400", "401", "403"]));
+    expect(Object.keys(doc.paths["/v1/tokens"]!["post"]!["responses"] as Json)).toEqual(
+      expect.arrayContaining(["201", "400", "401", "403"]),
+    );
   });
 });
 

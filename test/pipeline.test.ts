@@ -21,7 +21,8 @@ import { admin, chat, chatBody, createKey, SIM, sseData, waitFor } from "./helpe
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const chunk = (i: number) => `data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":"t${i}"}}]}\n\n`;
+const chunk = (i: number) =>
+  `data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":"t${i}"}}]}\n\n`;
 
 /** An upstream body the test feeds by hand, and the abort the relay calls. */
 function fakeUpstream() {
@@ -48,12 +49,19 @@ function fakeUpstream() {
   return { up, push, end: () => ctrl.close(), aborted: () => reason };
 }
 
-function relay(up: UpstreamResponse, opts: { idleTimeoutMs?: number; stallMs?: number; renew?: () => Promise<boolean> } = {}) {
+function relay(
+  up: UpstreamResponse,
+  opts: { idleTimeoutMs?: number; stallMs?: number; renew?: () => Promise<boolean> } = {},
+) {
   let done!: (o: RelayOutcome) => void;
   const outcome = new Promise<RelayOutcome>((r) => (done = r));
   const body = relaySse(up, {
-    idleTimeoutMs: opts.idleTimeoutMs ?? 5_000, stallMs: opts.stallMs ?? 5_000, renewEveryMs: 40, tickMs: 20,
-    renew: opts.renew ?? (async () => true), onEnd: done,
+    idleTimeoutMs: opts.idleTimeoutMs ?? 5_000,
+    stallMs: opts.stallMs ?? 5_000,
+    renewEveryMs: 40,
+    tickMs: 20,
+    renew: opts.renew ?? (async () => true),
+    onEnd: done,
   });
   return { body, outcome };
 }
@@ -100,7 +108,9 @@ describe("relay", () => {
     await reader.read();
     await sleep(400); // the client pauses four idle timeouts long, with data waiting for it
     for (let i = 0; i < 2; i++) expect((await reader.read()).done).toBe(false);
-    f.push('data: {"id":"1","choices":[{"index":0,"finish_reason":"stop","delta":{"content":""}}],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\ndata: [DONE]\n\n');
+    f.push(
+      'data: {"id":"1","choices":[{"index":0,"finish_reason":"stop","delta":{"content":""}}],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\ndata: [DONE]\n\n',
+    );
     f.end();
     while (!(await reader.read()).done);
     const o = await r.outcome;
@@ -114,7 +124,9 @@ describe("relay", () => {
     f.push(chunk(0));
     const text = await new Response(r.body).text();
     expect((await r.outcome).ended).toBe("timeout");
-    expect(JSON.parse(sseData(text).at(-1)!)).toMatchObject({ error: { code: "1234", message: expect.stringContaining("sent nothing for 100 ms") } });
+    expect(JSON.parse(sseData(text).at(-1)!)).toMatchObject({
+      error: { code: "1234", message: expect.stringContaining("sent nothing for 100 ms") },
+    });
   });
 
   it("ends a stream whose slot was lost (renewal says so), in-band, and cancels the upstream call", async () => {
@@ -125,7 +137,9 @@ describe("relay", () => {
     expect((await r.outcome).ended).toBe("slot_lost");
     expect(f.aborted()).toBe("gateway");
     expect(text.startsWith(chunk(0))).toBe(true);
-    expect(JSON.parse(sseData(text).at(-1)!)).toMatchObject({ error: { code: "1234", message: expect.stringContaining("lost its concurrency slot") } });
+    expect(JSON.parse(sseData(text).at(-1)!)).toMatchObject({
+      error: { code: "1234", message: expect.stringContaining("lost its concurrency slot") },
+    });
     expect(text).not.toContain("[DONE]");
   });
 
@@ -148,8 +162,15 @@ describe("relay", () => {
 
 const model: ModelEntry = DEFAULT_CATALOG.models.find((m) => m.id === "glm-4-flash-250414")!;
 const facts = (over: Partial<CallFacts> = {}): CallFacts => ({
-  id: "call-1", requestId: "req-1", startedAt: Date.now(), model, kind: "chat", stream: true,
-  messages: [{ role: "user", content: "hello there" }], bodyBytes: 400, ...over,
+  id: "call-1",
+  requestId: "req-1",
+  startedAt: Date.now(),
+  model,
+  kind: "chat",
+  stream: true,
+  messages: [{ role: "user", content: "hello there" }],
+  bodyBytes: 400,
+  ...over,
 });
 
 describe("settlement never throws", () => {
@@ -161,7 +182,13 @@ describe("settlement never throws", () => {
   });
 
   it("records GLM's usage when it came, and nothing for a refused call", () => {
-    const used = usageRecord(facts(), { status: 200, ended: "completed", usage: { prompt_tokens: 7, completion_tokens: 2 }, events: 3, done: true });
+    const used = usageRecord(facts(), {
+      status: 200,
+      ended: "completed",
+      usage: { prompt_tokens: 7, completion_tokens: 2 },
+      events: 3,
+      done: true,
+    });
     expect(used).toMatchObject({ prompt_tokens: 7, completion_tokens: 2, estimated: false });
     const refused = usageRecord(facts(), { status: 429, ended: "upstream_error" }, () => {
       throw new Error("not called");
@@ -170,7 +197,11 @@ describe("settlement never throws", () => {
   });
 
   it("keeps garbage out of the ledger: negative, fractional or missing numbers become whole non-negative counts", () => {
-    const rec = usageRecord(facts(), { status: 200, ended: "completed", usage: { prompt_tokens: -5, completion_tokens: 2.7, prompt_tokens_details: { cached_tokens: Number.NaN } } });
+    const rec = usageRecord(facts(), {
+      status: 200,
+      ended: "completed",
+      usage: { prompt_tokens: -5, completion_tokens: 2.7, prompt_tokens_details: { cached_tokens: Number.NaN } },
+    });
     expect(rec).toMatchObject({ prompt_tokens: 0, completion_tokens: 2, cached_tokens: 0 });
     expect(Number.isInteger(rec.cost_nano)).toBe(true);
   });
@@ -188,8 +219,21 @@ interface SlotLog {
 
 function fakeSlot(over: Partial<Slot> = {}, log: SlotLog = { released: [], keepAlive: [] }): Slot {
   return {
-    caller: { id: "k", name: "k", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null, webhook_urls: null },
-    limit: 10, inFlight: 1, model: DEFAULT_CATALOG.models[0]!, account: "default", pool: `default:${DEFAULT_CATALOG.models[0]!.id}`,
+    caller: {
+      id: "k",
+      name: "k",
+      tier: "V3",
+      max_concurrency: null,
+      daily_budget_cny: null,
+      daily_token_limit: null,
+      fallback_models: null,
+      webhook_urls: null,
+    },
+    limit: 10,
+    inFlight: 1,
+    model: DEFAULT_CATALOG.models[0]!,
+    account: "default",
+    pool: `default:${DEFAULT_CATALOG.models[0]!.id}`,
     next: async () => false,
     renew: async () => true,
     release: async (u) => void log.released.push(u),
@@ -207,7 +251,19 @@ const simEnv = { ...env, GLM_BASE_URL: `${SIM}/api/paas/v4`, UPSTREAM_TIMEOUT_MS
 
 function request(content: string, stream: boolean) {
   const body = JSON.stringify({ ...chatBody(content), stream, request_id: crypto.randomUUID() });
-  return { env: simEnv, ctx, model, body, messages: [], stream, requestId: "r", kind: "chat" as const, acceptLanguage: null, signal: null, startedAt: Date.now() };
+  return {
+    env: simEnv,
+    ctx,
+    model,
+    body,
+    messages: [],
+    stream,
+    requestId: "r",
+    kind: "chat" as const,
+    acceptLanguage: null,
+    signal: null,
+    startedAt: Date.now(),
+  };
 }
 
 describe("send", () => {
@@ -250,7 +306,10 @@ describe("send", () => {
   });
 
   it("answers, and settles, when the release rejects", async () => {
-    const sent = await send(fakeSlot({ release: () => Promise.reject(new Error("object gone")) }), request("ok [[sim: tokens=2]]", false));
+    const sent = await send(
+      fakeSlot({ release: () => Promise.reject(new Error("object gone")) }),
+      request("ok [[sim: tokens=2]]", false),
+    );
     expect(sent.kind === "answer" && sent.status).toBe(200);
   });
 });
@@ -267,7 +326,10 @@ describe("admission", () => {
     await expect(waiting).rejects.toMatchObject({ status: 408 });
     // It stopped waiting when its caller left, not when its wait ran out or a slot came free.
     expect(Date.now() - started).toBeLessThan(3_000);
-    const inFlight = async () => Object.values(((await (await admin("GET", `/keys/${k.id}`)).json()) as { in_flight: Record<string, number> }).in_flight).reduce((a, n) => a + n, 0);
+    const inFlight = async () =>
+      Object.values(
+        ((await (await admin("GET", `/keys/${k.id}`)).json()) as { in_flight: Record<string, number> }).in_flight,
+      ).reduce((a, n) => a + n, 0);
     expect(await inFlight()).toBe(1);
     await holder.release();
     await sleep(1_500); // longer than a wait slice: a waiter still in line would have been admitted by now
@@ -284,10 +346,16 @@ describe("a body whose estimate would throw", () => {
     // estimate) overflow the stack. Parsing it is fine.
     const deep = "[".repeat(20_000) + "]".repeat(20_000);
     const raw = JSON.stringify({
-      model: "glm-4-flash-250414", stream: true, request_id: "deep-1",
+      model: "glm-4-flash-250414",
+      stream: true,
+      request_id: "deep-1",
       messages: [
         { role: "user", content: "cut [[sim: tokens=30 break_after=3]]" },
-        { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" }, extra: "X" }] },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" }, extra: "X" }],
+        },
       ],
     }).replace('"extra":"X"', `"extra":${deep}`);
     const res = await chat(k.key, raw);
@@ -300,7 +368,12 @@ describe("a body whose estimate would throw", () => {
     );
     expect(Object.values(info.in_flight).every((n) => n === 0)).toBe(true);
     const recs = await waitFor(
-      async () => ((await (await admin("GET", `/keys/${k.id}/requests`)).json()) as { data: { request_id: string; estimated: boolean; prompt_tokens: number }[] }).data,
+      async () =>
+        (
+          (await (await admin("GET", `/keys/${k.id}/requests`)).json()) as {
+            data: { request_id: string; estimated: boolean; prompt_tokens: number }[];
+          }
+        ).data,
       (d) => d.length === 1,
     );
     expect(recs[0]).toMatchObject({ request_id: "deep-1", estimated: true });
@@ -319,7 +392,9 @@ describe("request ids must be header values", () => {
       const k = await createKey({ tier: "V3", max_concurrency: 1 });
       const res = await chat(k.key, chatBody("hi", { request_id: id }));
       expect(res.status).toBe(400);
-      expect(await res.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("request_id") } });
+      expect(await res.json()).toMatchObject({
+        error: { code: "1214", message: expect.stringContaining("request_id") },
+      });
       const info = (await (await admin("GET", `/keys/${k.id}`)).json()) as { in_flight: Record<string, number> };
       expect(info.in_flight).toEqual({});
     });
@@ -329,7 +404,9 @@ describe("request ids must be header values", () => {
     const k = await createKey({ tier: "V3" });
     const long = await chat(k.key, chatBody("hi"), { "x-request-id": "y".repeat(129) });
     expect(long.status).toBe(400);
-    expect(await long.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("x-request-id") } });
+    expect(await long.json()).toMatchObject({
+      error: { code: "1214", message: expect.stringContaining("x-request-id") },
+    });
     const ok = await chat(k.key, chatBody("hi [[sim: tokens=2]]"), { "x-request-id": "trace/2026 #7=a+b" });
     expect(ok.status).toBe(200);
     expect(ok.headers.get("x-request-id")).toBe("trace/2026 #7=a+b");

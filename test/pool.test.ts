@@ -33,7 +33,13 @@ interface AccountSpec {
 
 function upstreams(accounts: AccountSpec[]): string {
   return JSON.stringify(
-    accounts.map((a) => ({ id: a.id, key: `${a.id}.secret-${a.id}`, tier: a.tier ?? "V3", base_url: a.url, ...(a.weight ? { weight: a.weight } : {}) })),
+    accounts.map((a) => ({
+      id: a.id,
+      key: `${a.id}.secret-${a.id}`,
+      tier: a.tier ?? "V3",
+      base_url: a.url,
+      ...(a.weight ? { weight: a.weight } : {}),
+    })),
   );
 }
 
@@ -42,7 +48,11 @@ const simBase = (i: number) => `${SIMS[i]}/api/paas/v4`;
 async function sim(i: number, config: Record<string, unknown> = {}): Promise<void> {
   await fetch(`${SIMS[i]}/_sim/reset`, { method: "POST" });
   if (Object.keys(config).length) {
-    await fetch(`${SIMS[i]}/_sim/config`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(config) });
+    await fetch(`${SIMS[i]}/_sim/config`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(config),
+    });
   }
 }
 
@@ -51,7 +61,11 @@ const stats = async (i: number) => (await (await fetch(`${SIMS[i]}/_sim/stats`))
 /** A request through a fresh app whose bindings are overridden (the accounts, the retry settings). */
 async function call(overrides: Record<string, string>, path: string, init: RequestInit): Promise<Response> {
   const ctx = createExecutionContext();
-  const res = await createApp().fetch(new Request(`http://gateway.test${path}`, init), { ...env, ...overrides } as Env, ctx);
+  const res = await createApp().fetch(
+    new Request(`http://gateway.test${path}`, init),
+    { ...env, ...overrides } as Env,
+    ctx,
+  );
   // Streams are read by the caller; the context is waited on only for whole answers.
   if (!res.headers.get("content-type")?.startsWith("text/event-stream")) await waitOnExecutionContext(ctx);
   return res;
@@ -64,7 +78,8 @@ const chatVia = (vars: Record<string, string>, key: string, body: unknown, heade
     body: JSON.stringify(body),
   });
 
-const adminVia = (vars: Record<string, string>, path: string) => call(vars, `/admin${path}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+const adminVia = (vars: Record<string, string>, path: string) =>
+  call(vars, `/admin${path}`, { headers: { authorization: `Bearer ${ADMIN}` } });
 
 interface Rec {
   request_id: string;
@@ -83,7 +98,11 @@ async function records(vars: Record<string, string>, keyId: string): Promise<Rec
 describe("configuration", () => {
   it("answers 503 naming the faulty field of GLM_UPSTREAMS, never a key", async () => {
     const k = await createKey();
-    const bad = await chatVia({ GLM_UPSTREAMS: JSON.stringify([{ id: "a", key: "a.very-secret", tier: "V9" }]) }, k.key, chatBody("x"));
+    const bad = await chatVia(
+      { GLM_UPSTREAMS: JSON.stringify([{ id: "a", key: "a.very-secret", tier: "V9" }]) },
+      k.key,
+      chatBody("x"),
+    );
     expect(bad.status).toBe(503);
     const text = await bad.text();
     expect(text).toContain("GLM_UPSTREAMS[0].tier");
@@ -93,18 +112,33 @@ describe("configuration", () => {
     const t2 = await notJson.text();
     expect(t2).toContain("GLM_UPSTREAMS is not valid JSON");
     expect(t2).not.toContain("very-secret");
-    const dup = await chatVia({ GLM_UPSTREAMS: upstreams([{ id: "a", url: simBase(0) }, { id: "a", url: simBase(1) }]) }, k.key, chatBody("x"));
+    const dup = await chatVia(
+      {
+        GLM_UPSTREAMS: upstreams([
+          { id: "a", url: simBase(0) },
+          { id: "a", url: simBase(1) },
+        ]),
+      },
+      k.key,
+      chatBody("x"),
+    );
     expect(await dup.text()).toContain("account ids must be unique");
   });
 });
 
 describe("retries before the first byte", () => {
   it("retries a 1305 at the first account on the second: the client sees one clean answer", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     await sim(0, { fault: { controls: "error=1305" } });
     await sim(1);
     // The first account is preferred (weight) while both are idle.
-    const vars = { GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0), weight: 2 }, { id: b, url: simBase(1) }]) };
+    const vars = {
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: simBase(0), weight: 2 },
+        { id: b, url: simBase(1) },
+      ]),
+    };
     const k = await createKey();
     const res = await chatVia(vars, k.key, chatBody("hello", { request_id: "r1305" }));
     expect(res.status).toBe(200);
@@ -115,16 +149,25 @@ describe("retries before the first byte", () => {
     expect((await stats(0)).total).toBe(1);
     expect((await stats(1)).completed).toBe(1);
     // Both attempts are in the ledger; the refused one is not billed.
-    const recs = (await records(vars, k.id)).filter((r) => r.request_id === "r1305").sort((x, y) => x.attempt - y.attempt);
-    expect(recs.map((r) => [r.attempt, r.account, r.status])).toEqual([[1, a, 429], [2, b, 200]]);
+    const recs = (await records(vars, k.id))
+      .filter((r) => r.request_id === "r1305")
+      .sort((x, y) => x.attempt - y.attempt);
+    expect(recs.map((r) => [r.attempt, r.account, r.status])).toEqual([
+      [1, a, 429],
+      [2, b, 200],
+    ]);
     expect(recs[0]!.cost_cny).toBe(0);
   });
 
   it("a refused connection costs one attempt, then the account's circuit skips it, for every key", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     await sim(1);
     const vars = {
-      GLM_UPSTREAMS: upstreams([{ id: a, url: DEAD, weight: 2 }, { id: b, url: simBase(1) }]),
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: DEAD, weight: 2 },
+        { id: b, url: simBase(1) },
+      ]),
       UPSTREAM_CIRCUIT_FAILURES: "1",
     };
     const k1 = await createKey();
@@ -134,8 +177,22 @@ describe("retries before the first byte", () => {
     await first.text();
     // The failure reached the dead account's guard, which opened its circuit.
     const view = await waitFor(
-      async () => (await (await adminVia(vars, "/upstreams")).json()) as { accounts: { id: string; models: { model: string; circuit: { state: string }; recent_failures: number; limit: number; in_flight: number }[] }[] },
-      (v) => v.accounts.find((x) => x.id === a)?.models.find((m) => m.model === "glm-4-flash-250414")?.circuit.state === "open",
+      async () =>
+        (await (await adminVia(vars, "/upstreams")).json()) as {
+          accounts: {
+            id: string;
+            models: {
+              model: string;
+              circuit: { state: string };
+              recent_failures: number;
+              limit: number;
+              in_flight: number;
+            }[];
+          }[];
+        },
+      (v) =>
+        v.accounts.find((x) => x.id === a)?.models.find((m) => m.model === "glm-4-flash-250414")?.circuit.state ===
+        "open",
     );
     const dead = view.accounts.find((x) => x.id === a)!.models.find((m) => m.model === "glm-4-flash-250414")!;
     expect(dead).toMatchObject({ circuit: { state: "open" }, recent_failures: 1, limit: 3000 });
@@ -154,10 +211,16 @@ describe("retries before the first byte", () => {
   });
 
   it("never retries after the first byte: a stream that breaks mid-way ends with the in-band error", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     await sim(0);
     await sim(1);
-    const vars = { GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0) }, { id: b, url: simBase(1) }]) };
+    const vars = {
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: simBase(0) },
+        { id: b, url: simBase(1) },
+      ]),
+    };
     const k = await createKey();
     const res = await chatVia(vars, k.key, chatBody("break [[sim: tokens=20 break_after=3]]", { stream: true }));
     expect(res.status).toBe(200);
@@ -175,8 +238,12 @@ describe("retries before the first byte", () => {
     for (const how of ["header", "key default"] as const) {
       const k = how === "header" ? await createKey() : await createKey({ fallback_models: ["glm-4-flash-250414"] });
       const rid = `fb-${uid()}`;
-      const res = await chatVia(vars, k.key, chatBody("fall back", { model: "glm-4-plus", request_id: rid }),
-        how === "header" ? { "x-fallback-models": "glm-4-flash-250414" } : {});
+      const res = await chatVia(
+        vars,
+        k.key,
+        chatBody("fall back", { model: "glm-4-plus", request_id: rid }),
+        how === "header" ? { "x-fallback-models": "glm-4-flash-250414" } : {},
+      );
       expect(res.status).toBe(200);
       expect(res.headers.get("x-upstream-model")).toBe("glm-4-flash-250414");
       expect(res.headers.get("x-upstream-attempts")).toBe("3");
@@ -185,8 +252,14 @@ describe("retries before the first byte", () => {
       const flash = DEFAULT_CATALOG.models.find((m) => m.id === "glm-4-flash-250414")!;
       const expected = costNano(flash.pricing, { ...body.usage, cached_tokens: 0 }) / 1e9;
       expect(Number(res.headers.get("x-cost-cny"))).toBeCloseTo(expected, 9);
-      const recs = (await records(vars, k.id)).filter((r) => r.request_id === rid).sort((x, y) => x.attempt - y.attempt);
-      expect(recs.map((r) => [r.attempt, r.model, r.status])).toEqual([[1, "glm-4-plus", 500], [2, "glm-4-plus", 500], [3, "glm-4-flash-250414", 200]]);
+      const recs = (await records(vars, k.id))
+        .filter((r) => r.request_id === rid)
+        .sort((x, y) => x.attempt - y.attempt);
+      expect(recs.map((r) => [r.attempt, r.model, r.status])).toEqual([
+        [1, "glm-4-plus", 500],
+        [2, "glm-4-plus", 500],
+        [3, "glm-4-flash-250414", 200],
+      ]);
       expect(recs[2]!.cost_cny).toBeCloseTo(expected, 9);
     }
   });
@@ -194,15 +267,25 @@ describe("retries before the first byte", () => {
 
 describe("the bound at each account", () => {
   it("never has more in flight at a simulator than its account's tier allows, under a burst four times the pool", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     await sim(0);
     await sim(1);
     // glm-4-airx at tier V0: 5 per account, 10 for the pool. The simulators themselves allow 50 (V3).
-    const vars = { GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0), tier: "V0" }, { id: b, url: simBase(1), tier: "V0" }]) };
+    const vars = {
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: simBase(0), tier: "V0" },
+        { id: b, url: simBase(1), tier: "V0" },
+      ]),
+    };
     const keys = await Promise.all(Array.from({ length: 4 }, () => createKey({ tier: "V1" })));
     const results = await Promise.all(
       Array.from({ length: 40 }, async (_, i) => {
-        const res = await chatVia(vars, keys[i % 4]!.key, chatBody(`burst ${i} [[sim: tokens=10 delay=20]]`, { model: "glm-4-airx", stream: true }));
+        const res = await chatVia(
+          vars,
+          keys[i % 4]!.key,
+          chatBody(`burst ${i} [[sim: tokens=10 delay=20]]`, { model: "glm-4-airx", stream: true }),
+        );
         await res.text();
         return res.status;
       }),
@@ -237,12 +320,17 @@ describe("a sharded guard", () => {
       }),
     );
     const results = await Promise.allSettled(
-      keys.flatMap((cred) => Array.from({ length: 8 }, () => acquireSlot(env, { cred, model: m, pools, circuit: CIRCUIT, queueTimeoutMs: 0 }))),
+      keys.flatMap((cred) =>
+        Array.from({ length: 8 }, () =>
+          acquireSlot(env, { cred, model: m, pools, circuit: CIRCUIT, queueTimeoutMs: 0 }),
+        ),
+      ),
     );
     const admitted = results.flatMap((r) => (r.status === "fulfilled" ? [r.value as Slot] : []));
     for (const r of results) if (r.status === "rejected") expect((r.reason as GatewayError).status).toBe(429);
     expect(admitted.length).toBe(7);
-    const leased = async () => Promise.all(pools.map(async (p) => (await guardStub(env, p.name).inFlight())[p.name] ?? 0));
+    const leased = async () =>
+      Promise.all(pools.map(async (p) => (await guardStub(env, p.name).inFlight())[p.name] ?? 0));
     const held = await leased();
     held.forEach((n, i) => expect(n).toBeLessThanOrEqual(pools[i]!.limit));
     expect(held.reduce((x, y) => x + y, 0)).toBe(7);
@@ -253,22 +341,38 @@ describe("a sharded guard", () => {
 });
 
 /** The simulator's request log, oldest first (received_at: when each request arrived). */
-async function simLog(i: number): Promise<{ seq: number; received_at: number; status: number; ended: string | null }[]> {
+async function simLog(
+  i: number,
+): Promise<{ seq: number; received_at: number; status: number; ended: string | null }[]> {
   const body = (await (await fetch(`${SIMS[i]}/_sim/requests?limit=100`)).json()) as unknown;
-  const list = (Array.isArray(body) ? body : (body as { data: unknown[] }).data) as { seq: number; received_at: number; status: number; ended: string | null }[];
+  const list = (Array.isArray(body) ? body : (body as { data: unknown[] }).data) as {
+    seq: number;
+    received_at: number;
+    status: number;
+    ended: string | null;
+  }[];
   return [...list].sort((x, y) => x.seq - y.seq);
 }
 
-type UpstreamsView = { accounts: { id: string; models: { model: string; circuit: { state: string; retry_at?: string | number }; recent_failures: number }[] }[] };
+type UpstreamsView = {
+  accounts: {
+    id: string;
+    models: { model: string; circuit: { state: string; retry_at?: string | number }; recent_failures: number }[];
+  }[];
+};
 
 describe("timeouts, Retry-After and the deadline", () => {
   it("retries a header timeout at one account on another: one clean answer, and the ledger shows the timed-out attempt", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     // The first account accepts the connection and never sends headers.
     await sim(0, { fault: { controls: "hang" } });
     await sim(1);
     const vars = {
-      GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(0), weight: 2 }, { id: b, url: simBase(1) }]),
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: simBase(0), weight: 2 },
+        { id: b, url: simBase(1) },
+      ]),
       UPSTREAM_TIMEOUT_MS: "1000",
     };
     const k = await createKey();
@@ -280,10 +384,18 @@ describe("timeouts, Retry-After and the deadline", () => {
     expect(body.choices[0]!.message.content.length).toBeGreaterThan(0);
     expect((await stats(0)).total).toBe(1);
     expect((await stats(1)).completed).toBe(1);
-    const recs = (await waitFor(() => records(vars, k.id), (r) => r.filter((x) => x.request_id === "rtimeout").length === 2))
+    const recs = (
+      await waitFor(
+        () => records(vars, k.id),
+        (r) => r.filter((x) => x.request_id === "rtimeout").length === 2,
+      )
+    )
       .filter((r) => r.request_id === "rtimeout")
       .sort((x, y) => x.attempt - y.attempt);
-    expect(recs.map((r) => [r.attempt, r.account, r.ended])).toEqual([[1, a, "timeout"], [2, b, "completed"]]);
+    expect(recs.map((r) => [r.attempt, r.account, r.ended])).toEqual([
+      [1, a, "timeout"],
+      [2, b, "completed"],
+    ]);
     expect(recs[1]!.status).toBe(200);
     // GLM never answered the first attempt: it is recorded, not billed.
     expect(recs[0]!.cost_cny).toBe(0);
@@ -323,11 +435,15 @@ describe("timeouts, Retry-After and the deadline", () => {
 
 describe("the half-open probe", () => {
   it("lets exactly one probe through after the cooldown: a failed probe reopens the circuit, a successful one closes it", async () => {
-    const a = `a${uid()}`, b = `b${uid()}`;
+    const a = `a${uid()}`,
+      b = `b${uid()}`;
     await sim(2, { fault: { controls: "error=500" } });
     await sim(1);
     const vars = {
-      GLM_UPSTREAMS: upstreams([{ id: a, url: simBase(2), weight: 2 }, { id: b, url: simBase(1) }]),
+      GLM_UPSTREAMS: upstreams([
+        { id: a, url: simBase(2), weight: 2 },
+        { id: b, url: simBase(1) },
+      ]),
       UPSTREAM_CIRCUIT_FAILURES: "1",
       // Long enough for each burst to fit in one cooldown. (Slots a key took at the failing account before its
       // circuit opened no longer matter here: a key gives them back when it hears the circuit opened —
@@ -339,7 +455,8 @@ describe("the half-open probe", () => {
       const v = (await (await adminVia(vars, "/upstreams")).json()) as UpstreamsView;
       return v.accounts.find((x) => x.id === a)!.models.find((m) => m.model === FLASH)!.circuit;
     };
-    const retryAtMs = (c: { retry_at?: string | number }) => (typeof c.retry_at === "number" ? c.retry_at : Date.parse(String(c.retry_at)));
+    const retryAtMs = (c: { retry_at?: string | number }) =>
+      typeof c.retry_at === "number" ? c.retry_at : Date.parse(String(c.retry_at));
     // A burst comes from as many keys as requests: each key's object asks the guards for itself.
     const burst = async (n: number) => {
       const keys = await Promise.all(Array.from({ length: n }, () => createKey()));
@@ -381,12 +498,19 @@ describe("the half-open probe", () => {
 
 describe("the only account for a model", () => {
   it("passes GLM's 5xx answers through rather than open its circuit; a refused connection still opens it", async () => {
-    const a = `a${uid()}`, d = `d${uid()}`;
+    const a = `a${uid()}`,
+      d = `d${uid()}`;
     await sim(2, { fault: { controls: "error=1234" } });
     const FLASH = "glm-4-flash-250414";
-    const one = (id: string, url: string) => ({ GLM_UPSTREAMS: upstreams([{ id, url }]), UPSTREAM_CIRCUIT_FAILURES: "1", UPSTREAM_MAX_ATTEMPTS: "1" });
+    const one = (id: string, url: string) => ({
+      GLM_UPSTREAMS: upstreams([{ id, url }]),
+      UPSTREAM_CIRCUIT_FAILURES: "1",
+      UPSTREAM_MAX_ATTEMPTS: "1",
+    });
     const modelView = async (vars: Record<string, string>, id: string) =>
-      ((await (await adminVia(vars, "/upstreams")).json()) as UpstreamsView).accounts.find((x) => x.id === id)!.models.find((m) => m.model === FLASH)!;
+      ((await (await adminVia(vars, "/upstreams")).json()) as UpstreamsView).accounts
+        .find((x) => x.id === id)!
+        .models.find((m) => m.model === FLASH)!;
     const k = await createKey();
 
     // Three 5xx in a row at the only account: each is GLM's own answer, none a 503 from an open circuit.
@@ -397,7 +521,10 @@ describe("the only account for a model", () => {
       await res.text();
     }
     expect((await stats(2)).total).toBe(3);
-    const view = await waitFor(() => modelView(erring, a), (m) => m.recent_failures === 3);
+    const view = await waitFor(
+      () => modelView(erring, a),
+      (m) => m.recent_failures === 3,
+    );
     expect(view).toMatchObject({ recent_failures: 3, circuit: { state: "closed" } });
 
     // Unreachable, the only account's circuit opens all the same: the next caller gets a 503 at once.
@@ -405,7 +532,10 @@ describe("the only account for a model", () => {
     const first = await chatVia(dead, k.key, chatBody("dead"));
     expect(first.status).toBe(502);
     await first.text();
-    await waitFor(() => modelView(dead, d), (m) => m.circuit.state === "open");
+    await waitFor(
+      () => modelView(dead, d),
+      (m) => m.circuit.state === "open",
+    );
     const next = await chatVia(dead, k.key, chatBody("dead again"));
     expect(next.status).toBe(503);
     expect(next.headers.get("retry-after")).not.toBeNull();

@@ -183,14 +183,17 @@ describe("POST /async/chat/completions with a refused callback_url", () => {
     return res;
   }
 
-  it.each(REFUSED.filter(([url]) => url.length < 2000))("answers 400 1214 with the reason for %s", async (url, reason) => {
-    const res = await submitStrict(url);
-    expect(res.status).toBe(400);
-    const body = (await res.json()) as { error: { code: string; message: string } };
-    expect(body.error.code).toBe("1214");
-    expect(body.error.message).toContain("callback_url");
-    expect(body.error.message).toContain(reason);
-  });
+  it.each(REFUSED.filter(([url]) => url.length < 2000))(
+    "answers 400 1214 with the reason for %s",
+    async (url, reason) => {
+      const res = await submitStrict(url);
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("1214");
+      expect(body.error.message).toContain("callback_url");
+      expect(body.error.message).toContain(reason);
+    },
+  );
 
   it("accepts a public https URL", async () => {
     const res = await submitStrict("https://hooks.example.com/glm");

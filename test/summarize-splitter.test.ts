@@ -15,7 +15,7 @@ const EN = [
   "Why does this matter for long documents?",
   "Costs are recorded per request; budgets are checked before each call.",
   "Dr. Smith measured 3.14 seconds at example.com, which was fast.",
-  "\"Quoted sentences end here.\"",
+  '"Quoted sentences end here."',
 ];
 const ZH = [
   "网关持有上游密钥，并把模型的回答直接流式转发给客户端。",
@@ -108,7 +108,8 @@ describe("splitter", () => {
   });
 
   it("does not cut after abbreviations, initials, decimals or domain names", () => {
-    const tricky = "Dr. Smith and J. Doe met Mr. Li at 3.14 p.m. near example.com, e.g. the U.S. office, said Prof. Chen of Acme Inc. and friends.";
+    const tricky =
+      "Dr. Smith and J. Doe met Mr. Li at 3.14 p.m. near example.com, e.g. the U.S. office, said Prof. Chen of Acme Inc. and friends.";
     const text = Array.from({ length: 60 }, () => tricky).join(" ");
     const pieces = splitText(text, { maxTokens: 120 }).map((p) => p.text);
     expect(pieces.length).toBeGreaterThan(5);
@@ -127,7 +128,10 @@ describe("splitter", () => {
   });
 
   it("property: any mix of sentences splits in order, within budget, at sentence ends", () => {
-    const sentence = fc.oneof(fc.constantFrom(...EN, ...ZH), fc.constantFrom("Short one.", "短句。", "Ends with a question?"));
+    const sentence = fc.oneof(
+      fc.constantFrom(...EN, ...ZH),
+      fc.constantFrom("Short one.", "短句。", "Ends with a question?"),
+    );
     fc.assert(
       fc.property(
         fc.array(sentence, { minLength: 1, maxLength: 300 }),
@@ -135,7 +139,9 @@ describe("splitter", () => {
         fc.integer({ min: 64, max: 1_500 }),
         (sentences, joins, maxTokens) => {
           // Latin sentences are followed by whitespace, as in real text ("end.Next" is one word to the splitter).
-          const { text, ends } = build(sentences, (i) => (joins[i] === "" && /[.!?"]$/.test(sentences[i]!) ? " " : joins[i]!));
+          const { text, ends } = build(sentences, (i) =>
+            joins[i] === "" && /[.!?"]$/.test(sentences[i]!) ? " " : joins[i]!,
+          );
           const pieces = splitText(text, { maxTokens }).map((p) => p.text);
           for (const p of pieces) expect(estimateTokens(p)).toBeLessThanOrEqual(maxTokens);
           for (const [, end] of locate(text, pieces)) expect(ends.has(end)).toBe(true);
@@ -179,12 +185,18 @@ describe("planner", () => {
   it("refuses a max_tokens that leaves no room for the text", () => {
     const small = { ...view.byId.get("glm-4-airx")!, context_window: 6_000 };
     expect(() => budgets(small, { target: resolveTarget("en", ""), style: "paragraph" }, 4_096)).toThrow(/max_tokens/);
-    expect(() => budgets({ ...small, context_window: 400 }, { target: resolveTarget("en", ""), style: "paragraph" }, undefined)).toThrow(/too small/);
+    expect(() =>
+      budgets({ ...small, context_window: 400 }, { target: resolveTarget("en", ""), style: "paragraph" }, undefined),
+    ).toThrow(/too small/);
   });
 
   it("groups partial summaries in order, each group within budget", () => {
     const partials = Array.from({ length: 10 }, (_, i) => ({ text: `p${i}`, from: i + 1, to: i + 1 }));
-    const groups = groupPartials(partials, partials.map(() => 100), 350);
+    const groups = groupPartials(
+      partials,
+      partials.map(() => 100),
+      350,
+    );
     expect(groups.flat().map((p) => p.text)).toEqual(partials.map((p) => p.text));
     for (const g of groups) expect(g.length * 100).toBeLessThanOrEqual(350);
     expect(groups.length).toBeLessThan(partials.length);
@@ -194,7 +206,11 @@ describe("planner", () => {
 describe("language", () => {
   it("detects Chinese, Japanese, Korean and English; leaves other Latin languages unnamed", () => {
     expect(detectLanguage(ZH.join("") + " GLM-4 API")).toBe("zh");
-    expect(detectLanguage("これは日本語の文章です。東京は大きい都市です。ひらがなとカタカナ、漢字を使います。これは日本語の文章です。")).toBe("ja");
+    expect(
+      detectLanguage(
+        "これは日本語の文章です。東京は大きい都市です。ひらがなとカタカナ、漢字を使います。これは日本語の文章です。",
+      ),
+    ).toBe("ja");
     expect(detectLanguage("이것은 한국어 문장입니다. 서울은 큰 도시입니다.")).toBe("ko");
     expect(detectLanguage(EN.join(" "))).toBe("en");
     expect(detectLanguage("Le chat dort sur le canapé pendant que les enfants jouent dehors.")).toBeNull();

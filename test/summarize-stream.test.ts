@@ -24,29 +24,60 @@ function upstream(chunks: string[]): { open: OpenStream; outcome: Promise<Outcom
   const relayed = relaySse(
     { response: new Response(body), abort: () => undefined, abortReason: () => undefined },
     {
-      idleTimeoutMs: 5_000, stallMs: 30_000, renewEveryMs: 10_000, renew: async () => true,
-      onEnd: (o) => finished({ status: 200, ended: o.ended, record: {} as Outcome["record"], attempts: 1, account: "default", ...(o.finishReason ? { finishReason: o.finishReason } : {}) }),
+      idleTimeoutMs: 5_000,
+      stallMs: 30_000,
+      renewEveryMs: 10_000,
+      renew: async () => true,
+      onEnd: (o) =>
+        finished({
+          status: 200,
+          ended: o.ended,
+          record: {} as Outcome["record"],
+          attempts: 1,
+          account: "default",
+          ...(o.finishReason ? { finishReason: o.finishReason } : {}),
+        }),
     },
   );
   return { outcome, open: { body: relayed, outcome } };
 }
 
-function sink(closing: SseSinkOptions["closing"] = () => ({ fields: { usage: { total_tokens: 7 } } }), keepAliveMs?: number) {
-  return new SseSink({ id: "sum_test", model: "glm-test", onCancel: () => undefined, closing, ...(keepAliveMs ? { keepAliveMs } : {}) });
+function sink(
+  closing: SseSinkOptions["closing"] = () => ({ fields: { usage: { total_tokens: 7 } } }),
+  keepAliveMs?: number,
+) {
+  return new SseSink({
+    id: "sum_test",
+    model: "glm-test",
+    onCancel: () => undefined,
+    closing,
+    ...(keepAliveMs ? { keepAliveMs } : {}),
+  });
 }
 
-const content = (text: string) => `data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":${JSON.stringify(text)}}}]}\n\n`;
-const last = 'data: {"id":"1","choices":[{"index":0,"finish_reason":"stop","delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n';
+const content = (text: string) =>
+  `data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":${JSON.stringify(text)}}}]}\n\n`;
+const last =
+  'data: {"id":"1","choices":[{"index":0,"finish_reason":"stop","delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n';
 
 describe("summary SSE body", () => {
   it("passes the upstream bytes through, then the closing chunk, then one [DONE] — even with [DONE] split across chunks", async () => {
     const s = sink();
     s.progress({ stage: "map", done: 0, total: 2 });
-    const up = upstream([content("data: [DONE] is just text here"), content("\nsecond"), last + "data: [DO", "NE]\n\n"]);
+    const up = upstream([
+      content("data: [DONE] is just text here"),
+      content("\nsecond"),
+      last + "data: [DO",
+      "NE]\n\n",
+    ]);
     void s.final(up.open);
     const text = await new Response(s.readable).text();
     const data = sseData(text);
-    expect(data[0]).toBe('{"id":"sum_test","created":' + JSON.parse(data[0]!).created + ',"model":"glm-test","choices":[],"progress":{"stage":"map","done":0,"total":2}}');
+    expect(data[0]).toBe(
+      '{"id":"sum_test","created":' +
+        JSON.parse(data[0]!).created +
+        ',"model":"glm-test","choices":[],"progress":{"stage":"map","done":0,"total":2}}',
+    );
     expect(text).toContain(content("data: [DONE] is just text here") + content("\nsecond") + last);
     expect(data.filter((d) => d === "[DONE]")).toHaveLength(1);
     expect(data.at(-1)).toBe("[DONE]");
@@ -105,7 +136,12 @@ describe("collecting a step's answer", () => {
         },
       });
       const got = await collectSse(body);
-      expect(got, JSON.stringify(eol)).toMatchObject({ content: "Hello, world", finishReason: "stop", events: 3, usage: { total_tokens: 7 } });
+      expect(got, JSON.stringify(eol)).toMatchObject({
+        content: "Hello, world",
+        finishReason: "stop",
+        events: 3,
+        usage: { total_tokens: 7 },
+      });
     }
   });
 });

@@ -16,7 +16,19 @@ import type { Style } from "../src/summarize/schema.ts";
 import { summarizeText } from "../src/summarize/service.ts";
 import { chaosControls } from "../sim/controls.ts";
 import { simDigest } from "../sim/text.ts";
-import { admin, chat, chatBody, createKey, gw, simRequests, simReset, simStats, sseData, waitFor, type CreatedKey } from "./helpers.ts";
+import {
+  admin,
+  chat,
+  chatBody,
+  createKey,
+  gw,
+  simRequests,
+  simReset,
+  simStats,
+  sseData,
+  waitFor,
+  type CreatedKey,
+} from "./helpers.ts";
 
 const SPLIT_MODEL = "glm-4-flashx-250414"; // patched to a 3,000-token context below
 // Patched to 1,000 tokens: with max_tokens 200, ~50 one-digest partial summaries (each under a "[Part i of n]"
@@ -45,7 +57,10 @@ interface Chunk {
 let k: CreatedKey;
 beforeAll(async () => {
   k = await createKey({ tier: "V3" });
-  for (const [id, context_window] of [[SPLIT_MODEL, 3_000], [DEEP_MODEL, 1_000]] as const) {
+  for (const [id, context_window] of [
+    [SPLIT_MODEL, 3_000],
+    [DEEP_MODEL, 1_000],
+  ] as const) {
     const res = await admin("PATCH", `/catalog/models/${id}`, { context_window });
     expect(res.status).toBe(200);
   }
@@ -53,7 +68,8 @@ beforeAll(async () => {
 beforeEach(() => simReset());
 afterAll(async () => {
   // Leave the catalog and the shared simulator as other test files expect them.
-  for (const id of [SPLIT_MODEL, DEEP_MODEL]) await admin("PATCH", `/catalog/models/${id}`, { context_window: model(id).context_window });
+  for (const id of [SPLIT_MODEL, DEEP_MODEL])
+    await admin("PATCH", `/catalog/models/${id}`, { context_window: model(id).context_window });
   await simReset();
 });
 
@@ -70,7 +86,8 @@ function english(n: number, extra = ""): string {
   const out: string[] = [];
   for (let i = 0; i < n; i += 5) {
     const para: string[] = [];
-    for (let j = i; j < Math.min(n, i + 5); j++) para.push(`Sentence ${j} explains how the gateway handles request number ${j} with care${extra}.`);
+    for (let j = i; j < Math.min(n, i + 5); j++)
+      para.push(`Sentence ${j} explains how the gateway handles request number ${j} with care${extra}.`);
     out.push(para.join(" "));
   }
   return out.join("\n\n");
@@ -92,12 +109,18 @@ function model(id: string, context_window?: number): ModelEntry {
 }
 
 /** The pieces the gateway is expected to cut `text` into (same planner, parallelism 6). */
-function plannedPieces(text: string, m: ModelEntry, opts: { style?: Style; maxTokens?: number; parallel?: number } = {}): string[] {
+function plannedPieces(
+  text: string,
+  m: ModelEntry,
+  opts: { style?: Style; maxTokens?: number; parallel?: number } = {},
+): string[] {
   const b = budgets(m, { target: resolveTarget("auto", text), style: opts.style ?? "paragraph" }, opts.maxTokens);
   const segs = segmentText(text, b.piece);
   const total = totalTokens(segs);
   if (total <= b.single) return [text];
-  return piecesOf(text, segs, packSegments(segs, b.piece, pieceCount(total, b.piece, opts.parallel ?? 6))).map((p) => p.text);
+  return piecesOf(text, segs, packSegments(segs, b.piece, pieceCount(total, b.piece, opts.parallel ?? 6))).map(
+    (p) => p.text,
+  );
 }
 
 async function callsOf(rid: string, n: number): Promise<Record<string, unknown>[]> {
@@ -105,7 +128,9 @@ async function callsOf(rid: string, n: number): Promise<Record<string, unknown>[
     () => simRequests(1000),
     (rs) => rs.filter((r) => String(r["request_id"]).startsWith(`${rid}-`) && r["ended"] !== null).length >= n,
   );
-  return rows.filter((r) => String(r["request_id"]).startsWith(`${rid}-`)).sort((a, b) => Number(a["seq"]) - Number(b["seq"]));
+  return rows
+    .filter((r) => String(r["request_id"]).startsWith(`${rid}-`))
+    .sort((a, b) => Number(a["seq"]) - Number(b["seq"]));
 }
 
 const isCombine = (r: Record<string, unknown>) => /^<document>\n(\[Parts? |【第)/.test(String(r["last_user_excerpt"]));
@@ -114,9 +139,15 @@ async function inFlight(id: string): Promise<Record<string, number>> {
   return ((await (await admin("GET", `/keys/${id}`)).json()) as { in_flight: Record<string, number> }).in_flight;
 }
 
-async function usageTotals(key: string): Promise<{ requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number }> {
+async function usageTotals(
+  key: string,
+): Promise<{ requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number }> {
   const res = await gw("/v1/usage", { headers: { authorization: `Bearer ${key}` } });
-  return ((await res.json()) as { totals: { requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number } }).totals;
+  return (
+    (await res.json()) as {
+      totals: { requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number };
+    }
+  ).totals;
 }
 
 describe("single pass", () => {
@@ -132,7 +163,12 @@ describe("single pass", () => {
     expect(body.id).toMatch(/^sum_[0-9a-f]{32}$/);
     const calls = await callsOf(rid, 1);
     expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatchObject({ request_id: `${rid}-1`, document_digest: simDigest(text), stream: true, status: 200 });
+    expect(calls[0]).toMatchObject({
+      request_id: `${rid}-1`,
+      document_digest: simDigest(text),
+      stream: true,
+      status: 200,
+    });
     expect(body.usage.prompt_tokens).toBe(calls[0]!["prompt_tokens"]);
   });
 
@@ -144,8 +180,15 @@ describe("single pass", () => {
     // glm-4-plus: 5 CNY per million tokens, in and out.
     expect(body.cost_cny).toBeCloseTo((body.usage.total_tokens * 5) / 1e6, 9);
     expect(Number(res.headers.get("x-cost-cny"))).toBeCloseTo(body.cost_cny, 9);
-    const totals = await waitFor(() => usageTotals(key.key), (t) => t.requests === 1);
-    expect(totals).toMatchObject({ requests: 1, prompt_tokens: body.usage.prompt_tokens, completion_tokens: body.usage.completion_tokens });
+    const totals = await waitFor(
+      () => usageTotals(key.key),
+      (t) => t.requests === 1,
+    );
+    expect(totals).toMatchObject({
+      requests: 1,
+      prompt_tokens: body.usage.prompt_tokens,
+      completion_tokens: body.usage.completion_tokens,
+    });
     expect(totals.cost_cny).toBeCloseTo(body.cost_cny, 9);
   });
 });
@@ -154,10 +197,23 @@ describe("for the gateway's own work", () => {
   it("summarizes for an internal credential through summarizeText (the async jobs' entry point)", async () => {
     const text = english(30);
     const ctx = createExecutionContext();
-    const result = await summarizeText(env, ctx, { kind: "internal", keyId: k.id }, { text, style: "tldr" }, { requestId: `job-${crypto.randomUUID()}` });
+    const result = await summarizeText(
+      env,
+      ctx,
+      { kind: "internal", keyId: k.id },
+      { text, style: "tldr" },
+      { requestId: `job-${crypto.randomUUID()}` },
+    );
     await waitOnExecutionContext(ctx);
-    expect(result).toMatchObject({ object: "summary", model: "glm-4-flash-250414", summary: simDigest(text), chunks: 1 });
-    await expect(summarizeText(env, ctx, { kind: "internal", keyId: k.id }, { text: "" }, { requestId: "job-empty" })).rejects.toMatchObject({ status: 400 });
+    expect(result).toMatchObject({
+      object: "summary",
+      model: "glm-4-flash-250414",
+      summary: simDigest(text),
+      chunks: 1,
+    });
+    await expect(
+      summarizeText(env, ctx, { kind: "internal", keyId: k.id }, { text: "" }, { requestId: "job-empty" }),
+    ).rejects.toMatchObject({ status: 400 });
   });
 });
 
@@ -192,12 +248,20 @@ describe("long texts: split, map, combine", () => {
     // Usage is the sum over every call the simulator answered.
     const sim = await simStats();
     expect(body.usage).toEqual({
-      prompt_tokens: sim.usage.prompt_tokens, completion_tokens: sim.usage.completion_tokens,
+      prompt_tokens: sim.usage.prompt_tokens,
+      completion_tokens: sim.usage.completion_tokens,
       total_tokens: sim.usage.prompt_tokens + sim.usage.completion_tokens,
     });
     // …and recorded like any request: one record per upstream call, priced at flashx's 0.1 CNY per million.
-    const totals = await waitFor(() => usageTotals(key.key), (t) => t.requests === calls.length);
-    expect(totals).toMatchObject({ requests: calls.length, prompt_tokens: sim.usage.prompt_tokens, completion_tokens: sim.usage.completion_tokens });
+    const totals = await waitFor(
+      () => usageTotals(key.key),
+      (t) => t.requests === calls.length,
+    );
+    expect(totals).toMatchObject({
+      requests: calls.length,
+      prompt_tokens: sim.usage.prompt_tokens,
+      completion_tokens: sim.usage.completion_tokens,
+    });
     expect(totals.cost_cny).toBeCloseTo((body.usage.total_tokens * 0.1) / 1e6, 9);
     expect(body.cost_cny).toBeCloseTo(totals.cost_cny, 9);
   });
@@ -207,7 +271,11 @@ describe("long texts: split, map, combine", () => {
     const pieces = plannedPieces(text, model(DEEP_MODEL, 1_000), { maxTokens: 200 });
     const rid = `deep-${crypto.randomUUID()}`;
     // Streamed, so the merge progress is visible too.
-    const res = await summarize(k.key, { text, model: DEEP_MODEL, max_tokens: 200, stream: true }, { "x-request-id": rid });
+    const res = await summarize(
+      k.key,
+      { text, model: DEEP_MODEL, max_tokens: 200, stream: true },
+      { "x-request-id": rid },
+    );
     expect(res.status).toBe(200);
     const events = sseData(await res.text());
     expect(events.at(-1)).toBe("[DONE]");
@@ -226,7 +294,9 @@ describe("long texts: split, map, combine", () => {
     const digests = summary.match(DIGEST)!;
     expect(digests[0]).toBe(finalDigest);
     expect(digests.filter((d) => groups.some((g) => g["document_digest"] === d))).toHaveLength(groups.length);
-    expect(digests.filter((d) => !groups.some((g) => g["document_digest"] === d)).slice(1)).toEqual(pieces.map(simDigest));
+    expect(digests.filter((d) => !groups.some((g) => g["document_digest"] === d)).slice(1)).toEqual(
+      pieces.map(simDigest),
+    );
   });
 
   it("splits a piece again when the upstream answers 1261, and carries on", async () => {
@@ -275,14 +345,20 @@ describe("limits", () => {
     const body = (await res.json()) as Summary;
     expect(body.chunks).toBeGreaterThanOrEqual(4);
     expect((await simStats()).by_model[SPLIT_MODEL]!.max_in_flight).toBe(2);
-    await waitFor(() => inFlight(key.id), (f) => Object.values(f).every((n) => n === 0));
+    await waitFor(
+      () => inFlight(key.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
   });
 
   it("uses only the slots left by the caller's other requests", async () => {
     const key = await createKey({ tier: "V3", max_concurrency: 2 });
     await simReset({ tokenDelayMs: 20 });
     // One slot is taken by a streaming chat that stays open while the summary runs.
-    const busy = await chat(key.key, chatBody("busy [[sim: tokens=400 delay=10]]", { model: SPLIT_MODEL, stream: true }));
+    const busy = await chat(
+      key.key,
+      chatBody("busy [[sim: tokens=400 delay=10]]", { model: SPLIT_MODEL, stream: true }),
+    );
     expect(busy.status).toBe(200);
     const reader = busy.body!.getReader();
     const res = await summarize(key.key, { text: english(300), model: SPLIT_MODEL });
@@ -290,7 +366,10 @@ describe("limits", () => {
     expect(((await res.json()) as Summary).chunks).toBeGreaterThanOrEqual(4);
     expect((await simStats()).by_model[SPLIT_MODEL]!.max_in_flight).toBe(2);
     await reader.cancel();
-    await waitFor(() => inFlight(key.id), (f) => Object.values(f).every((n) => n === 0));
+    await waitFor(
+      () => inFlight(key.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
   });
 
   it("answers 429 at admission when the key has no free slot", async () => {
@@ -308,7 +387,10 @@ describe("failures", () => {
   it("retries a transient upstream error once and succeeds", async () => {
     // A chaos seed whose first request fails (1305 or 500) and whose second succeeds.
     let seed = 0;
-    while (!(chaosControls({ seed, errorRate: 0.5 }, 1, 20).error && !chaosControls({ seed, errorRate: 0.5 }, 2, 20).error)) seed++;
+    while (!(
+      chaosControls({ seed, errorRate: 0.5 }, 1, 20).error && !chaosControls({ seed, errorRate: 0.5 }, 2, 20).error
+    ))
+      seed++;
     await simReset({ chaos: { seed, errorRate: 0.5 } });
     const rid = `retry-${crypto.randomUUID()}`;
     const res = await summarize(k.key, { text: english(20) }, { "x-request-id": rid });
@@ -338,13 +420,24 @@ describe("failures", () => {
     expect(err.message).toMatch(/^summarizing piece \d+ of \d+ failed after 3 attempts/);
     const sim = await simStats();
     expect(sim.by_model[SPLIT_MODEL]!.total).toBeGreaterThanOrEqual(2);
-    await waitFor(() => inFlight(key.id), (f) => Object.values(f).every((n) => n === 0));
+    await waitFor(
+      () => inFlight(key.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
     expect(Object.values(await inFlight(key.id)).every((n) => n === 0)).toBe(true);
   });
 
   it.each([
-    ["an in-band error mid-answer", "[[sim: error=500 error_after=1]]", /summarizing the text failed twice.*upstream error 500/],
-    ["a connection that breaks mid-answer", "[[sim: break_after=1]]", /summarizing the text failed twice.*(broke|ended the answer)/],
+    [
+      "an in-band error mid-answer",
+      "[[sim: error=500 error_after=1]]",
+      /summarizing the text failed twice.*upstream error 500/,
+    ],
+    [
+      "a connection that breaks mid-answer",
+      "[[sim: break_after=1]]",
+      /summarizing the text failed twice.*(broke|ended the answer)/,
+    ],
   ])("retries %s once, then fails clearly", async (_, marker, message) => {
     const rid = `midway-${crypto.randomUUID()}`;
     const res = await summarize(k.key, { text: `${english(10)} ${marker}` }, { "x-request-id": rid });
@@ -361,7 +454,6 @@ describe("failures", () => {
     expect(await callsOf(rid, 1)).toHaveLength(1);
   });
 });
-
 
 describe("limits said up front", () => {
   it("refuses with 413, naming the numbers, a plan that needs more upstream calls than one request may make", async () => {
@@ -388,7 +480,11 @@ describe("limits said up front", () => {
       expect(res.status).toBe(413);
       const { error } = (await res.json()) as { error: { code: string; message: string } };
       expect(error.code).toBe("1261");
-      expect(error.message).toMatch(new RegExp(`needs about \\d+ upstream calls \\(${pieces} pieces and \\d+ merges?\\).*more than the ${pieces} one request may make`));
+      expect(error.message).toMatch(
+        new RegExp(
+          `needs about \\d+ upstream calls \\(${pieces} pieces and \\d+ merges?\\).*more than the ${pieces} one request may make`,
+        ),
+      );
     }
     // Nothing was sent upstream, and the admission slot was given back.
     expect((await simStats()).total).toBe(before);
@@ -428,7 +524,11 @@ describe("streaming", () => {
     expect(closing.choices).toEqual([]);
     expect(closing).toMatchObject({ chunks: 1, progress: { stage: "done", done: 1, total: 1 } });
     const sim = await simStats();
-    expect(closing.usage).toEqual({ prompt_tokens: sim.usage.prompt_tokens, completion_tokens: sim.usage.completion_tokens, total_tokens: sim.usage.prompt_tokens + sim.usage.completion_tokens });
+    expect(closing.usage).toEqual({
+      prompt_tokens: sim.usage.prompt_tokens,
+      completion_tokens: sim.usage.completion_tokens,
+      total_tokens: sim.usage.prompt_tokens + sim.usage.completion_tokens,
+    });
     expect(chunks.some((c) => c.progress && c.progress.stage !== "done")).toBe(false);
   });
 
@@ -441,7 +541,8 @@ describe("streaming", () => {
     // The same bytes through the openai SDK's parser (progress chunks included) and as raw events.
     const [forSdk, forRaw] = res.body!.tee();
     const viaSdk: Chunk[] = [];
-    for await (const chunk of Stream.fromSSEResponse<Chunk>(new Response(forSdk), new AbortController())) viaSdk.push(chunk);
+    for await (const chunk of Stream.fromSSEResponse<Chunk>(new Response(forSdk), new AbortController()))
+      viaSdk.push(chunk);
     const data = sseData(await new Response(forRaw).text());
     expect(viaSdk).toHaveLength(data.length - 1);
     expect(data.at(-1)).toBe("[DONE]");
@@ -492,7 +593,10 @@ describe("streaming", () => {
     expect(after.in_flight).toBe(0);
     expect(after.cancelled).toBe(running);
     expect(after.total).toBe(running); // the pieces still waiting for a permit never started
-    const flights = await waitFor(() => inFlight(key.id), (f) => Object.values(f).every((n) => n === 0));
+    const flights = await waitFor(
+      () => inFlight(key.id),
+      (f) => Object.values(f).every((n) => n === 0),
+    );
     expect(Object.values(flights).every((n) => n === 0)).toBe(true);
   });
 });
@@ -506,32 +610,71 @@ describe("requests", () => {
   it("rejects empty and whitespace-only text with 400", async () => {
     expect(await error(await summarize(k.key, { text: "" }))).toMatchObject({ status: 400, code: "1214" });
     expect(await error(await summarize(k.key, { text: " \n\t " }))).toMatchObject({ status: 400, code: "1214" });
-    expect(await error(await summarize(k.key, {}))).toMatchObject({ status: 400, code: "1213", message: "missing required field: text" });
+    expect(await error(await summarize(k.key, {}))).toMatchObject({
+      status: 400,
+      code: "1213",
+      message: "missing required field: text",
+    });
   });
 
   it("rejects text over 2,000,000 characters with 413", async () => {
     const res = await summarize(k.key, { text: "a".repeat(2_000_001) });
-    expect(await error(res)).toMatchObject({ status: 413, code: "1261", message: "text is 2,000,001 characters; the maximum is 2,000,000" });
+    expect(await error(res)).toMatchObject({
+      status: 413,
+      code: "1261",
+      message: "text is 2,000,001 characters; the maximum is 2,000,000",
+    });
   });
 
   it("rejects an unknown style, model or field, and a bad max_tokens or language, with 400", async () => {
-    expect(await error(await summarize(k.key, { text: "hi", style: "haiku" }))).toMatchObject({ status: 400, code: "1214" });
-    expect(await error(await summarize(k.key, { text: "hi", model: "glm-9" }))).toMatchObject({ status: 400, code: "1211" });
-    expect(await error(await summarize(k.key, { text: "hi", styel: "bullets" }))).toMatchObject({ status: 400, code: "1214" });
-    expect(await error(await summarize(k.key, { text: "hi", max_tokens: 999_999 }))).toMatchObject({ status: 400, code: "1214" });
-    expect(await error(await summarize(k.key, { text: "hi", language: "not a language" }))).toMatchObject({ status: 400, code: "1214" });
+    expect(await error(await summarize(k.key, { text: "hi", style: "haiku" }))).toMatchObject({
+      status: 400,
+      code: "1214",
+    });
+    expect(await error(await summarize(k.key, { text: "hi", model: "glm-9" }))).toMatchObject({
+      status: 400,
+      code: "1211",
+    });
+    expect(await error(await summarize(k.key, { text: "hi", styel: "bullets" }))).toMatchObject({
+      status: 400,
+      code: "1214",
+    });
+    expect(await error(await summarize(k.key, { text: "hi", max_tokens: 999_999 }))).toMatchObject({
+      status: 400,
+      code: "1214",
+    });
+    expect(await error(await summarize(k.key, { text: "hi", language: "not a language" }))).toMatchObject({
+      status: 400,
+      code: "1214",
+    });
     expect(await error(await summarize(k.key, "{not json"))).toMatchObject({ status: 400, code: "1210" });
     expect((await simStats()).total).toBe(0);
   });
 
   it("answers 415 for other content types and 401 without a key", async () => {
-    const form = await gw("/v1/summarize", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/x-www-form-urlencoded" }, body: "text=hi" });
+    const form = await gw("/v1/summarize", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "text=hi",
+    });
     expect(await error(form)).toMatchObject({ status: 415, code: "1210" });
-    const none = await gw("/v1/summarize", { method: "POST", headers: { authorization: `Bearer ${k.key}` }, body: new Blob(["hi"]) });
+    const none = await gw("/v1/summarize", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}` },
+      body: new Blob(["hi"]),
+    });
     expect(none.status).toBe(415);
-    const latin1 = await gw("/v1/summarize", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain; charset=iso-8859-1" }, body: "hi" });
+    const latin1 = await gw("/v1/summarize", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain; charset=iso-8859-1" },
+      body: "hi",
+    });
     expect(latin1.status).toBe(415);
-    const anon = await gw("/v1/summarize", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const anon = await gw("/v1/summarize", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     expect(anon.status).toBe(401);
   });
 
@@ -539,21 +682,46 @@ describe("requests", () => {
     const text = chinese(30);
     for (const base of ["/v1", "/api/paas/v4"]) {
       const res = await gw(`${base}/summarize?style=bullets&model=glm-4-plus&language=zh&max_tokens=300`, {
-        method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain; charset=utf-8" }, body: text,
+        method: "POST",
+        headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain; charset=utf-8" },
+        body: text,
       });
       expect(res.status).toBe(200);
       expect((await res.json()) as Summary).toMatchObject({ model: "glm-4-plus", summary: simDigest(text), chunks: 1 });
     }
-    const streamed = await gw("/v1/summarize?stream=true", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/markdown" }, body: "# Title\n\nSome text." });
+    const streamed = await gw("/v1/summarize?stream=true", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "text/markdown" },
+      body: "# Title\n\nSome text.",
+    });
     expect(sseData(await streamed.text()).at(-1)).toBe("[DONE]");
-    const bad = await gw("/v1/summarize?style=haiku", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" }, body: "x" });
+    const bad = await gw("/v1/summarize?style=haiku", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" },
+      body: "x",
+    });
     expect(await error(bad)).toMatchObject({ status: 400, code: "1214" });
-    const mixed = await gw("/v1/summarize?style=bullets", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" }, body: JSON.stringify({ text: "x" }) });
+    const mixed = await gw("/v1/summarize?style=bullets", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ text: "x" }),
+    });
     expect(await error(mixed)).toMatchObject({ status: 400, code: "1214" });
   });
 
   it("is documented in /openapi.json with JSON and text bodies and the event stream", async () => {
-    const doc = (await (await gw("/openapi.json")).json()) as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, unknown> }; responses: Record<string, { content?: Record<string, unknown> }> }>> };
+    const doc = (await (await gw("/openapi.json")).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            requestBody?: { content: Record<string, unknown> };
+            responses: Record<string, { content?: Record<string, unknown> }>;
+          }
+        >
+      >;
+    };
     const op = doc.paths["/v1/summarize"]?.post;
     expect(op).toBeDefined();
     expect(Object.keys(op!.requestBody!.content)).toEqual(["application/json", "text/plain", "text/markdown"]);

@@ -5,7 +5,12 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { sign } from "hono/jwt";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../src/app.ts";
-import { mintBrowserToken, TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S, verifyBrowserToken } from "../src/auth/browser-token.ts";
+import {
+  mintBrowserToken,
+  TOKEN_TTL_DEFAULT_S,
+  TOKEN_TTL_MAX_S,
+  verifyBrowserToken,
+} from "../src/auth/browser-token.ts";
 import { admin, chat, chatBody, createKey, gw, sseData, waitFor } from "./helpers.ts";
 
 interface Minted {
@@ -35,7 +40,11 @@ async function errorOf(res: Response): Promise<{ status: number; code: string; m
 }
 
 function summarizeWith(cred: string, body: Record<string, unknown>): Promise<Response> {
-  return gw("/v1/summarize", { method: "POST", headers: { authorization: `Bearer ${cred}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  return gw("/v1/summarize", {
+    method: "POST",
+    headers: { authorization: `Bearer ${cred}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 }
 
 function usageOf(cred: string, headers: Record<string, string> = {}): Promise<Response> {
@@ -93,7 +102,15 @@ describe("minting", () => {
     const k = await createKey();
     expect((await mint(k.key, { origin: "https://App.Example.com/" })).origin).toBe("https://app.example.com");
     expect((await mint(k.key, { origin: "http://localhost:5173" })).origin).toBe("http://localhost:5173");
-    for (const bad of ["app.example.com", "https://app.example.com/path", "https://app.example.com?x=1", "ftp://app.example.com", "https://u:p@app.example.com", "null", ""]) {
+    for (const bad of [
+      "app.example.com",
+      "https://app.example.com/path",
+      "https://app.example.com?x=1",
+      "ftp://app.example.com",
+      "https://u:p@app.example.com",
+      "null",
+      "",
+    ]) {
       const e = await errorOf(await mintRaw(k.key, { origin: bad }));
       expect(e, `origin ${JSON.stringify(bad)}`).toMatchObject({ status: 400, code: "1214" });
       expect(e.message).toContain("origin");
@@ -103,10 +120,17 @@ describe("minting", () => {
   it("refuses unknown fields, non-JSON bodies and missing or wrong keys", async () => {
     const k = await createKey();
     expect(await errorOf(await mintRaw(k.key, { ttl: 60 }))).toMatchObject({ status: 400, code: "1214" });
-    const text = await gw("/v1/tokens", { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" }, body: "ttl=60" });
+    const text = await gw("/v1/tokens", {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "text/plain" },
+      body: "ttl=60",
+    });
     expect(text.status).toBe(415);
     expect(await errorOf(await gw("/v1/tokens", { method: "POST" }))).toMatchObject({ status: 401, code: "1001" });
-    expect(await errorOf(await mintRaw(`${k.id}.wrongwrongwrongwrongwrong`, {}))).toMatchObject({ status: 401, code: "1000" });
+    expect(await errorOf(await mintRaw(`${k.id}.wrongwrongwrongwrongwrong`, {}))).toMatchObject({
+      status: 401,
+      code: "1000",
+    });
   });
 
   it("refuses an origin that CORS_ORIGINS would block in every browser", async () => {
@@ -143,9 +167,16 @@ describe("using a token", () => {
     expect(streamed.status).toBe(200);
     const events = sseData(await streamed.text());
     expect(events.at(-1)).toBe("[DONE]");
-    expect(events.filter((e) => e !== "[DONE]").map((e) => JSON.parse(e) as { choices: { delta: { content?: string } }[] }).filter((c) => c.choices[0]?.delta.content).length).toBe(3);
+    expect(
+      events
+        .filter((e) => e !== "[DONE]")
+        .map((e) => JSON.parse(e) as { choices: { delta: { content?: string } }[] })
+        .filter((c) => c.choices[0]?.delta.content).length,
+    ).toBe(3);
     expect((await gw("/v1/models", { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
-    const summary = await summarizeWith(token, { text: "The gateway streams answers to browsers.\n\nIt keeps the key on the server." });
+    const summary = await summarizeWith(token, {
+      text: "The gateway streams answers to browsers.\n\nIt keeps the key on the server.",
+    });
     expect(summary.status).toBe(200);
     expect(((await summary.json()) as { object: string }).object).toBe("summary");
   });
@@ -165,10 +196,17 @@ describe("using a token", () => {
     const { token, expires_at } = await mint(k.key, { ttl_seconds: 1 });
     const models = () => summarizeWith(token, { text: "Short text." });
     expect((await models()).status).toBe(200);
-    const after = await waitFor(() => models().then((r) => r.status), (s) => s === 401, 5_000);
+    const after = await waitFor(
+      () => models().then((r) => r.status),
+      (s) => s === 401,
+      5_000,
+    );
     expect(after).toBe(401);
     expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(expires_at));
-    expect(await errorOf(await chat(token, chatBody("late [[sim: tokens=1]]")))).toMatchObject({ status: 401, code: "1003" });
+    expect(await errorOf(await chat(token, chatBody("late [[sim: tokens=1]]")))).toMatchObject({
+      status: 401,
+      code: "1003",
+    });
   });
 
   it("keeps to its model list (403 for another model)", async () => {
@@ -186,7 +224,9 @@ describe("using a token", () => {
     const none = await errorOf(await chat(token, chatBody("x [[sim: tokens=1]]")));
     expect(none).toMatchObject({ status: 403, code: "1000" });
     expect(none.message).toContain("https://app.example.com");
-    const wrong = await errorOf(await chat(token, chatBody("x [[sim: tokens=1]]"), { origin: "https://evil.example.com" }));
+    const wrong = await errorOf(
+      await chat(token, chatBody("x [[sim: tokens=1]]"), { origin: "https://evil.example.com" }),
+    );
     expect(wrong).toMatchObject({ status: 403, code: "1000" });
     const right = await chat(token, chatBody("x [[sim: tokens=1]]"), { origin: "https://app.example.com" });
     expect(right.status).toBe(200);
@@ -210,26 +250,44 @@ describe("using a token", () => {
     const k = await createKey();
     const { token } = await mint(k.key);
     const bound = await mint(k.key, { origin: "https://app.example.com" });
-    const job = (await (await gw("/v1/async/chat/completions", {
-      method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" }, body: JSON.stringify(chatBody("x [[sim: tokens=1]]")),
-    })).json()) as { id: string };
+    const job = (await (
+      await gw("/v1/async/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+        body: JSON.stringify(chatBody("x [[sim: tokens=1]]")),
+      })
+    ).json()) as { id: string };
     for (const t of [token, bound.token]) {
       const auth = { authorization: `Bearer ${t}`, origin: "https://app.example.com" };
       const json = { ...auth, "content-type": "application/json" };
       const answers = [
         await usageOf(t, { origin: "https://app.example.com" }),
-        await gw("/v1/async/chat/completions", { method: "POST", headers: json, body: JSON.stringify(chatBody("x [[sim: tokens=1]]", { callback_url: "https://example.com/hook" })) }),
-        await gw("/api/paas/v4/async/summarize", { method: "POST", headers: json, body: JSON.stringify({ text: "Short text." }) }),
+        await gw("/v1/async/chat/completions", {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify(chatBody("x [[sim: tokens=1]]", { callback_url: "https://example.com/hook" })),
+        }),
+        await gw("/api/paas/v4/async/summarize", {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({ text: "Short text." }),
+        }),
         await gw(`/v1/async-result/${job.id}`, { headers: auth }),
       ];
       for (const res of answers) {
         const e = await errorOf(res);
-        expect(e, res.url).toMatchObject({ status: 403, code: "1000", message: expect.stringContaining("a browser token cannot") });
+        expect(e, res.url).toMatchObject({
+          status: 403,
+          code: "1000",
+          message: expect.stringContaining("a browser token cannot"),
+        });
       }
     }
     // The key itself still may.
     expect((await usageOf(k.key)).status).toBe(200);
-    expect((await gw(`/v1/async-result/${job.id}`, { headers: { authorization: `Bearer ${k.key}` } })).status).toBe(200);
+    expect((await gw(`/v1/async-result/${job.id}`, { headers: { authorization: `Bearer ${k.key}` } })).status).toBe(
+      200,
+    );
   });
 
   it("cannot mint tokens (403), even when bound to an origin, nor use /admin (401)", async () => {
@@ -240,7 +298,10 @@ describe("using a token", () => {
     expect(e.message).toContain("cannot mint");
     const bound = await mint(k.key, { origin: "https://app.example.com" });
     const e2 = await errorOf(
-      await gw("/v1/tokens", { method: "POST", headers: { authorization: `Bearer ${bound.token}`, origin: "https://app.example.com" } }),
+      await gw("/v1/tokens", {
+        method: "POST",
+        headers: { authorization: `Bearer ${bound.token}`, origin: "https://app.example.com" },
+      }),
     );
     expect(e2).toMatchObject({ status: 403, code: "1000" });
     expect(e2.message).toContain("cannot mint");
@@ -269,12 +330,23 @@ describe("CORS for browser tokens", () => {
     const { token } = await mint(k.key, { origin: "https://app.example.com" });
     const call = async (init: RequestInit) => {
       const ctx = createExecutionContext();
-      const res = await createApp().fetch(new Request("http://gw/v1/chat/completions", init), { ...env, CORS_ORIGINS: "https://app.example.com" }, ctx);
+      const res = await createApp().fetch(
+        new Request("http://gw/v1/chat/completions", init),
+        { ...env, CORS_ORIGINS: "https://app.example.com" },
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       return res;
     };
     const preflight = (origin: string) =>
-      call({ method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+      call({
+        method: "OPTIONS",
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
     const ok = await preflight("https://app.example.com");
     expect(ok.status).toBe(204);
     expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
@@ -282,7 +354,11 @@ describe("CORS for browser tokens", () => {
     expect((await preflight("https://evil.example.com")).headers.get("access-control-allow-origin")).toBeNull();
     const res = await call({
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", origin: "https://app.example.com" },
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        origin: "https://app.example.com",
+      },
       body: JSON.stringify(chatBody("cors [[sim: tokens=2]]")),
     });
     expect(res.status).toBe(200);
@@ -312,7 +388,10 @@ describe("a token counts against its key", () => {
       await reader.cancel().catch(() => undefined);
     }
     // Once the held stream is gone the token is admitted again.
-    const next = await waitFor(() => chat(token, chatBody("third [[sim: tokens=1]]")).then(async (r) => (await r.text(), r.status)), (s) => s === 200);
+    const next = await waitFor(
+      () => chat(token, chatBody("third [[sim: tokens=1]]")).then(async (r) => (await r.text(), r.status)),
+      (s) => s === 200,
+    );
     expect(next).toBe(200);
   });
 
@@ -324,7 +403,8 @@ describe("a token counts against its key", () => {
     expect(res.status).toBe(200);
     await res.text();
     const report = await waitFor(
-      () => usageOf(k.key).then((r) => r.json() as Promise<{ totals: { requests: number; completion_tokens: number } }>),
+      () =>
+        usageOf(k.key).then((r) => r.json() as Promise<{ totals: { requests: number; completion_tokens: number } }>),
       (u) => u.totals.requests === 1,
     );
     expect(report.totals).toMatchObject({ requests: 1, completion_tokens: 30 });
@@ -341,9 +421,19 @@ describe("verifyBrowserToken", () => {
   const keyId = "0123456789abcdef0123456789abcdef";
 
   it("accepts its own tokens and reports their restrictions", async () => {
-    const { token } = await mintBrowserToken(keyId, secret, { ttlSeconds: 60, models: ["m"], origin: "https://a.example" });
-    expect(await verifyBrowserToken(token, secret, "https://a.example")).toMatchObject({ models: ["m"], origin: "https://a.example" });
-    expect(await verifyBrowserToken(token, "another-secret", "https://a.example")).toMatchObject({ status: 401, code: "1004" });
+    const { token } = await mintBrowserToken(keyId, secret, {
+      ttlSeconds: 60,
+      models: ["m"],
+      origin: "https://a.example",
+    });
+    expect(await verifyBrowserToken(token, secret, "https://a.example")).toMatchObject({
+      models: ["m"],
+      origin: "https://a.example",
+    });
+    expect(await verifyBrowserToken(token, "another-secret", "https://a.example")).toMatchObject({
+      status: 401,
+      code: "1004",
+    });
   });
 
   it("expires at exp, measured in seconds", async () => {
@@ -355,13 +445,32 @@ describe("verifyBrowserToken", () => {
 
   it("refuses hand-made tokens beyond the documented limits or with malformed claims", async () => {
     const iat = Math.floor(Date.now() / 1000);
-    const make = (extra: Record<string, unknown>) => sign({ glm_edge_token: keyId, iat, exp: iat + 60, ...extra }, secret, "HS256");
-    expect(await verifyBrowserToken(await make({ exp: iat + TOKEN_TTL_MAX_S + 60 }), secret, null)).toMatchObject({ status: 401, code: "1002" });
-    expect(await verifyBrowserToken(await make({ iat: iat + 3600, exp: iat + 3660 }), secret, null)).toMatchObject({ status: 401, code: "1002" });
-    expect(await verifyBrowserToken(await make({ exp: undefined }), secret, null)).toMatchObject({ status: 401, code: "1002" });
-    expect(await verifyBrowserToken(await make({ models: "glm-4-plus" }), secret, null)).toMatchObject({ status: 401, code: "1002" });
-    expect(await verifyBrowserToken(await make({ models: [1] }), secret, null)).toMatchObject({ status: 401, code: "1002" });
-    expect(await verifyBrowserToken(await make({ origin: 5 }), secret, null)).toMatchObject({ status: 401, code: "1002" });
+    const make = (extra: Record<string, unknown>) =>
+      sign({ glm_edge_token: keyId, iat, exp: iat + 60, ...extra }, secret, "HS256");
+    expect(await verifyBrowserToken(await make({ exp: iat + TOKEN_TTL_MAX_S + 60 }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
+    expect(await verifyBrowserToken(await make({ iat: iat + 3600, exp: iat + 3660 }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
+    expect(await verifyBrowserToken(await make({ exp: undefined }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
+    expect(await verifyBrowserToken(await make({ models: "glm-4-plus" }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
+    expect(await verifyBrowserToken(await make({ models: [1] }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
+    expect(await verifyBrowserToken(await make({ origin: 5 }), secret, null)).toMatchObject({
+      status: 401,
+      code: "1002",
+    });
     expect(await verifyBrowserToken(await make({}), secret, null)).toMatchObject({ models: null, origin: null });
   });
 });

@@ -1,6 +1,12 @@
 // Usage and cost: every request that reached upstream is recorded — exactly where GLM reported usage,
 // estimated and flagged where it did not — and the reports and budgets are built from those records.
-import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  env,
+  runDurableObjectAlarm,
+  runInDurableObject,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../src/app.ts";
 import type { KeyObject } from "../src/keys/key-object.ts";
@@ -9,8 +15,16 @@ import { RollupOutbox } from "../src/usage/rollup-outbox.ts";
 import { ADMIN, admin, chat, chatBody, createKey, gw, waitFor } from "./helpers.ts";
 
 interface Rec {
-  request_id: string; stream: boolean; status: number; ended: string; prompt_tokens: number;
-  completion_tokens: number; cached_tokens: number; cost_cny: number; estimated: boolean; model: string;
+  request_id: string;
+  stream: boolean;
+  status: number;
+  ended: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  cost_cny: number;
+  estimated: boolean;
+  model: string;
 }
 
 async function records(id: string): Promise<Rec[]> {
@@ -23,27 +37,46 @@ describe("usage records", () => {
     const reported = new Map<string, { prompt_tokens: number; completion_tokens: number }>();
     for (let i = 0; i < 3; i++) {
       const rid = `plain-${i}-${crypto.randomUUID()}`;
-      const res = await chat(k.key, chatBody(`plain ${i} [[sim: tokens=${5 + i}]]`, { request_id: rid, model: "glm-4-plus" }));
+      const res = await chat(
+        k.key,
+        chatBody(`plain ${i} [[sim: tokens=${5 + i}]]`, { request_id: rid, model: "glm-4-plus" }),
+      );
       reported.set(rid, ((await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
     }
     for (let i = 0; i < 3; i++) {
       const rid = `stream-${i}-${crypto.randomUUID()}`;
-      const res = await chat(k.key, chatBody(`stream ${i} [[sim: tokens=${8 + i}]]`, { request_id: rid, stream: true, model: "glm-4-air-250414" }));
+      const res = await chat(
+        k.key,
+        chatBody(`stream ${i} [[sim: tokens=${8 + i}]]`, { request_id: rid, stream: true, model: "glm-4-air-250414" }),
+      );
       const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: {"));
-      reported.set(rid, (JSON.parse(events.at(-1)!.slice(6)) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
+      reported.set(
+        rid,
+        (JSON.parse(events.at(-1)!.slice(6)) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage,
+      );
     }
     const ac = new AbortController();
-    const aborted = await chat(k.key, chatBody("abort me [[sim: tokens=300 delay=20]]", { request_id: "aborted-1", stream: true }), {}, ac.signal);
+    const aborted = await chat(
+      k.key,
+      chatBody("abort me [[sim: tokens=300 delay=20]]", { request_id: "aborted-1", stream: true }),
+      {},
+      ac.signal,
+    );
     const reader = aborted.body!.getReader();
     await reader.read();
     await reader.read();
     ac.abort();
     await reader.cancel().catch(() => undefined);
-    await (await chat(k.key, chatBody("break [[sim: tokens=30 break_after=6]]", { request_id: "broken-1", stream: true }))).text();
+    await (
+      await chat(k.key, chatBody("break [[sim: tokens=30 break_after=6]]", { request_id: "broken-1", stream: true }))
+    ).text();
     await (await chat(k.key, chatBody("fail [[sim: error=500]]", { request_id: "failed-1" }))).text();
 
     // The failed request took three upstream attempts (UPSTREAM_MAX_ATTEMPTS): one record each.
-    const recs = await waitFor(() => records(k.id), (r) => r.length === 11);
+    const recs = await waitFor(
+      () => records(k.id),
+      (r) => r.length === 11,
+    );
     expect(recs.length).toBe(11);
     const byId = new Map(recs.map((r) => [r.request_id, r]));
     for (const [rid, u] of reported) {
@@ -65,18 +98,36 @@ describe("usage records", () => {
     expect(br.prompt_tokens).toBeGreaterThan(0);
     const failed = recs.filter((r) => r.request_id === "failed-1");
     expect(failed.map((r) => (r as Rec & { attempt: number }).attempt).sort()).toEqual([1, 2, 3]);
-    for (const r of failed) expect(r).toMatchObject({ status: 500, ended: "upstream_error", prompt_tokens: 0, completion_tokens: 0, estimated: false, cost_cny: 0 });
+    for (const r of failed)
+      expect(r).toMatchObject({
+        status: 500,
+        ended: "upstream_error",
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        estimated: false,
+        cost_cny: 0,
+      });
 
     const report = (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}` } })).json()) as {
-      from: string; to: string; totals: Record<string, number>; by_day: { day: string; requests: number }[]; by_model: { model: string; requests: number }[];
+      from: string;
+      to: string;
+      totals: Record<string, number>;
+      by_day: { day: string; requests: number }[];
+      by_model: { model: string; requests: number }[];
     };
     const sum = (f: (r: Rec) => number) => recs.reduce((a, r) => a + f(r), 0);
     expect(report.totals).toMatchObject({
-      requests: 11, prompt_tokens: sum((r) => r.prompt_tokens), completion_tokens: sum((r) => r.completion_tokens),
-      estimated: 2, errors: 3, incomplete: 2,
+      requests: 11,
+      prompt_tokens: sum((r) => r.prompt_tokens),
+      completion_tokens: sum((r) => r.completion_tokens),
+      estimated: 2,
+      errors: 3,
+      incomplete: 2,
     });
     expect(Math.abs(report.totals["cost_cny"]! - sum((r) => r.cost_cny))).toBeLessThan(1e-9);
-    expect(report.by_day).toEqual([expect.objectContaining({ day: new Date().toISOString().slice(0, 10), requests: 11 })]);
+    expect(report.by_day).toEqual([
+      expect.objectContaining({ day: new Date().toISOString().slice(0, 10), requests: 11 }),
+    ]);
     expect(report.by_model.find((m) => m.model === "glm-4-plus")?.requests).toBe(3);
 
     const all = (await (await admin("GET", "/usage")).json()) as { totals: { requests: number } };
@@ -112,7 +163,9 @@ describe("budgets", () => {
     const retry = Number(second.headers.get("retry-after"));
     expect(retry).toBeGreaterThan(0);
     expect(retry).toBeLessThanOrEqual(86_400);
-    expect(await second.json()).toMatchObject({ error: { code: "1308", message: expect.stringMatching(/token limit.*T00:00:00Z/) } });
+    expect(await second.json()).toMatchObject({
+      error: { code: "1308", message: expect.stringMatching(/token limit.*T00:00:00Z/) },
+    });
   });
 
   it("refuses with 1308 once the daily budget in CNY is spent; PATCH lifts it", async () => {
@@ -120,7 +173,10 @@ describe("budgets", () => {
     // glm-4-plus at 5 CNY per million: 30 tokens cost 0.00015 CNY; then the budget is set below that.
     await (await chat(k.key, chatBody("spend [[sim: tokens=20]]", { model: "glm-4-plus" }))).text();
     await admin("PATCH", `/keys/${k.id}`, { daily_budget_cny: 0.0001 });
-    const refused = await waitFor(() => chat(k.key, chatBody("x", { model: "glm-4-plus" })), (r) => r.status === 429);
+    const refused = await waitFor(
+      () => chat(k.key, chatBody("x", { model: "glm-4-plus" })),
+      (r) => r.status === 429,
+    );
     expect(await refused.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("budget") } });
     await admin("PATCH", `/keys/${k.id}`, { daily_budget_cny: 10 });
     expect((await chat(k.key, chatBody("x [[sim: tokens=1]]", { model: "glm-4-plus" }))).status).toBe(200);
@@ -130,12 +186,15 @@ describe("budgets", () => {
     // glm-4-plus, 5 CNY per million tokens. Each request may use its prompt (~10 tokens) and max_tokens 100:
     // a worst case of about 0.00055 CNY. A budget of 0.002 CNY fits three of them at once, not four.
     const k = await createKey({ tier: "V3", daily_budget_cny: 0.002 });
-    const body = (i: number) => chatBody(`parallel ${i} [[sim: tokens=100 delay=20]]`, { model: "glm-4-plus", max_tokens: 100, stream: true });
+    const body = (i: number) =>
+      chatBody(`parallel ${i} [[sim: tokens=100 delay=20]]`, { model: "glm-4-plus", max_tokens: 100, stream: true });
     const first = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => chat(k.key, body(i))));
     const statuses = first.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(3);
     const refused = first.find((r) => r.status === 429)!;
-    expect(await refused.json()).toMatchObject({ error: { code: "1308", message: expect.stringContaining("could exceed") } });
+    expect(await refused.json()).toMatchObject({
+      error: { code: "1308", message: expect.stringContaining("could exceed") },
+    });
     await Promise.all(first.filter((r) => r !== refused).map((r) => r.text()));
     // Keep going until the budget refuses everything: the recorded day never passes it.
     for (let round = 0; round < 4; round++) {
@@ -143,7 +202,10 @@ describe("budgets", () => {
       await Promise.all(more.map((r) => r.text()));
     }
     const report = await waitFor(
-      async () => (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}` } })).json()) as { totals: { cost_cny: number; requests: number } },
+      async () =>
+        (await (await gw("/v1/usage", { headers: { authorization: `Bearer ${k.key}` } })).json()) as {
+          totals: { cost_cny: number; requests: number };
+        },
       () => true,
     );
     expect(report.totals.requests).toBeGreaterThanOrEqual(3);
@@ -155,7 +217,15 @@ describe("budgets", () => {
 
 describe("the admin-wide usage roll-up", () => {
   const AIR = "glm-4-air-250414";
-  type Row = { day: string; model: string; requests: number; prompt_tokens: number; completion_tokens: number; cost_cny: number; errors: number };
+  type Row = {
+    day: string;
+    model: string;
+    requests: number;
+    prompt_tokens: number;
+    completion_tokens: number;
+    cost_cny: number;
+    errors: number;
+  };
   type Report = { totals: Row; by_day_model: Row[]; freshness: { source: string; max_lag_seconds: number } };
 
   async function spendOn(key: string, model: string, tokens: number): Promise<void> {
@@ -165,7 +235,9 @@ describe("the admin-wide usage roll-up", () => {
   }
 
   /** GET /admin/usage on a fresh app whose KEYS and USAGE_ROLLUP bindings count the objects asked. */
-  async function countedAdminUsage(query: string): Promise<{ res: Response; keyObjects: number; rollupObjects: number }> {
+  async function countedAdminUsage(
+    query: string,
+  ): Promise<{ res: Response; keyObjects: number; rollupObjects: number }> {
     let keyObjects = 0;
     let rollupObjects = 0;
     const counting = <T extends object>(ns: T, bump: () => void): T =>
@@ -182,7 +254,11 @@ describe("the admin-wide usage roll-up", () => {
     const ctx = createExecutionContext();
     const res = await createApp().fetch(
       new Request(`http://gateway.test/admin/usage${query}`, { headers: { authorization: `Bearer ${ADMIN}` } }),
-      { ...env, KEYS: counting(env.KEYS, () => keyObjects++), USAGE_ROLLUP: counting(env.USAGE_ROLLUP, () => rollupObjects++) },
+      {
+        ...env,
+        KEYS: counting(env.KEYS, () => keyObjects++),
+        USAGE_ROLLUP: counting(env.USAGE_ROLLUP, () => rollupObjects++),
+      },
       ctx,
     );
     await waitOnExecutionContext(ctx);
@@ -215,13 +291,30 @@ describe("the admin-wide usage roll-up", () => {
     const csv = await countedAdminUsage("?format=csv");
     expect(csv.keyObjects).toBe(0);
     expect(csv.res.headers.get("x-usage-source")).toBe("rollup");
-    const lines = (await csv.res.text()).trimEnd().split("\r\n").slice(1).map((l) => l.split(","));
+    const lines = (await csv.res.text())
+      .trimEnd()
+      .split("\r\n")
+      .slice(1)
+      .map((l) => l.split(","));
     for (const [i, k] of keys.entries()) {
-      const mine = lines.filter((l) => l[1] === k.id).map((l) => ({ model: l[3], requests: Number(l[4]), prompt: Number(l[5]), completion: Number(l[6]), cost: l[8], errors: Number(l[10]) }));
+      const mine = lines
+        .filter((l) => l[1] === k.id)
+        .map((l) => ({
+          model: l[3],
+          requests: Number(l[4]),
+          prompt: Number(l[5]),
+          completion: Number(l[6]),
+          cost: l[8],
+          errors: Number(l[10]),
+        }));
       expect(mine).toEqual(
         perKey[i]!.by_day_model.map((r) => ({
-          model: r.model, requests: r.requests, prompt: r.prompt_tokens, completion: r.completion_tokens,
-          cost: String(Math.round(r.cost_cny * 1e9) / 1e9), errors: r.errors,
+          model: r.model,
+          requests: r.requests,
+          prompt: r.prompt_tokens,
+          completion: r.completion_tokens,
+          cost: String(Math.round(r.cost_cny * 1e9) / 1e9),
+          errors: r.errors,
         })),
       );
     }
@@ -231,10 +324,14 @@ describe("the admin-wide usage roll-up", () => {
     const before = (await (await admin("GET", "/usage")).json()) as Report;
     await spendOn(keys[1]!.key, "glm-4-plus", 4);
     const after = (await (await admin("GET", "/usage")).json()) as Report;
-    const perKeyAfter = await Promise.all(keys.map(async (k) => (await (await admin("GET", `/usage?key_id=${k.id}`)).json()) as Report));
+    const perKeyAfter = await Promise.all(
+      keys.map(async (k) => (await (await admin("GET", `/usage?key_id=${k.id}`)).json()) as Report),
+    );
     expect(after.totals.requests - before.totals.requests).toBe(1);
     expect(sumOf(perKeyAfter, (t) => t.requests) - sumOf(perKey, (t) => t.requests)).toBe(1);
-    expect(after.totals.prompt_tokens - before.totals.prompt_tokens).toBe(sumOf(perKeyAfter, (t) => t.prompt_tokens) - sumOf(perKey, (t) => t.prompt_tokens));
+    expect(after.totals.prompt_tokens - before.totals.prompt_tokens).toBe(
+      sumOf(perKeyAfter, (t) => t.prompt_tokens) - sumOf(perKey, (t) => t.prompt_tokens),
+    );
   });
 
   it("counts nothing twice when rows are flushed again, and carries a renamed key's new name", async () => {
@@ -242,7 +339,12 @@ describe("the admin-wide usage roll-up", () => {
     await spendOn(k.key, "glm-4-plus", 6);
     await spendOn(k.key, "glm-4-plus", 7);
     const rowsOf = async () =>
-      (await (await admin("GET", "/usage?format=csv")).text()).trimEnd().split("\r\n").slice(1).map((l) => l.split(",")).filter((l) => l[1] === k.id);
+      (await (await admin("GET", "/usage?format=csv")).text())
+        .trimEnd()
+        .split("\r\n")
+        .slice(1)
+        .map((l) => l.split(","))
+        .filter((l) => l[1] === k.id);
     const first = await rowsOf();
     expect(first.map((l) => [l[2], l[4]])).toEqual([["before", "2"]]);
     // A rename sends this month's rows again (the same absolute totals): the name changes, the counts do not.
@@ -292,10 +394,24 @@ describe("the admin-wide usage roll-up", () => {
     const stub = env.KEYS.get(env.KEYS.idFromName(k.id));
     const day = new Date().toISOString().slice(0, 10);
     const rollup = env.USAGE_ROLLUP.get(env.USAGE_ROLLUP.idFromName(`usage:${day.slice(0, 7)}`));
-    const inRollup = async () => (await rollup.read(day, day)).rows.filter((r) => r.key_id === k.id).reduce((n, r) => n + r.requests, 0);
+    const inRollup = async () =>
+      (await rollup.read(day, day)).rows.filter((r) => r.key_id === k.id).reduce((n, r) => n + r.requests, 0);
     const record = (id: string) => ({
-      id, request_id: id, ts: Date.now(), model: "glm-4-plus", kind: "chat" as const, stream: false, status: 200, ended: "completed" as const,
-      prompt_tokens: 3, completion_tokens: 4, cached_tokens: 0, cost_nano: 35_000, estimated: false, account: "default", attempt: 1,
+      id,
+      request_id: id,
+      ts: Date.now(),
+      model: "glm-4-plus",
+      kind: "chat" as const,
+      stream: false,
+      status: 200,
+      ended: "completed" as const,
+      prompt_tokens: 3,
+      completion_tokens: 4,
+      cached_tokens: 0,
+      cost_nano: 35_000,
+      estimated: false,
+      account: "default",
+      attempt: 1,
     });
     await runInDurableObject(stub, async (o: KeyObject) => {
       // This object alone runs with a 300 ms delay (the test configuration flushes at once).

@@ -19,16 +19,36 @@ describe("chat body validation", () => {
     ["bad role", { model: "glm-4-plus", messages: [{ role: "robot", content: "x" }] }, "1214", /messages\[0\]\.role/],
     ["only a system message", { model: "glm-4-plus", messages: [{ role: "system", content: "x" }] }, "1214", /user/],
     ["user without content", { model: "glm-4-plus", messages: [{ role: "user" }] }, "1214", /content/],
-    ["tool without tool_call_id", { model: "glm-4-plus", messages: [...user, { role: "tool", content: "r" }] }, "1214", /tool_call_id/],
+    [
+      "tool without tool_call_id",
+      { model: "glm-4-plus", messages: [...user, { role: "tool", content: "r" }] },
+      "1214",
+      /tool_call_id/,
+    ],
     ["temperature above 1", { model: "glm-4-plus", messages: user, temperature: 1.5 }, "1214", /temperature/],
     ["top_p as a string", { model: "glm-4-plus", messages: user, top_p: "0.5" }, "1214", /top_p/],
     ["two stop words", { model: "glm-4-plus", messages: user, stop: ["a", "b"] }, "1214", /stop/],
-    ["max_tokens over the model's output", { model: "glm-4-plus", messages: user, max_tokens: 5000 }, "1214", /max_tokens.*4096/],
+    [
+      "max_tokens over the model's output",
+      { model: "glm-4-plus", messages: user, max_tokens: 5000 },
+      "1214",
+      /max_tokens.*4096/,
+    ],
     ["max_tokens zero", { model: "glm-4-plus", messages: user, max_tokens: 0 }, "1214", /max_tokens/],
-    ["bad tool name", { model: "glm-4-plus", messages: user, tools: [{ type: "function", function: { name: "bad name!" } }] }, "1214", /tools\[0\]/],
+    [
+      "bad tool name",
+      { model: "glm-4-plus", messages: user, tools: [{ type: "function", function: { name: "bad name!" } }] },
+      "1214",
+      /tools\[0\]/,
+    ],
     ["unknown tool type", { model: "glm-4-plus", messages: user, tools: [{ type: "code" }] }, "1214", /tools\[0\]/],
     ["tool_choice none", { model: "glm-4-plus", messages: user, tool_choice: "none" }, "1214", /tool_choice/],
-    ["bad response_format", { model: "glm-4-plus", messages: user, response_format: { type: "xml" } }, "1214", /response_format/],
+    [
+      "bad response_format",
+      { model: "glm-4-plus", messages: user, response_format: { type: "xml" } },
+      "1214",
+      /response_format/,
+    ],
     ["short user_id", { model: "glm-4-plus", messages: user, user_id: "abc" }, "1214", /user_id/],
     ["stream as a string", { model: "glm-4-plus", messages: user, stream: "yes" }, "1214", /stream/],
     ["body is an array", [1, 2], "1214", /body|expected object/],
@@ -67,7 +87,9 @@ describe("chat body validation", () => {
   it("bad x-queue-timeout-ms → 400", async () => {
     const res = await chat(k.key, chatBody("x"), { "x-queue-timeout-ms": "soon" });
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: { code: "1214", message: expect.stringContaining("x-queue-timeout-ms") } });
+    expect(await res.json()).toMatchObject({
+      error: { code: "1214", message: expect.stringContaining("x-queue-timeout-ms") },
+    });
   });
 
   it("wrong method → JSON 405 with Allow", async () => {
@@ -82,7 +104,11 @@ describe("chat body validation", () => {
       model: "glm-4-flash-250414",
       messages: [
         { role: "user", content: "weather" },
-        { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "w", arguments: "{}" } }] },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c1", type: "function", function: { name: "w", arguments: "{}" } }],
+        },
         { role: "tool", content: "sunny", tool_call_id: "c1" },
         { role: "user", content: "thanks [[sim: tokens=2]]" },
       ],

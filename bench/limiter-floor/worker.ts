@@ -65,13 +65,15 @@ export default {
     let model = "";
     try {
       const parsed: unknown = body ? JSON.parse(body) : null;
-      if (parsed && typeof parsed === "object" && "model" in parsed && typeof parsed.model === "string") model = parsed.model;
+      if (parsed && typeof parsed === "object" && "model" in parsed && typeof parsed.model === "string")
+        model = parsed.model;
     } catch {
       // not JSON: forwarded under the empty model's object, and the upstream answers it
     }
     const stub = limiter(env, model);
     const lease = await stub.acquire(Number(env.LIMIT));
-    if (lease === null) return Response.json({ error: { code: "1302", message: "too many requests in flight" } }, { status: 429 });
+    if (lease === null)
+      return Response.json({ error: { code: "1302", message: "too many requests in flight" } }, { status: 429 });
     const release = () => stub.release(lease).catch(() => undefined);
 
     let upstream: Response;
@@ -93,7 +95,12 @@ export default {
     }
     const { readable, writable } = new IdentityTransformStream();
     // Settles when the last byte has been handed on, or when either side fails or goes away.
-    ctx.waitUntil(upstream.body.pipeTo(writable).catch(() => undefined).then(release));
+    ctx.waitUntil(
+      upstream.body
+        .pipeTo(writable)
+        .catch(() => undefined)
+        .then(release),
+    );
     return new Response(readable, { status: upstream.status, headers: upstream.headers });
   },
 } satisfies ExportedHandler<LimiterFloorEnv>;

@@ -29,8 +29,16 @@ const rollupStub = (env: Env) => env.USAGE_ROLLUP.get(env.USAGE_ROLLUP.idFromNam
 /** A key's flush to the usage roll-up: one (day, model) row's absolute totals. */
 function rollupRow(i: number) {
   return {
-    day: "2026-11-30", model: MODEL, requests: i, prompt_tokens: 12 * i, completion_tokens: 200 * i, cached_tokens: 0,
-    cost_nano: 0, estimated: 0, errors: 0, incomplete: 0,
+    day: "2026-11-30",
+    model: MODEL,
+    requests: i,
+    prompt_tokens: 12 * i,
+    completion_tokens: 200 * i,
+    cached_tokens: 0,
+    cost_nano: 0,
+    estimated: 0,
+    errors: 0,
+    incomplete: 0,
   };
 }
 
@@ -41,9 +49,20 @@ async function createKey(env: Env): Promise<string> {
   const material = keySealingSecret(env);
   const now = new Date().toISOString();
   const record: KeyRecord = {
-    id, name: "bench-probe", tier: "V3", max_concurrency: null, daily_budget_cny: null, daily_token_limit: null, fallback_models: null, webhook_urls: null,
-    created_at: now, updated_at: now, revoked_at: null,
-    secret_hash: await sha256Hex(secret), secret_sealed: await seal(material, secret), webhook_secret_sealed: await seal(material, "unused"),
+    id,
+    name: "bench-probe",
+    tier: "V3",
+    max_concurrency: null,
+    daily_budget_cny: null,
+    daily_token_limit: null,
+    fallback_models: null,
+    webhook_urls: null,
+    created_at: now,
+    updated_at: now,
+    revoked_at: null,
+    secret_hash: await sha256Hex(secret),
+    secret_sealed: await seal(material, secret),
+    webhook_secret_sealed: await seal(material, "unused"),
   };
   await keyStub(env, id).init(record);
   return `${id}.${secret}`;
@@ -51,8 +70,21 @@ async function createKey(env: Env): Promise<string> {
 
 function usageRecord(): UsageRecord {
   return {
-    id: crypto.randomUUID(), request_id: "bench", ts: Date.now(), model: MODEL, kind: "chat", stream: true, status: 200,
-    ended: "completed", prompt_tokens: 12, completion_tokens: 200, cached_tokens: 0, cost_nano: 0, estimated: false, account: "default", attempt: 1,
+    id: crypto.randomUUID(),
+    request_id: "bench",
+    ts: Date.now(),
+    model: MODEL,
+    kind: "chat",
+    stream: true,
+    status: 200,
+    ended: "completed",
+    prompt_tokens: 12,
+    completion_tokens: 200,
+    cached_tokens: 0,
+    cost_nano: 0,
+    estimated: false,
+    account: "default",
+    attempt: 1,
   };
 }
 
@@ -81,7 +113,10 @@ async function pair(env: Env, ctx: ExecutionContext, cred: Credential, mode: str
   // one call releases (with the usage record in "slot-usage").
   const key = keyStub(env, cred.keyId);
   const got = await key.acquire({
-    cred, model: MODEL, limits: model.concurrency, origin: null,
+    cred,
+    model: MODEL,
+    limits: model.concurrency,
+    origin: null,
     pools: [{ name: `default:${MODEL}`, account: "default", limit: model.concurrency.V3, weight: 1 }],
   });
   if (!got.ok) throw new Error(`key refused: ${got.message}`);
@@ -117,12 +152,14 @@ export default {
         const c = Math.max(1, Math.min(Number(url.searchParams.get("c") ?? "1"), 500));
         let next = 0;
         const started = Date.now();
-        await Promise.all(Array.from({ length: c }, async () => {
-          while (next < n) {
-            next++;
-            await pair(env, ctx, cred, mode);
-          }
-        }));
+        await Promise.all(
+          Array.from({ length: c }, async () => {
+            while (next < n) {
+              next++;
+              await pair(env, ctx, cred, mode);
+            }
+          }),
+        );
         return Response.json({ n, ms: Date.now() - started });
       }
       case "/catalog": {

@@ -5,7 +5,10 @@
 // deployed, and the gateway itself has no such route.
 import gateway from "../../src/index.ts";
 import {
-  JobIndex as BaseJobIndex, JobObject as BaseJobObject, KeyObject as BaseKeyObject, UpstreamGuard as BaseUpstreamGuard,
+  JobIndex as BaseJobIndex,
+  JobObject as BaseJobObject,
+  KeyObject as BaseKeyObject,
+  UpstreamGuard as BaseUpstreamGuard,
   UsageRollup as BaseUsageRollup,
 } from "../../src/index.ts";
 
@@ -13,7 +16,13 @@ type Counts = Record<string, Record<string, Record<string, number>>>;
 
 /** class → object name → method → calls. Module state: the Worker and its objects share one isolate here. */
 const counts: Counts = {};
-const BINDINGS: Record<string, string> = { KEYS: "KeyObject", GUARD: "UpstreamGuard", JOBS: "JobObject", JOB_INDEX: "JobIndex", USAGE_ROLLUP: "UsageRollup" };
+const BINDINGS: Record<string, string> = {
+  KEYS: "KeyObject",
+  GUARD: "UpstreamGuard",
+  JOBS: "JobObject",
+  JOB_INDEX: "JobIndex",
+  USAGE_ROLLUP: "UsageRollup",
+};
 /** Properties of a stub that are not calls. */
 const NOT_CALLS = new Set(["then", "id", "name", "toJSON", "constructor"]);
 
@@ -43,9 +52,16 @@ function countingNamespace(ns: DurableObjectNamespace, cls: string): DurableObje
       const v = Reflect.get(target, prop) as unknown;
       if (typeof v !== "function") return v;
       if (prop === "get") {
-        return (id: DurableObjectId, opts?: unknown) => countingStub(target.get(id, opts as never), cls, id.name ?? id.toString());
+        return (id: DurableObjectId, opts?: unknown) =>
+          countingStub(target.get(id, opts as never), cls, id.name ?? id.toString());
       }
-      if (prop === "getByName") return (name: string, opts?: unknown) => countingStub((target as unknown as { getByName: (n: string, o?: unknown) => object }).getByName(name, opts), cls, name);
+      if (prop === "getByName")
+        return (name: string, opts?: unknown) =>
+          countingStub(
+            (target as unknown as { getByName: (n: string, o?: unknown) => object }).getByName(name, opts),
+            cls,
+            name,
+          );
       return (v as (...a: unknown[]) => unknown).bind(target);
     },
   });
@@ -61,7 +77,9 @@ function counting(env: Env): Env {
       const ns = (env as unknown as Record<string, DurableObjectNamespace | undefined>)[binding];
       if (ns) over[binding] = countingNamespace(ns, cls);
     }
-    w = new Proxy(env, { get: (target, prop) => (typeof prop === "string" && prop in over ? over[prop] : Reflect.get(target, prop)) });
+    w = new Proxy(env, {
+      get: (target, prop) => (typeof prop === "string" && prop in over ? over[prop] : Reflect.get(target, prop)),
+    });
     wrapped.set(env, w);
   }
   return w;
@@ -87,7 +105,8 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/admin/_bench/counts") {
-      if (!env.ADMIN_TOKEN || request.headers.get("authorization") !== `Bearer ${env.ADMIN_TOKEN}`) return new Response("unauthorized", { status: 401 });
+      if (!env.ADMIN_TOKEN || request.headers.get("authorization") !== `Bearer ${env.ADMIN_TOKEN}`)
+        return new Response("unauthorized", { status: 401 });
       if (request.method === "DELETE") for (const k of Object.keys(counts)) delete counts[k];
       return Response.json(counts);
     }

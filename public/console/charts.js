@@ -37,13 +37,28 @@ export function stackedBars(figure, { days, series, format, summary }) {
   const opts = {
     width: Math.max(240, plot.clientWidth),
     height: 220,
-    scales: { x: { time: false, range: [-0.6, n - 0.4] }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] } },
+    scales: {
+      x: { time: false, range: [-0.6, n - 0.4] },
+      y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] },
+    },
     axes: [
-      { stroke: muted, grid: { show: false }, ticks: { stroke: grid }, space: 44, values: (_u, splits) => splits.map((i) => (Number.isInteger(i) && days[i] ? days[i].slice(5) : "")) },
-      { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 84, values: (_u, splits) => splits.map((v) => format(v)) },
+      {
+        stroke: muted,
+        grid: { show: false },
+        ticks: { stroke: grid },
+        space: 44,
+        values: (_u, splits) => splits.map((i) => (Number.isInteger(i) && days[i] ? days[i].slice(5) : "")),
+      },
+      {
+        stroke: muted,
+        grid: { stroke: grid, width: 1 },
+        ticks: { stroke: grid },
+        size: 84,
+        values: (_u, splits) => splits.map((v) => format(v)),
+      },
     ],
     series: [
-      { label: "Day", value: (_u, i) => (i === null || i === undefined ? "—" : days[Math.round(i)] ?? "—") },
+      { label: "Day", value: (_u, i) => (i === null || i === undefined ? "—" : (days[Math.round(i)] ?? "—")) },
       ...top.map((i) => ({
         label: series[i].label,
         stroke: modelColor(i),
@@ -77,7 +92,8 @@ export function stackedBars(figure, { days, series, format, summary }) {
     figure.dataset.observed = "true";
     new ResizeObserver(() => {
       const c = charts.get(figure);
-      if (c && plot.clientWidth > 0 && Math.abs(c.width - plot.clientWidth) > 1) c.setSize({ width: Math.max(240, plot.clientWidth), height: 220 });
+      if (c && plot.clientWidth > 0 && Math.abs(c.width - plot.clientWidth) > 1)
+        c.setSize({ width: Math.max(240, plot.clientWidth), height: 220 });
     }).observe(plot);
   }
   return chart;

@@ -73,38 +73,72 @@ function initSignIn() {
 
 // ---------------------------------------------------------------- pages
 
-const keysPage = createKeysPage({ api, root: $("keys-list"), secretSlot: $("key-secret"), refresh: () => refreshLoad(), showError: showPageError });
-const catalogPage = createCatalogPage({ api, root: $("catalog-list"), versionNote: $("catalog-version"), showError: showPageError });
+const keysPage = createKeysPage({
+  api,
+  root: $("keys-list"),
+  secretSlot: $("key-secret"),
+  refresh: () => refreshLoad(),
+  showError: showPageError,
+});
+const catalogPage = createCatalogPage({
+  api,
+  root: $("catalog-list"),
+  versionNote: $("catalog-version"),
+  showError: showPageError,
+});
 
 function renderLoad(load) {
   $("account-tier").textContent = `· tier ${load.account.tier}`;
   $("load-account").replaceChildren(
     ...load.account.models.map((m) =>
-      h("div", { class: "gauge-row", "data-testid": `account-${m.model}` }, h("span", { class: "gauge-label mono" }, m.model), gauge(m.in_flight, m.limit, `Upstream account: ${m.model} in flight`)),
+      h(
+        "div",
+        { class: "gauge-row", "data-testid": `account-${m.model}` },
+        h("span", { class: "gauge-label mono" }, m.model),
+        gauge(m.in_flight, m.limit, `Upstream account: ${m.model} in flight`),
+      ),
     ),
   );
   const keys = load.keys
     .filter((k) => !k.revoked_at)
     .map((k) => ({ k, ...keyLoad(k) }))
-    .sort((a, b) => Number(b.atLimit) - Number(a.atLimit) || b.inFlight - a.inFlight || a.k.name.localeCompare(b.k.name));
+    .sort(
+      (a, b) => Number(b.atLimit) - Number(a.atLimit) || b.inFlight - a.inFlight || a.k.name.localeCompare(b.k.name),
+    );
   $("load-keys").replaceChildren(
     ...(keys.length === 0
       ? [h("p", { class: "empty-note" }, "No active keys.")]
       : keys.map(({ k, inFlight, atLimit }) =>
           h(
             "article",
-            { class: `card load-key${atLimit ? " at-limit" : ""}`, "data-testid": `load-key-${k.id}`, dataset: { inFlight: String(inFlight) }, "aria-label": `${k.name}: ${inFlight} in flight${atLimit ? ", at its limit" : ""}` },
-            h("header", {}, h("b", {}, k.name), h("span", { class: "muted" }, k.tier), atLimit ? h("span", { class: "badge warn" }, "at limit") : null, h("span", { class: "load-total" }, `${inFlight} in flight`)),
+            {
+              class: `card load-key${atLimit ? " at-limit" : ""}`,
+              "data-testid": `load-key-${k.id}`,
+              dataset: { inFlight: String(inFlight) },
+              "aria-label": `${k.name}: ${inFlight} in flight${atLimit ? ", at its limit" : ""}`,
+            },
+            h(
+              "header",
+              {},
+              h("b", {}, k.name),
+              h("span", { class: "muted" }, k.tier),
+              atLimit ? h("span", { class: "badge warn" }, "at limit") : null,
+              h("span", { class: "load-total" }, `${inFlight} in flight`),
+            ),
             ...keyGauges(k),
           ),
         )),
   );
-  $("load-updated").textContent = `Updated ${new Date(load.at).toLocaleTimeString()} · every ${LOAD_EVERY_MS / 1000} s while visible`;
+  $("load-updated").textContent =
+    `Updated ${new Date(load.at).toLocaleTimeString()} · every ${LOAD_EVERY_MS / 1000} s while visible`;
 }
 
 /** Keeps the key pickers of the spend and requests pages in step with the key list. */
 function fillKeySelects(keys) {
-  for (const [id, first] of [["spend-scope", "All keys"], ["requests-key", null]]) {
+  for (const [id, first] of [
+    ["spend-scope", "All keys"],
+    ["requests-key", null],
+  ]) {
     const select = $(id);
     const current = select.value;
     const opts = keys.map((k) => h("option", { value: k.id }, k.revoked_at ? `${k.name} (revoked)` : k.name));
@@ -143,7 +177,12 @@ const refreshLoad = () =>
 
 function drawSpend() {
   if (!state.spend) return;
-  renderSpend({ ...state.spend, totalsRoot: $("spend-totals"), costFigure: $("chart-cost"), tokensFigure: $("chart-tokens") });
+  renderSpend({
+    ...state.spend,
+    totalsRoot: $("spend-totals"),
+    costFigure: $("chart-cost"),
+    tokensFigure: $("chart-tokens"),
+  });
 }
 
 const refreshSpend = () =>
@@ -151,7 +190,10 @@ const refreshSpend = () =>
     const range = spendRange();
     const scope = $("spend-scope").value;
     state.spendAt = Date.now();
-    state.spend = { report: await api(`/usage?from=${range.from}&to=${range.to}${scope ? `&key_id=${scope}` : ""}`), range };
+    state.spend = {
+      report: await api(`/usage?from=${range.from}&to=${range.to}${scope ? `&key_id=${scope}` : ""}`),
+      range,
+    };
     drawSpend();
   });
 

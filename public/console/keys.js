@@ -23,18 +23,69 @@ function budgetText(key) {
 
 /** The form fields shared by create and edit; values of an existing key prefill them. */
 function settingsFields(key) {
-  const tier = field("Tier", "select", {}, "Sets the in-flight limit per model from the catalog", options(TIERS.map((t) => [t, t]), key?.tier ?? "V0"));
-  const max = field("Max concurrency", "input", { type: "number", min: 1, step: 1, inputmode: "numeric", value: key?.max_concurrency ?? "", placeholder: "tier limit" }, "Lowers the tier's limit for every model; empty for none");
-  const budget = field("Daily budget (CNY)", "input", { type: "number", min: 0, step: "any", inputmode: "decimal", value: key?.daily_budget_cny ?? "", placeholder: "none" });
-  const tokens = field("Daily token limit", "input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: key?.daily_token_limit ?? "", placeholder: "none" });
+  const tier = field(
+    "Tier",
+    "select",
+    {},
+    "Sets the in-flight limit per model from the catalog",
+    options(
+      TIERS.map((t) => [t, t]),
+      key?.tier ?? "V0",
+    ),
+  );
+  const max = field(
+    "Max concurrency",
+    "input",
+    {
+      type: "number",
+      min: 1,
+      step: 1,
+      inputmode: "numeric",
+      value: key?.max_concurrency ?? "",
+      placeholder: "tier limit",
+    },
+    "Lowers the tier's limit for every model; empty for none",
+  );
+  const budget = field("Daily budget (CNY)", "input", {
+    type: "number",
+    min: 0,
+    step: "any",
+    inputmode: "decimal",
+    value: key?.daily_budget_cny ?? "",
+    placeholder: "none",
+  });
+  const tokens = field("Daily token limit", "input", {
+    type: "number",
+    min: 0,
+    step: 1,
+    inputmode: "numeric",
+    value: key?.daily_token_limit ?? "",
+    placeholder: "none",
+  });
   const fallbacks = field(
-    "Fallback models", "input",
-    { type: "text", autocomplete: "off", spellcheck: "false", value: key?.fallback_models?.join(", ") ?? "", placeholder: "none" },
+    "Fallback models",
+    "input",
+    {
+      type: "text",
+      autocomplete: "off",
+      spellcheck: "false",
+      value: key?.fallback_models?.join(", ") ?? "",
+      placeholder: "none",
+    },
     "Model ids tried in order when the requested model fails before its first byte, separated by commas; empty for none",
   );
   const share = field(
-    "Max upstream share", "input",
-    { type: "number", min: 0, max: 1, step: "any", inputmode: "decimal", value: key?.max_upstream_share ?? "", placeholder: "no cap" },
+    "Max upstream share",
+    "input",
+    {
+      type: "number",
+      min: 0,
+      max: 1,
+      step: "any",
+      inputmode: "decimal",
+      value: key?.max_upstream_share ?? "",
+      placeholder: "no cap",
+    },
     "Fraction (0–1] of an upstream account's limit for a model this key may hold while other keys wait for it; empty for no cap",
   );
   const values = () => {
@@ -53,7 +104,14 @@ function settingsFields(key) {
 
 /** A secret shown once: readonly, selectable, with a copy button. */
 function secretLine(label, value, testid) {
-  const f = field(label, "input", { type: "text", readonly: true, value, class: "secret", "data-testid": testid, spellcheck: "false" });
+  const f = field(label, "input", {
+    type: "text",
+    readonly: true,
+    value,
+    class: "secret",
+    "data-testid": testid,
+    spellcheck: "false",
+  });
   const row = h("div", { class: "input-row" });
   f.control.replaceWith(row);
   row.append(f.control, copyButton(value, `Copy the ${label.toLowerCase()}`, "ghost small"));
@@ -76,7 +134,13 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
   }
 
   async function create() {
-    const name = field("Name", "input", { type: "text", required: true, maxlength: 100, autocomplete: "off", placeholder: "e.g. web-frontend" });
+    const name = field("Name", "input", {
+      type: "text",
+      required: true,
+      maxlength: 100,
+      autocomplete: "off",
+      placeholder: "e.g. web-frontend",
+    });
     const settings = settingsFields(null);
     let created;
     const ok = await openDialog({
@@ -122,13 +186,22 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
     let rotated;
     const ok = await openDialog({
       title: `Rotate the webhook secret of “${key.name}”?`,
-      body: [h("p", {}, "Webhooks are signed with the new secret from now on; receivers still checking the old one will reject them.")],
+      body: [
+        h(
+          "p",
+          {},
+          "Webhooks are signed with the new secret from now on; receivers still checking the old one will reject them.",
+        ),
+      ],
       ok: "Rotate secret",
       onSubmit: async () => {
         rotated = await api(`/keys/${key.id}/webhook-secret`, { method: "POST" });
       },
     });
-    if (ok) showSecret(`New webhook secret for “${key.name}”`, [secretLine("Webhook secret", rotated.webhook_secret, "new-webhook-secret")]);
+    if (ok)
+      showSecret(`New webhook secret for “${key.name}”`, [
+        secretLine("Webhook secret", rotated.webhook_secret, "new-webhook-secret"),
+      ]);
   }
 
   const columns = [
@@ -136,14 +209,27 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
     { label: "Tier", cell: (k) => k.tier },
     { label: "Max concurrency", cell: (k) => (k.max_concurrency === null ? "tier limit" : String(k.max_concurrency)) },
     { label: "Budget", cell: (k) => budgetText(k) },
-    { label: "Created", cell: (k) => h("time", { datetime: k.created_at, title: dateTime(k.created_at) }, ago(k.created_at)) },
-    { label: "Last used", cell: (k) => (k.last_used_at ? h("time", { datetime: k.last_used_at, title: dateTime(k.last_used_at) }, ago(k.last_used_at)) : "never") },
+    {
+      label: "Created",
+      cell: (k) => h("time", { datetime: k.created_at, title: dateTime(k.created_at) }, ago(k.created_at)),
+    },
+    {
+      label: "Last used",
+      cell: (k) =>
+        k.last_used_at
+          ? h("time", { datetime: k.last_used_at, title: dateTime(k.last_used_at) }, ago(k.last_used_at))
+          : "never",
+    },
     {
       label: "In flight",
       cell: (k) => {
         if (k.revoked_at) return h("span", { class: "badge off" }, `revoked ${ago(k.revoked_at)}`);
         const { inFlight, atLimit } = keyLoad(k);
-        return h("span", { "data-testid": "key-in-flight", class: atLimit ? "badge warn" : "" }, atLimit ? `${inFlight} · at limit` : String(inFlight));
+        return h(
+          "span",
+          { "data-testid": "key-in-flight", class: atLimit ? "badge warn" : "" },
+          atLimit ? `${inFlight} · at limit` : String(inFlight),
+        );
       },
     },
     {
@@ -155,9 +241,36 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
           : h(
               "div",
               { class: "row-actions" },
-              h("button", { type: "button", class: "ghost small", onclick: () => void edit(k).catch(showError), "aria-label": `Edit ${k.name}` }, "Edit"),
-              h("button", { type: "button", class: "ghost small", onclick: () => void rotate(k).catch(showError), "aria-label": `Rotate the webhook secret of ${k.name}` }, "Webhook secret"),
-              h("button", { type: "button", class: "danger small", onclick: () => void revoke(k).catch(showError), "aria-label": `Revoke ${k.name}` }, "Revoke"),
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "ghost small",
+                  onclick: () => void edit(k).catch(showError),
+                  "aria-label": `Edit ${k.name}`,
+                },
+                "Edit",
+              ),
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "ghost small",
+                  onclick: () => void rotate(k).catch(showError),
+                  "aria-label": `Rotate the webhook secret of ${k.name}`,
+                },
+                "Webhook secret",
+              ),
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "danger small",
+                  onclick: () => void revoke(k).catch(showError),
+                  "aria-label": `Revoke ${k.name}`,
+                },
+                "Revoke",
+              ),
             ),
     },
   ];
@@ -168,13 +281,18 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
       // Active keys first (newest first, as the API sorts them), revoked ones after.
       const keys = [...load.keys.filter((k) => !k.revoked_at), ...load.keys.filter((k) => k.revoked_at)];
       if (keys.length === 0) {
-        root.replaceChildren(h("p", { class: "empty-note" }, "No keys yet. Create one to let a client call the gateway."));
+        root.replaceChildren(
+          h("p", { class: "empty-note" }, "No keys yet. Create one to let a client call the gateway."),
+        );
         return;
       }
       root.replaceChildren(
         table(columns, keys, {
           caption: "Keys",
-          rowProps: (k) => ({ "data-testid": `key-row-${k.id}`, class: k.revoked_at ? "revoked" : keyLoad(k).atLimit ? "at-limit" : undefined }),
+          rowProps: (k) => ({
+            "data-testid": `key-row-${k.id}`,
+            class: k.revoked_at ? "revoked" : keyLoad(k).atLimit ? "at-limit" : undefined,
+          }),
         }),
       );
     },
@@ -185,5 +303,12 @@ export function createKeysPage({ api, root, secretSlot, refresh, showError }) {
 export function keyGauges(key) {
   const busy = key.models.filter((m) => m.in_flight > 0);
   if (busy.length === 0) return [h("p", { class: "muted idle" }, "idle")];
-  return busy.map((m) => h("div", { class: "gauge-row" }, h("span", { class: "gauge-label" }, m.model), gauge(m.in_flight, m.limit, `${key.name}: ${m.model} in flight`)));
+  return busy.map((m) =>
+    h(
+      "div",
+      { class: "gauge-row" },
+      h("span", { class: "gauge-label" }, m.model),
+      gauge(m.in_flight, m.limit, `${key.name}: ${m.model} in flight`),
+    ),
+  );
 }

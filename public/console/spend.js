@@ -28,11 +28,18 @@ function seriesOf(rows, days, value) {
     byModel.get(r.model)[i] += value(r);
   }
   const sum = (vs) => vs.reduce((a, b) => a + b, 0);
-  return [...byModel.entries()].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0])).map(([label, values]) => ({ label, values }));
+  return [...byModel.entries()]
+    .sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]))
+    .map(([label, values]) => ({ label, values }));
 }
 
 function total(label, value, testid) {
-  return h("div", { class: "total card" }, h("span", { class: "muted" }, label), h("b", { "data-testid": testid }, value));
+  return h(
+    "div",
+    { class: "total card" },
+    h("span", { class: "muted" }, label),
+    h("b", { "data-testid": testid }, value),
+  );
 }
 
 export function renderSpend({ report, range, totalsRoot, costFigure, tokensFigure }) {
@@ -77,12 +84,33 @@ export function renderBudgets(root, keys) {
     ...active.map((k) => {
       const bars = [];
       if (k.daily_budget_cny !== null) {
-        bars.push(budgetBar(`${spent(k.today.cost_cny)} of ¥${k.daily_budget_cny}`, k.today.cost_cny, k.daily_budget_cny, `${k.name}: budget used today`));
+        bars.push(
+          budgetBar(
+            `${spent(k.today.cost_cny)} of ¥${k.daily_budget_cny}`,
+            k.today.cost_cny,
+            k.daily_budget_cny,
+            `${k.name}: budget used today`,
+          ),
+        );
       }
       if (k.daily_token_limit !== null) {
-        bars.push(budgetBar(`${compact(k.today.tokens)} of ${compact(k.daily_token_limit)} tokens`, k.today.tokens, k.daily_token_limit, `${k.name}: tokens used today`));
+        bars.push(
+          budgetBar(
+            `${compact(k.today.tokens)} of ${compact(k.daily_token_limit)} tokens`,
+            k.today.tokens,
+            k.daily_token_limit,
+            `${k.name}: tokens used today`,
+          ),
+        );
       }
-      if (bars.length === 0) bars.push(h("p", { class: "muted" }, `no daily budget · ${spent(k.today.cost_cny)} and ${compact(k.today.tokens)} tokens today`));
+      if (bars.length === 0)
+        bars.push(
+          h(
+            "p",
+            { class: "muted" },
+            `no daily budget · ${spent(k.today.cost_cny)} and ${compact(k.today.tokens)} tokens today`,
+          ),
+        );
       return h("div", { class: "budget card", "data-testid": `budget-${k.id}` }, h("b", {}, k.name), ...bars);
     }),
   );

@@ -13,7 +13,12 @@ export function showError(slot, err, source = "action") {
     h(
       "div",
       { class: "alert", role: "alert", "data-testid": "api-error" },
-      h("h3", {}, api ? h("span", { class: "status" }, `${err.status} · ${err.code}`) : null, api ? "The API refused this" : "Could not reach the gateway"),
+      h(
+        "h3",
+        {},
+        api ? h("span", { class: "status" }, `${err.status} · ${err.code}`) : null,
+        api ? "The API refused this" : "Could not reach the gateway",
+      ),
       h("p", { class: "verbatim" }, err?.message ?? String(err)),
       api && err.requestId ? h("p", { class: "facts" }, "request ", h("b", {}, err.requestId)) : null,
     ),
@@ -32,7 +37,17 @@ export function gauge(value, max, label) {
   fill.style.width = `${max > 0 ? Math.min(100, (value / max) * 100) : 0}%`;
   return h(
     "div",
-    { class: `gauge${full ? " full" : ""}`, role: "meter", "aria-label": label, "aria-valuemin": 0, "aria-valuemax": max, "aria-valuenow": value, "aria-valuetext": `${value} of ${max}`, "data-testid": "gauge", dataset: { value: String(value), max: String(max) } },
+    {
+      class: `gauge${full ? " full" : ""}`,
+      role: "meter",
+      "aria-label": label,
+      "aria-valuemin": 0,
+      "aria-valuemax": max,
+      "aria-valuenow": value,
+      "aria-valuetext": `${value} of ${max}`,
+      "data-testid": "gauge",
+      dataset: { value: String(value), max: String(max) },
+    },
     h("div", { class: "gauge-track" }, fill),
     h("span", { class: "gauge-text" }, `${value} / ${max}`),
   );
@@ -47,8 +62,26 @@ export function table(columns, rows, { caption, rowProps = () => ({}) } = {}) {
     "table",
     { class: "rtable" },
     caption ? h("caption", { class: "visually-hidden" }, caption) : null,
-    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.class }, c.label)))),
-    h("tbody", {}, rows.map((row) => h("tr", rowProps(row), columns.map((c) => h("td", { class: c.class, dataset: { label: c.label } }, c.cell(row)))))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        columns.map((c) => h("th", { scope: "col", class: c.class }, c.label)),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      rows.map((row) =>
+        h(
+          "tr",
+          rowProps(row),
+          columns.map((c) => h("td", { class: c.class, dataset: { label: c.label } }, c.cell(row))),
+        ),
+      ),
+    ),
   );
 }
 
@@ -59,7 +92,13 @@ export function field(label, tag, props = {}, hint = "", ...children) {
   const id = `f${++fieldSeq}`;
   const hintId = hint ? `${id}-hint` : undefined;
   const control = h(tag, { id, name: props.name ?? id, "aria-describedby": hintId, ...props }, ...children);
-  const node = h("div", { class: "field" }, h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: hintId }, hint) : null);
+  const node = h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    control,
+    hint ? h("p", { class: "hint", id: hintId }, hint) : null,
+  );
   return { node, control };
 }
 

@@ -42,7 +42,15 @@ async function toApiError(res, url) {
   } catch {
     // Not JSON (a proxy's HTML page, say): the raw text is the message.
   }
-  return new ApiError({ status: res.status, code, message, raw, headers: pickHeaders(res), requestId: res.headers.get("x-request-id"), url });
+  return new ApiError({
+    status: res.status,
+    code,
+    message,
+    raw,
+    headers: pickHeaders(res),
+    requestId: res.headers.get("x-request-id"),
+    url,
+  });
 }
 
 function authHeaders(credential) {
@@ -52,7 +60,12 @@ function authHeaders(credential) {
 /** A call with an optional JSON body; throws ApiError for a non-2xx answer, else returns the response. */
 export async function request(path, { method = "GET", body, credential, signal } = {}) {
   const headers = { ...authHeaders(credential), ...(body !== undefined ? { "content-type": "application/json" } : {}) };
-  const res = await fetch(path, { method, headers, body: body !== undefined ? JSON.stringify(body) : undefined, signal });
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+    signal,
+  });
   if (!res.ok) throw await toApiError(res, path);
   return res;
 }
@@ -70,12 +83,21 @@ export async function getJson(path, options = {}) {
 export async function postStream(path, body, { credential, signal, headers = {}, onOpen, onEvent, onComment }) {
   const res = await fetch(path, {
     method: "POST",
-    headers: { "content-type": "application/json", accept: "text/event-stream", ...authHeaders(credential), ...headers },
+    headers: {
+      "content-type": "application/json",
+      accept: "text/event-stream",
+      ...authHeaders(credential),
+      ...headers,
+    },
     body: JSON.stringify(body),
     signal,
   });
   if (!res.ok) throw await toApiError(res, path);
-  const info = { requestId: res.headers.get("x-request-id"), headers: pickHeaders(res), costHeader: res.headers.get("x-cost-cny") };
+  const info = {
+    requestId: res.headers.get("x-request-id"),
+    headers: pickHeaders(res),
+    costHeader: res.headers.get("x-cost-cny"),
+  };
   onOpen?.(info);
   if (!(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
     // A gateway or proxy that ignored stream: true: hand the whole JSON answer over as one event.
@@ -109,8 +131,14 @@ export async function postStream(path, body, { credential, signal, headers = {},
     onEvent?.(chunk);
   }
   throw new ApiError({
-    status: res.status, code: "stream", message: "the stream ended before [DONE]: the connection was cut",
-    raw: "", headers: info.headers, requestId: info.requestId, inBand: true, url: path,
+    status: res.status,
+    code: "stream",
+    message: "the stream ended before [DONE]: the connection was cut",
+    raw: "",
+    headers: info.headers,
+    requestId: info.requestId,
+    inBand: true,
+    url: path,
   });
 }
 

@@ -72,7 +72,10 @@ export function initTabs(names, onSelect = () => undefined) {
 export function copyButton(text, label, className = "copy") {
   const button = h("button", { type: "button", class: className, "aria-label": label }, "copy");
   button.addEventListener("click", () => {
-    navigator.clipboard?.writeText(text).then(() => (button.textContent = "copied"), () => (button.textContent = "select and copy"));
+    navigator.clipboard?.writeText(text).then(
+      () => (button.textContent = "copied"),
+      () => (button.textContent = "select and copy"),
+    );
   });
   return button;
 }

@@ -45,16 +45,27 @@ export async function verifyBrowserToken(
     return { status: 401, code: Codes.tokenVerifyFailed, message: "token verification failed" };
   }
   const { exp, iat, models, origin: allowedOrigin } = p;
-  const invalid = (why: string) => ({ status: 401 as const, code: Codes.invalidToken, message: `invalid token: ${why}` });
+  const invalid = (why: string) => ({
+    status: 401 as const,
+    code: Codes.invalidToken,
+    message: `invalid token: ${why}`,
+  });
   // Only the key's holder can sign, but a hand-made token must still respect the documented limits.
-  if (typeof exp !== "number" || !Number.isFinite(exp) || typeof iat !== "number" || !Number.isFinite(iat)) return invalid("exp or iat is missing");
+  if (typeof exp !== "number" || !Number.isFinite(exp) || typeof iat !== "number" || !Number.isFinite(iat))
+    return invalid("exp or iat is missing");
   if (exp * 1000 <= now) return { status: 401, code: Codes.tokenExpired, message: "token expired" };
-  if (exp - iat > TOKEN_TTL_MAX_S || iat * 1000 > now + CLOCK_SKEW_MS) return invalid(`its lifetime exceeds the ${TOKEN_TTL_MAX_S} s maximum`);
-  if (models != null && !(Array.isArray(models) && models.every((m) => typeof m === "string"))) return invalid("models is not a list of model ids");
+  if (exp - iat > TOKEN_TTL_MAX_S || iat * 1000 > now + CLOCK_SKEW_MS)
+    return invalid(`its lifetime exceeds the ${TOKEN_TTL_MAX_S} s maximum`);
+  if (models != null && !(Array.isArray(models) && models.every((m) => typeof m === "string")))
+    return invalid("models is not a list of model ids");
   if (allowedOrigin != null && typeof allowedOrigin !== "string") return invalid("origin is not a string");
   const bound = allowedOrigin ?? null;
   if (bound !== null && origin !== bound) {
-    return { status: 403, code: Codes.authFailed, message: `this token may only be used from ${bound}${origin === null ? " (the request has no Origin header)" : `, not from ${origin.slice(0, 200)}`}` };
+    return {
+      status: 403,
+      code: Codes.authFailed,
+      message: `this token may only be used from ${bound}${origin === null ? " (the request has no Origin header)" : `, not from ${origin.slice(0, 200)}`}`,
+    };
   }
   return { models: (models as string[] | null | undefined) ?? null, origin: bound, exp, iat };
 }

@@ -54,7 +54,8 @@ async function secretHash(secret: string): Promise<string> {
 /** Parses the header into a credential; 401 with GLM's codes when it is missing or malformed. */
 export async function parseCredential(header: string | undefined | null): Promise<Credential> {
   const value = bearerValue(header);
-  if (!value) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: send 'Authorization: Bearer <key>'");
+  if (!value)
+    throw new GatewayError(401, Codes.noAuth, "missing Authorization header: send 'Authorization: Bearer <key>'");
   const key = API_KEY_RE.exec(value);
   if (key) return { kind: "key", keyId: key[1]!, secretHash: await secretHash(key[2]!) };
   if (JWT_RE.test(value)) {
@@ -91,7 +92,10 @@ export async function verifyGlmJwt(
   let payload: Record<string, unknown>;
   try {
     // exp is checked below because GLM's is in milliseconds, which the generic check reads as seconds.
-    payload = (await verify(token, secret, { alg: "HS256", exp: false, nbf: false, iat: false })) as Record<string, unknown>;
+    payload = (await verify(token, secret, { alg: "HS256", exp: false, nbf: false, iat: false })) as Record<
+      string,
+      unknown
+    >;
   } catch {
     return { code: Codes.tokenVerifyFailed, message: "token verification failed: bad signature or header" };
   }
@@ -106,12 +110,17 @@ export async function verifyGlmJwt(
     // 3-minute TTL, in milliseconds): GLM reads exp as milliseconds, a date millennia ahead. Such a token's
     // life is counted from its timestamp instead, so it too is usable for at most 24 hours.
     const issuedMs = timestamp / 1000;
-    if (issuedMs > now + JWT_CLOCK_SKEW_MS) return { code: Codes.invalidToken, message: "invalid token: timestamp is in the future" };
-    if (now - issuedMs > JWT_MAX_AHEAD_MS) return { code: Codes.tokenExpired, message: "token expired: it was issued more than 24 hours ago" };
+    if (issuedMs > now + JWT_CLOCK_SKEW_MS)
+      return { code: Codes.invalidToken, message: "invalid token: timestamp is in the future" };
+    if (now - issuedMs > JWT_MAX_AHEAD_MS)
+      return { code: Codes.tokenExpired, message: "token expired: it was issued more than 24 hours ago" };
     return undefined;
   }
   if (expMs > now + JWT_MAX_AHEAD_MS) {
-    return { code: Codes.invalidToken, message: "invalid token: exp is more than 24 hours ahead; mint short-lived tokens" };
+    return {
+      code: Codes.invalidToken,
+      message: "invalid token: exp is more than 24 hours ahead; mint short-lived tokens",
+    };
   }
   return undefined;
 }

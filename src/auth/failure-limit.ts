@@ -53,10 +53,24 @@ export function isKnownGood(fingerprint: string, now = Date.now()): boolean {
  * over its limit (and blocks it in this isolate), else 0. A limiter that cannot be reached does not turn
  * a 401 into a 500: the key's object still refuses every bad credential, so the failure is only logged.
  */
-export async function recordFailure(env: Env, ip: string, keyId: string | null, onError: (err: unknown) => void, now = Date.now()): Promise<number> {
+export async function recordFailure(
+  env: Env,
+  ip: string,
+  keyId: string | null,
+  onError: (err: unknown) => void,
+  now = Date.now(),
+): Promise<number> {
   const count = (limiter: RateLimit | undefined, key: string) =>
-    limiter ? limiter.limit({ key }).then((r) => !r.success, (err: unknown) => (onError(err), false)) : Promise.resolve(false);
-  const [ipOver, keyOver] = await Promise.all([count(env.AUTH_FAILURES_IP, ip), keyId ? count(env.AUTH_FAILURES_KEY, keyId) : false]);
+    limiter
+      ? limiter.limit({ key }).then(
+          (r) => !r.success,
+          (err: unknown) => (onError(err), false),
+        )
+      : Promise.resolve(false);
+  const [ipOver, keyOver] = await Promise.all([
+    count(env.AUTH_FAILURES_IP, ip),
+    keyId ? count(env.AUTH_FAILURES_KEY, keyId) : false,
+  ]);
   const until = now + FAILURE_PERIOD_S * 1000;
   if (ipOver) blocked.set(`ip:${ip}`, until, until);
   if (keyOver && keyId) blocked.set(`key:${keyId}`, until, until);

@@ -33,7 +33,9 @@ function hmacKey(secret: string): Promise<CryptoKey> {
 }
 
 async function tagOf(env: Env, random: string): Promise<string> {
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await hmacKey(idSecret(env)), encoder.encode(`glm-edge key id ${random}`)));
+  const mac = new Uint8Array(
+    await crypto.subtle.sign("HMAC", await hmacKey(idSecret(env)), encoder.encode(`glm-edge key id ${random}`)),
+  );
   let hex = "";
   for (let i = 0; i < TAG_HEX / 2; i++) hex += mac[i]!.toString(16).padStart(2, "0");
   return hex;

@@ -9,7 +9,11 @@ import type { Credential } from "./credentials.ts";
 
 /** The caller's credential was refused (malformed, unknown, revoked, wrong secret, bad signature). */
 export class CredentialRefused extends GatewayError {
-  constructor(code: string, message: string, readonly detail?: string) {
+  constructor(
+    code: string,
+    message: string,
+    readonly detail?: string,
+  ) {
     super(401, code, message);
     this.name = "CredentialRefused";
   }
@@ -18,7 +22,8 @@ export class CredentialRefused extends GatewayError {
 /** The one answer for a key `<id>.<secret>` that is unknown, revoked or has the wrong secret. */
 export const INVALID_KEY_MESSAGE = "authentication failed: the API key is invalid or has been revoked";
 /** The one answer for a signed token (GLM JWT, browser token) that is badly signed or names an unknown or revoked key. */
-export const INVALID_TOKEN_MESSAGE = "token verification failed: bad signature, or the key is invalid or has been revoked";
+export const INVALID_TOKEN_MESSAGE =
+  "token verification failed: bad signature, or the key is invalid or has been revoked";
 
 /**
  * Turns a denial from the key's object into the error the client sees. 401s with codes 1000 (unknown,
@@ -26,9 +31,13 @@ export const INVALID_TOKEN_MESSAGE = "token verification failed: bad signature, 
  * malformed but correctly signed token (1003, 1002) keeps its own answer — only the key's holder can make
  * one. Other denials (403 origin or model, 429 budget) pass through unchanged.
  */
-export function refusal(cred: Credential, denial: { status: number; code: string; message: string; retryAfter?: number }): GatewayError {
+export function refusal(
+  cred: Credential,
+  denial: { status: number; code: string; message: string; retryAfter?: number },
+): GatewayError {
   if (denial.status !== 401) {
-    const headers: Record<string, string> = denial.retryAfter !== undefined ? { "retry-after": String(denial.retryAfter) } : {};
+    const headers: Record<string, string> =
+      denial.retryAfter !== undefined ? { "retry-after": String(denial.retryAfter) } : {};
     return new GatewayError(denial.status as ContentfulStatusCode, denial.code, denial.message, headers);
   }
   if (denial.code === Codes.authFailed || denial.code === Codes.tokenVerifyFailed) {

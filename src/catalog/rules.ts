@@ -7,7 +7,11 @@ export function resolveModel(view: CatalogView, id: string): ModelEntry {
   const m = view.byId.get(id);
   if (!m || m.status === "disabled") {
     const known = view.catalog.models.filter((x) => x.status !== "disabled").map((x) => x.id);
-    throw new GatewayError(400, Codes.unknownModel, `model does not exist: ${JSON.stringify(id).slice(0, 80)}; available: ${known.join(", ")}`);
+    throw new GatewayError(
+      400,
+      Codes.unknownModel,
+      `model does not exist: ${JSON.stringify(id).slice(0, 80)}; available: ${known.join(", ")}`,
+    );
   }
   return m;
 }

@@ -73,9 +73,18 @@ export class CatalogCache {
    */
   private fallback(err: unknown): CatalogView {
     const last = this.slot?.view;
-    log({ level: last ? "warn" : "error", msg: "catalog: KV read failed, " + (last ? "serving the last good copy" : "no copy to serve"), error: String(err) });
+    log({
+      level: last ? "warn" : "error",
+      msg: "catalog: KV read failed, " + (last ? "serving the last good copy" : "no copy to serve"),
+      error: String(err),
+    });
     if (!last) {
-      throw new GatewayError(503, Codes.unavailable, "the model catalog is unavailable (its store could not be read); retry in a few seconds", { "retry-after": "2" });
+      throw new GatewayError(
+        503,
+        Codes.unavailable,
+        "the model catalog is unavailable (its store could not be read); retry in a few seconds",
+        { "retry-after": "2" },
+      );
     }
     return { ...last, source: "last-good" };
   }

@@ -25,7 +25,11 @@ export const chatRequestSchema = once(() => {
     .superRefine((m, ctx) => {
       const hasContent = typeof m.content === "string" || Array.isArray(m.content);
       if (m.role === "assistant" && !hasContent && !(m.tool_calls && m.tool_calls.length > 0)) {
-        ctx.addIssue({ code: "custom", message: "an assistant message needs content or tool_calls", path: ["content"] });
+        ctx.addIssue({
+          code: "custom",
+          message: "an assistant message needs content or tool_calls",
+          path: ["content"],
+        });
       } else if (m.role !== "assistant" && !hasContent) {
         ctx.addIssue({ code: "custom", message: `a ${m.role} message needs content`, path: ["content"] });
       }

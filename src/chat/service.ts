@@ -49,12 +49,26 @@ export function withRequestId(body: string, requestId: string): string {
 /** Throws a GatewayError when the request is not admitted; after admission it never throws. */
 export async function runChat(call: ChatCall): Promise<ChatResult> {
   const slot = await admit({
-    env: call.env, cred: call.cred, model: call.model, queueTimeoutMs: call.queueTimeoutMs, origin: call.origin, signal: call.signal,
+    env: call.env,
+    cred: call.cred,
+    model: call.model,
+    queueTimeoutMs: call.queueTimeoutMs,
+    origin: call.origin,
+    signal: call.signal,
     worstCase: { promptTokens: estimatePromptTokens(call.messages), maxOutputTokens: call.maxTokens },
   });
   const sent = await send(slot, {
-    env: call.env, ctx: call.ctx, model: call.model, body: call.body, messages: call.messages, stream: call.stream,
-    requestId: call.requestId, kind: call.kind, acceptLanguage: call.acceptLanguage, signal: call.signal, startedAt: call.startedAt,
+    env: call.env,
+    ctx: call.ctx,
+    model: call.model,
+    body: call.body,
+    messages: call.messages,
+    stream: call.stream,
+    requestId: call.requestId,
+    kind: call.kind,
+    acceptLanguage: call.acceptLanguage,
+    signal: call.signal,
+    startedAt: call.startedAt,
     ...(call.fallbacks ? { fallbacks: call.fallbacks } : {}),
   });
   return { keyId: slot.caller.id, limit: slot.limit, inFlight: slot.inFlight, sent };

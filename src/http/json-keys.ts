@@ -104,7 +104,11 @@ export function uniqueJsonKeys(): MiddlewareHandler<AppEnv> {
     if ((m === "POST" || m === "PUT" || m === "PATCH") && JSON_TYPE.test(type)) {
       const key = duplicateTopLevelKey(await c.req.text());
       if (key !== undefined) {
-        throw new GatewayError(400, Codes.illegalField, `invalid field ${JSON.stringify(key).slice(0, 80)}: it appears more than once in the body; send each field once`);
+        throw new GatewayError(
+          400,
+          Codes.illegalField,
+          `invalid field ${JSON.stringify(key).slice(0, 80)}: it appears more than once in the body; send each field once`,
+        );
       }
     }
     await next();

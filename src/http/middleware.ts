@@ -16,7 +16,6 @@ import { REQUEST_ID_RE } from "../request-id.ts";
 import type { AppEnv } from "./context.ts";
 import { log } from "../shared/log.ts";
 
-
 /**
  * Request id, start time and the request's one log line, written when the answer has ended: at once for
  * an answer the handler returned whole, when the stream has ended (and been settled) for a streamed one.
@@ -25,7 +24,11 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
   return async function requestContext(c, next) {
     const given = c.req.header("x-request-id");
     if (given !== undefined && given !== "" && !REQUEST_ID_RE.test(given)) {
-      throw new GatewayError(400, Codes.illegalField, "invalid header x-request-id: use at most 128 printable ASCII characters");
+      throw new GatewayError(
+        400,
+        Codes.illegalField,
+        "invalid header x-request-id: use at most 128 printable ASCII characters",
+      );
     }
     const requestId = given || crypto.randomUUID();
     c.set("requestId", requestId);
@@ -53,7 +56,14 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
 }
 
 /** Request headers any browser page may send to the client API. */
-const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "x-queue-timeout-ms", "x-fallback-models", "accept-language"];
+const ALLOWED_HEADERS = [
+  "authorization",
+  "content-type",
+  "x-request-id",
+  "x-queue-timeout-ms",
+  "x-fallback-models",
+  "accept-language",
+];
 /**
  * The `openai` SDK's own headers (x-stainless-os, -lang, -arch, -runtime, -retry-count, -timeout, …). Their
  * set changes between SDK versions, so the family is allowed: they carry client facts, never authority.
@@ -62,13 +72,24 @@ const SDK_HEADER = /^x-stainless-[a-z0-9-]{1,64}$/;
 
 /** The Access-Control-Allow-Headers answer to a preflight: the fixed list plus the SDK headers it asks for. */
 export function allowedRequestHeaders(requested: string | undefined): string {
-  const sdk = new Set((requested ?? "").split(",").map((h) => h.trim().toLowerCase()).filter((h) => SDK_HEADER.test(h)));
+  const sdk = new Set(
+    (requested ?? "")
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => SDK_HEADER.test(h)),
+  );
   return [...ALLOWED_HEADERS, ...sdk].join(",");
 }
 
 const EXPOSED = [
-  "x-request-id", "x-concurrency-limit", "x-concurrency-in-flight", "x-cost-cny", "retry-after", "x-summarize-chunks",
-  "x-upstream-model", "x-upstream-attempts",
+  "x-request-id",
+  "x-concurrency-limit",
+  "x-concurrency-in-flight",
+  "x-cost-cny",
+  "retry-after",
+  "x-summarize-chunks",
+  "x-upstream-model",
+  "x-upstream-attempts",
 ];
 
 /** CORS for the client API from CORS_ORIGINS ("*" or a comma-separated list). Never mounted on /admin. */
@@ -121,7 +142,11 @@ export function requireJson(opts: { optional?: boolean } = {}): MiddlewareHandle
     if (opts.optional && !hasBody(c)) return next();
     const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== "application/json" && !/^application\/[\w.-]+\+json$/.test(type)) {
-      throw new GatewayError(415, Codes.badParams, `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json`);
+      throw new GatewayError(
+        415,
+        Codes.badParams,
+        `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json`,
+      );
     }
     await next();
   };
@@ -167,7 +192,13 @@ export function clientCredential(opts: ClientCredentialOptions = {}): Middleware
     if (c.req.method === "OPTIONS") return next();
     const ip = clientIp(c.req.raw.headers);
     const line = c.get("logLine");
-    const onLimiterError = (err: unknown) => log({ level: "warn", msg: "auth failure limiter unavailable", request_id: c.get("requestId"), error: String(err) });
+    const onLimiterError = (err: unknown) =>
+      log({
+        level: "warn",
+        msg: "auth failure limiter unavailable",
+        request_id: c.get("requestId"),
+        error: String(err),
+      });
     const header = c.req.header("authorization");
     let cred: Credential;
     try {
@@ -183,7 +214,11 @@ export function clientCredential(opts: ClientCredentialOptions = {}): Middleware
     c.set("cred", cred);
     line["key_id"] = cred.keyId;
     if (cred.kind === "token" && opts.refuseBrowserTokens) {
-      throw new GatewayError(403, Codes.authFailed, `a browser token cannot ${opts.refuseBrowserTokens}: call it from your back end with the key`);
+      throw new GatewayError(
+        403,
+        Codes.authFailed,
+        `a browser token cannot ${opts.refuseBrowserTokens}: call it from your back end with the key`,
+      );
     }
     const known = isKnownGood(fingerprint(cred));
     if (!known) {
@@ -199,7 +234,11 @@ export function clientCredential(opts: ClientCredentialOptions = {}): Middleware
       // A key id must carry its tag (or be an indexed key from before tags): a made-up id is refused like
       // a wrong secret, and costs no object call.
       if (!(await mayBeKey(c.env, cred.keyId, (id) => isIndexed(c.env, id)))) {
-        throw refusal(cred, { status: 401, code: Codes.authFailed, message: "unknown API key (its id's tag does not verify)" });
+        throw refusal(cred, {
+          status: 401,
+          code: Codes.authFailed,
+          message: "unknown API key (its id's tag does not verify)",
+        });
       }
       if (bodyNeedsAuthFirst(c.req.raw)) await requireCaller(c);
       await next();
@@ -231,8 +270,18 @@ export async function requireCaller(c: Context<AppEnv>): Promise<Caller> {
   try {
     auth = await keyStub(c.env, cred.keyId).authenticate(cred, c.req.header("origin") ?? null);
   } catch (err) {
-    log({ level: "error", msg: "key object unreachable for authentication", request_id: c.get("requestId"), error: String(err) });
-    throw new GatewayError(503, Codes.unavailable, "could not reach the key's state to authenticate; retry in a few seconds", { "retry-after": "2" });
+    log({
+      level: "error",
+      msg: "key object unreachable for authentication",
+      request_id: c.get("requestId"),
+      error: String(err),
+    });
+    throw new GatewayError(
+      503,
+      Codes.unavailable,
+      "could not reach the key's state to authenticate; retry in a few seconds",
+      { "retry-after": "2" },
+    );
   }
   if (!auth.ok) throw refusal(cred, auth);
   return auth.caller;
@@ -257,11 +306,22 @@ export function adminAuth(): MiddlewareHandler<AppEnv> {
   return async function adminAuth(c, next) {
     const token = requireSecret(c.env, "ADMIN_TOKEN");
     const header = c.req.header("authorization")?.trim();
-    if (!header) throw new GatewayError(401, Codes.noAuth, "missing Authorization header: admin routes need 'Bearer <ADMIN_TOKEN>'");
+    if (!header)
+      throw new GatewayError(
+        401,
+        Codes.noAuth,
+        "missing Authorization header: admin routes need 'Bearer <ADMIN_TOKEN>'",
+      );
     const given = /^Bearer +(\S+)$/i.exec(header)?.[1];
-    if (given === undefined) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need 'Authorization: Bearer <ADMIN_TOKEN>'");
+    if (given === undefined)
+      throw new GatewayError(
+        401,
+        Codes.authFailed,
+        "authentication failed: admin routes need 'Authorization: Bearer <ADMIN_TOKEN>'",
+      );
     const [a, b] = await Promise.all([sha256(given), sha256(token)]);
-    if (!crypto.subtle.timingSafeEqual(a, b)) throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need the admin token");
+    if (!crypto.subtle.timingSafeEqual(a, b))
+      throw new GatewayError(401, Codes.authFailed, "authentication failed: admin routes need the admin token");
     c.get("logLine")["admin"] = true;
     await next();
   };

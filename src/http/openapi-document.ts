@@ -55,7 +55,8 @@ const TAGS = [
 ];
 
 const TOKEN_403 = {
-  description: "A browser token's restriction refused the request: wrong or missing Origin (1000) or a model outside its list (1214)",
+  description:
+    "A browser token's restriction refused the request: wrong or missing Origin (1000) or a model outside its list (1214)",
   content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
 };
 
@@ -69,7 +70,10 @@ function decorate(doc: Doc): Doc {
   const components = (doc.components ??= {});
   components.headers = {
     ...components.headers,
-    RequestId: { description: "This request's id (yours when you sent a valid x-request-id); quote it in reports", schema: { type: "string" } },
+    RequestId: {
+      description: "This request's id (yours when you sent a valid x-request-id); quote it in reports",
+      schema: { type: "string" },
+    },
   };
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     for (const [method, value] of Object.entries(item as Json)) {
@@ -85,9 +89,16 @@ function decorate(doc: Doc): Doc {
     }
   }
   // Describe the tags we know; keep any other tag a route uses, so none disappears from the reference.
-  const used = new Set(Object.values(doc.paths ?? {}).flatMap((item) => Object.values(item as Json).flatMap((op) => ((op as Json)["tags"] as string[] | undefined) ?? [])));
+  const used = new Set(
+    Object.values(doc.paths ?? {}).flatMap((item) =>
+      Object.values(item as Json).flatMap((op) => ((op as Json)["tags"] as string[] | undefined) ?? []),
+    ),
+  );
   const known = new Set(TAGS.map((t) => t.name));
-  const others = [...used].filter((t) => !known.has(t)).sort().map((name) => ({ name }));
+  const others = [...used]
+    .filter((t) => !known.has(t))
+    .sort()
+    .map((name) => ({ name }));
   return { ...doc, tags: [...TAGS.slice(0, -1), ...others, TAGS.at(-1)!] };
 }
 

@@ -29,7 +29,8 @@ const glmHook: Hook = (result) => {
   if (!result.success) throw zodToGlmError(result.error as z.ZodError);
 };
 
-const isZod = (x: unknown): x is z.ZodType => typeof x === "object" && x !== null && typeof (x as z.ZodType).safeParseAsync === "function";
+const isZod = (x: unknown): x is z.ZodType =>
+  typeof x === "object" && x !== null && typeof (x as z.ZodType).safeParseAsync === "function";
 const isJson = (type: string) => /^application\/([a-z-.]+\+)?json/i.test(type);
 const isForm = (type: string) => /^(multipart\/form-data|application\/x-www-form-urlencoded)/i.test(type);
 const JSON_REQUEST = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]+))*$/i;
@@ -86,7 +87,10 @@ function validators(request: RouteConfig["request"], hook: Hook): MiddlewareHand
   for (const type of declared) {
     const schema = schemaOf(type);
     if (!isZod(schema)) continue;
-    for (const [target, matches] of [["json", isJson], ["form", isForm]] as const) {
+    for (const [target, matches] of [
+      ["json", isJson],
+      ["form", isForm],
+    ] as const) {
       if (!matches(type)) continue;
       const validate = zValidator(target, schema, hook);
       if (request.body?.required) {
@@ -169,7 +173,9 @@ export class Router extends Hono<AppEnv> {
       if (item.type !== "mount") return [item];
       // Like OpenAPIHono: what the mounted router had registered when mounted, at its path under this one.
       const base = toOpenApiPath(item.path);
-      return item.router.#entries(item.count).map((entry) => (entry.type === "route" ? { ...entry, path: mergePath(base, entry.path) } : entry));
+      return item.router
+        .#entries(item.count)
+        .map((entry) => (entry.type === "route" ? { ...entry, path: mergePath(base, entry.path) } : entry));
     });
   }
 
@@ -179,7 +185,9 @@ export class Router extends Hono<AppEnv> {
    * first request; the responses are built for the document alone.
    */
   openapi<R extends RouteConfig>(route: LazyRoute<R> | R, handler: Handler<R>, hook?: Hook): this {
-    const { head, build }: LazyRoute<R> = isLazy(route) ? route : { head: route, build: () => ({ ...route, responses: () => route.responses }) };
+    const { head, build }: LazyRoute<R> = isLazy(route)
+      ? route
+      : { head: route, build: () => ({ ...route, responses: () => route.responses }) };
     const spec = once(build);
     // Every mount's entry shares this one function: the document sees the instances that validate, built once.
     const documented = once((): RouteConfig => {
@@ -188,9 +196,17 @@ export class Router extends Hono<AppEnv> {
     });
     if (!head.hide) this.#recorded.push({ type: "route", path: head.path, route: documented });
     const checks = once(() => inSequence(validators(spec().request, hook ?? glmHook)));
-    const before = head.middleware === undefined ? [] : Array.isArray(head.middleware) ? head.middleware : [head.middleware];
+    const before =
+      head.middleware === undefined ? [] : Array.isArray(head.middleware) ? head.middleware : [head.middleware];
     const on = this.on as (methods: string[], paths: string[], ...handlers: MiddlewareHandler[]) => unknown;
-    on.call(this, [head.method], [toHonoPath(head.path)], ...(before as MiddlewareHandler[]), (c, next) => checks()(c, next), handler as MiddlewareHandler);
+    on.call(
+      this,
+      [head.method],
+      [toHonoPath(head.path)],
+      ...(before as MiddlewareHandler[]),
+      (c, next) => checks()(c, next),
+      handler as MiddlewareHandler,
+    );
     return this;
   }
 
@@ -200,7 +216,10 @@ export class Router extends Hono<AppEnv> {
     return this;
   }
 
-  override route<SubPath extends string, SubEnv extends Env, SubSchema extends Schema, SubBasePath extends string>(path: SubPath, app: Hono<SubEnv, SubSchema, SubBasePath>) {
+  override route<SubPath extends string, SubEnv extends Env, SubSchema extends Schema, SubBasePath extends string>(
+    path: SubPath,
+    app: Hono<SubEnv, SubSchema, SubBasePath>,
+  ) {
     if (app instanceof Router) this.#recorded.push({ type: "mount", path, router: app, count: app.#recorded.length });
     return super.route(path, app);
   }
@@ -222,8 +241,14 @@ export function newRouter(): Router {
  * functions.
  */
 export function createRoute<P extends string, R extends Omit<RouteConfig, "path"> & { path: P }>(config: R): R;
-export function createRoute<const H extends RouteHead, B extends RouteBody>(head: H, body: () => B): LazyRoute<H & Built<B>>;
-export function createRoute(head: RouteConfig | RouteHead, body?: () => RouteBody): RouteConfig | LazyRoute<RouteConfig> {
+export function createRoute<const H extends RouteHead, B extends RouteBody>(
+  head: H,
+  body: () => B,
+): LazyRoute<H & Built<B>>;
+export function createRoute(
+  head: RouteConfig | RouteHead,
+  body?: () => RouteBody,
+): RouteConfig | LazyRoute<RouteConfig> {
   return body ? { head, build: () => ({ ...head, ...body() }) } : (head as RouteConfig);
 }
 

@@ -14,6 +14,9 @@ export function zodToGlmError(error: ZodError): GatewayError {
   const field = fieldName(issue.path);
   const missing = issue.code === "invalid_type" && /received undefined/.test(issue.message);
   if (missing) return new GatewayError(400, Codes.missingField, `missing required field: ${field}`);
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem${error.issues.length > 2 ? "s" : ""})` : "";
+  const more =
+    error.issues.length > 1
+      ? ` (and ${error.issues.length - 1} more problem${error.issues.length > 2 ? "s" : ""})`
+      : "";
   return new GatewayError(400, Codes.illegalField, `invalid field ${field}: ${issue.message}${more}`);
 }

@@ -119,7 +119,10 @@ export async function collectChat(body: ReadableStream<Uint8Array>): Promise<Col
     .map(([index, p]) => {
       const tools = [...p.tools.entries()].sort(([a], [b]) => a - b).map(([, t]) => t);
       const content = p.content.join("");
-      const message: Record<string, unknown> = { role: "assistant", content: tools.length > 0 && content === "" ? null : content };
+      const message: Record<string, unknown> = {
+        role: "assistant",
+        content: tools.length > 0 && content === "" ? null : content,
+      };
       if (p.reasoning.length > 0) message["reasoning_content"] = p.reasoning.join("");
       if (tools.length > 0) message["tool_calls"] = tools;
       return { index, finish_reason: p.finishReason, message };

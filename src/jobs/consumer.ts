@@ -29,7 +29,10 @@ export async function withDeadline(run: Promise<RunOutcome>, ms: number, abort: 
   const cutOff = new Promise<RunOutcome>((resolve) => {
     timer = setTimeout(() => {
       abort.abort("run timeout");
-      resolve({ kind: "transient", error: { code: Codes.network, message: `the run did not finish within ${Math.round(ms / 1000)} s` } });
+      resolve({
+        kind: "transient",
+        error: { code: Codes.network, message: `the run did not finish within ${Math.round(ms / 1000)} s` },
+      });
     }, ms);
   });
   try {
@@ -52,13 +55,20 @@ async function apply(env: Env, message: Message, body: JobMessage, action: Messa
         await env.JOB_QUEUE.send(body, { delaySeconds: action.delaySeconds });
         message.ack();
       } catch (err) {
-        log({ level: "warn", msg: "job requeue failed; retrying the message instead", job_id: body.job, error: String(err) });
+        log({
+          level: "warn",
+          msg: "job requeue failed; retrying the message instead",
+          job_id: body.job,
+          error: String(err),
+        });
         message.retry({ delaySeconds: action.delaySeconds });
       }
       return;
     case "dead-letter":
       // The job is already FAIL with its cause; the dead-letter copy is for operators. Losing it loses nothing.
-      await env.JOB_DLQ.send(body).catch((err: unknown) => log({ level: "error", msg: "dead-letter send failed", job_id: body.job, error: String(err) }));
+      await env.JOB_DLQ.send(body).catch((err: unknown) =>
+        log({ level: "error", msg: "dead-letter send failed", job_id: body.job, error: String(err) }),
+      );
       message.ack();
       return;
   }
@@ -95,7 +105,13 @@ async function processMessage(env: Env, ctx: ExecutionContext, message: Message)
     await apply(env, message, body, await job.settle(runId, outcome));
   } catch (err) {
     // The job's object was unreachable: retry; after max_retries the message reaches the dead-letter queue.
-    log({ level: "error", msg: "job message failed", job_id: body.job, attempts: message.attempts, error: String(err) });
+    log({
+      level: "error",
+      msg: "job message failed",
+      job_id: body.job,
+      attempts: message.attempts,
+      error: String(err),
+    });
     message.retry({ delaySeconds: ERROR_RETRY_S });
   }
 }

@@ -42,7 +42,11 @@ export async function attemptDelivery(
 ): Promise<DeliveryOutcome> {
   const started = now();
   const attempt = (status: number | null, error: string | null): DeliveryAttempt => ({
-    attempt: req.attempt, at: started, status, error, duration_ms: Math.max(0, now() - started),
+    attempt: req.attempt,
+    at: started,
+    status,
+    error,
+    duration_ms: Math.max(0, now() - started),
   });
 
   const policy = checkCallbackUrl(req.url, { allowPrivate: readConfig(env).webhookAllowPrivate });
@@ -56,7 +60,13 @@ export async function attemptDelivery(
   } catch (err) {
     // The key's object or the sealing secret is unavailable: a gateway-side problem worth retrying. The
     // delivery log is shown to the client: the cause goes to the gateway's log only.
-    log({ level: "error", msg: "webhook signing secret unavailable", job_id: req.jobId, key_id: req.keyId, error: String(err) });
+    log({
+      level: "error",
+      msg: "webhook signing secret unavailable",
+      job_id: req.jobId,
+      key_id: req.keyId,
+      error: String(err),
+    });
     return { result: "retry", attempt: attempt(null, "the gateway could not load the signing secret; it will retry") };
   }
   if (secret === null) {
@@ -72,18 +82,43 @@ export async function attemptDelivery(
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const res = await fetch(policy.url, { method: "POST", headers, body: req.payload, redirect: "manual", signal: controller.signal });
+    const res = await fetch(policy.url, {
+      method: "POST",
+      headers,
+      body: req.payload,
+      redirect: "manual",
+      signal: controller.signal,
+    });
     // Only the status matters; drop the body so the connection is freed.
     await res.body?.cancel().catch(() => undefined);
     const ok = res.status >= 200 && res.status < 300;
-    const error = ok ? null : res.status >= 300 && res.status < 400 ? `redirect to ${(res.headers.get("location") ?? "(no location)").slice(0, 200)} not followed` : `receiver answered ${res.status}`;
-    log({ level: ok ? "info" : "warn", msg: "webhook attempt", job_id: req.jobId, key_id: req.keyId, attempt: req.attempt, status: res.status });
+    const error = ok
+      ? null
+      : res.status >= 300 && res.status < 400
+        ? `redirect to ${(res.headers.get("location") ?? "(no location)").slice(0, 200)} not followed`
+        : `receiver answered ${res.status}`;
+    log({
+      level: ok ? "info" : "warn",
+      msg: "webhook attempt",
+      job_id: req.jobId,
+      key_id: req.keyId,
+      attempt: req.attempt,
+      status: res.status,
+    });
     return { result: ok ? "delivered" : "retry", attempt: attempt(res.status, error) };
   } catch (err) {
     // The runtime's error text (resolver and connection details of the network the gateway runs in) stays
     // in the gateway's log; the client's delivery log says only that the receiver could not be reached.
     const error = controller.signal.aborted ? `no answer within ${timeoutMs} ms` : "could not connect to the receiver";
-    log({ level: "warn", msg: "webhook attempt", job_id: req.jobId, key_id: req.keyId, attempt: req.attempt, error, cause: err instanceof Error ? err.message : String(err) });
+    log({
+      level: "warn",
+      msg: "webhook attempt",
+      job_id: req.jobId,
+      key_id: req.keyId,
+      attempt: req.attempt,
+      error,
+      cause: err instanceof Error ? err.message : String(err),
+    });
     return { result: "retry", attempt: attempt(null, error) };
   } finally {
     clearTimeout(timer);

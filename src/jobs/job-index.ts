@@ -42,14 +42,35 @@ export class JobIndex extends DurableObject<Env> {
 
   reserve(r: Reservation, now = Date.now()): ReserveResult {
     const sql = this.ctx.storage.sql;
-    sql.exec("DELETE FROM jobs WHERE created_at < ? AND (active = 0 OR created_at < ?)", now - IDEMPOTENCY_WINDOW_MS, now - STALE_ACTIVE_MS);
+    sql.exec(
+      "DELETE FROM jobs WHERE created_at < ? AND (active = 0 OR created_at < ?)",
+      now - IDEMPOTENCY_WINDOW_MS,
+      now - STALE_ACTIVE_MS,
+    );
     const prior = sql
-      .exec<{ id: string; model: string; fingerprint: string }>("SELECT id, model, fingerprint FROM jobs WHERE request_id = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1", r.requestId, now - IDEMPOTENCY_WINDOW_MS)
+      .exec<{ id: string; model: string; fingerprint: string }>(
+        "SELECT id, model, fingerprint FROM jobs WHERE request_id = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
+        r.requestId,
+        now - IDEMPOTENCY_WINDOW_MS,
+      )
       .toArray()[0];
-    if (prior) return { ok: false, existing: { id: prior.id, model: prior.model, sameRequest: prior.fingerprint === r.fingerprint } };
-    const active = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE active = 1 AND created_at >= ?", now - STALE_ACTIVE_MS).one().n;
+    if (prior)
+      return {
+        ok: false,
+        existing: { id: prior.id, model: prior.model, sameRequest: prior.fingerprint === r.fingerprint },
+      };
+    const active = sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE active = 1 AND created_at >= ?", now - STALE_ACTIVE_MS)
+      .one().n;
     if (active >= r.cap) return { ok: false, active };
-    sql.exec("INSERT INTO jobs (id, request_id, model, fingerprint, created_at, active) VALUES (?, ?, ?, ?, ?, 1)", r.jobId, r.requestId, r.model, r.fingerprint, now);
+    sql.exec(
+      "INSERT INTO jobs (id, request_id, model, fingerprint, created_at, active) VALUES (?, ?, ?, ?, ?, 1)",
+      r.jobId,
+      r.requestId,
+      r.model,
+      r.fingerprint,
+      now,
+    );
     return { ok: true };
   }
 
@@ -65,7 +86,9 @@ export class JobIndex extends DurableObject<Env> {
 
   /** Jobs of this key queued or running (tests and operators). */
   activeCount(now = Date.now()): number {
-    return this.ctx.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE active = 1 AND created_at >= ?", now - STALE_ACTIVE_MS).one().n;
+    return this.ctx.storage.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE active = 1 AND created_at >= ?", now - STALE_ACTIVE_MS)
+      .one().n;
   }
 }
 

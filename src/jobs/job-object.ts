@@ -21,13 +21,24 @@ import { jobView } from "./view.ts";
 const BODY_PART_CHARS = 500_000;
 
 export interface NewJob {
-  record: Omit<JobRecord, "state" | "run" | "attempts" | "slot_waits" | "last_error" | "next_try_at" | "finished_at" | "dead_lettered_at" | "delivery">;
+  record: Omit<
+    JobRecord,
+    | "state"
+    | "run"
+    | "attempts"
+    | "slot_waits"
+    | "last_error"
+    | "next_try_at"
+    | "finished_at"
+    | "dead_lettered_at"
+    | "delivery"
+  >;
   body: string;
 }
 
 function splitBody(body: string): string[] {
   const parts: string[] = [];
-  for (let i = 0; i < body.length; ) {
+  for (let i = 0; i < body.length;) {
     let end = Math.min(i + BODY_PART_CHARS, body.length);
     // Never split a surrogate pair across two rows.
     const last = body.charCodeAt(end - 1);
@@ -64,10 +75,20 @@ export class JobObject extends DurableObject<Env> {
     if (this.record) return false;
     // Tables only for real jobs: a GET for an unknown id must not leave an empty object behind.
     this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS body (seq INTEGER PRIMARY KEY, part TEXT NOT NULL)");
-    splitBody(job.body).forEach((part, seq) => this.ctx.storage.sql.exec("INSERT INTO body (seq, part) VALUES (?, ?)", seq, part));
+    splitBody(job.body).forEach((part, seq) =>
+      this.ctx.storage.sql.exec("INSERT INTO body (seq, part) VALUES (?, ?)", seq, part),
+    );
     this.save({
-      ...job.record, state: "queued", run: null, attempts: 0, slot_waits: 0, last_error: null, next_try_at: null,
-      finished_at: null, dead_lettered_at: null, delivery: null,
+      ...job.record,
+      state: "queued",
+      run: null,
+      attempts: 0,
+      slot_waits: 0,
+      last_error: null,
+      next_try_at: null,
+      finished_at: null,
+      dead_lettered_at: null,
+      delivery: null,
     });
     await this.schedule();
     return true;
@@ -101,9 +122,15 @@ export class JobObject extends DurableObject<Env> {
     }
     if (r.state === "running") {
       r.attempts += 1;
-      r.last_error = { code: "500", message: "a run of this job stopped without reporting back (the consumer crashed or stalled)" };
+      r.last_error = {
+        code: "500",
+        message: "a run of this job stopped without reporting back (the consumer crashed or stalled)",
+      };
       if (r.attempts >= JOB_MAX_ATTEMPTS) {
-        await this.finish(r, null, { code: "500", message: `the job was given up after ${r.attempts} runs that stopped without a result` });
+        await this.finish(r, null, {
+          code: "500",
+          message: `the job was given up after ${r.attempts} runs that stopped without a result`,
+        });
         return { do: "dead-letter" };
       }
     }
@@ -117,7 +144,15 @@ export class JobObject extends DurableObject<Env> {
     this.save(r);
     return {
       do: "run",
-      run: { id: r.id, key_id: r.key_id, kind: r.kind, model: r.model, request_id: r.request_id, attempt: r.attempts + 1, body: this.body() },
+      run: {
+        id: r.id,
+        key_id: r.key_id,
+        kind: r.kind,
+        model: r.model,
+        request_id: r.request_id,
+        attempt: r.attempts + 1,
+        body: this.body(),
+      },
     };
   }
 
@@ -151,7 +186,10 @@ export class JobObject extends DurableObject<Env> {
       case "transient": {
         r.attempts += 1;
         if (r.attempts >= JOB_MAX_ATTEMPTS) {
-          await this.finish(r, null, { code: outcome.error.code, message: `${outcome.error.message} (gave up after ${r.attempts} attempts)` });
+          await this.finish(r, null, {
+            code: outcome.error.code,
+            message: `${outcome.error.message} (gave up after ${r.attempts} attempts)`,
+          });
           return { do: "dead-letter" };
         }
         const delaySeconds = upstreamRetryDelayS(r.attempts, readConfig(this.env).jobRetryBaseS);
@@ -183,7 +221,10 @@ export class JobObject extends DurableObject<Env> {
     if (r.state === "queued" || r.state === "running") {
       const cause = r.last_error ? `; last error: ${r.last_error.code} ${r.last_error.message}` : "";
       r.dead_lettered_at = now;
-      await this.finish(r, null, { code: "500", message: `the job could not be processed: its queue message failed ${deliveries} times${cause}` });
+      await this.finish(r, null, {
+        code: "500",
+        message: `the job could not be processed: its queue message failed ${deliveries} times${cause}`,
+      });
       return;
     }
     if (r.state === "failed" && r.dead_lettered_at === null) {
@@ -215,7 +256,10 @@ export class JobObject extends DurableObject<Env> {
 
   private expiredError(r: JobRecord): GlmError {
     const cause = r.last_error ? ` (last error: ${r.last_error.code} ${r.last_error.message})` : "";
-    return { code: r.last_error?.code ?? "500", message: `the job did not finish within ${JOB_MAX_AGE_MS / 3_600_000} hours${cause}` };
+    return {
+      code: r.last_error?.code ?? "500",
+      message: `the job did not finish within ${JOB_MAX_AGE_MS / 3_600_000} hours${cause}`,
+    };
   }
 
   private requeued(r: JobRecord, error: GlmError, nextTryAt: number): void {
@@ -239,7 +283,14 @@ export class JobObject extends DurableObject<Env> {
     this.ctx.storage.sql.exec("DELETE FROM body");
     this.ctx.storage.kv.put("payload", JSON.stringify(jobView(r, result, false)));
     if (r.callback_url) {
-      r.delivery = { webhook_id: r.id, state: "pending", attempts: [], next_attempt_at: now, first_attempt_at: null, gave_up: null };
+      r.delivery = {
+        webhook_id: r.id,
+        state: "pending",
+        attempts: [],
+        next_attempt_at: now,
+        first_attempt_at: null,
+        gave_up: null,
+      };
     }
     this.save(r);
     // The job no longer counts against its key's cap on active jobs. Two tries; should both fail, the
@@ -252,7 +303,16 @@ export class JobObject extends DurableObject<Env> {
         log({ level: "warn", msg: "job index release failed", job_id: r.id, attempt, error: String(err) });
       }
     }
-    log({ level: error ? "warn" : "info", msg: "job finished", job_id: r.id, key_id: r.key_id, kind: r.kind, status: r.state, attempts: r.attempts, code: error?.code });
+    log({
+      level: error ? "warn" : "info",
+      msg: "job finished",
+      job_id: r.id,
+      key_id: r.key_id,
+      kind: r.kind,
+      status: r.state,
+      attempts: r.attempts,
+      code: error?.code,
+    });
     await this.schedule();
   }
 
@@ -260,7 +320,11 @@ export class JobObject extends DurableObject<Env> {
     const before = this.record!;
     const payload = this.ctx.storage.kv.get<string>("payload") ?? "";
     const outcome = await attemptDelivery(this.env, {
-      url: before.callback_url!, webhookId: before.delivery!.webhook_id, keyId: before.key_id, jobId: before.id, payload,
+      url: before.callback_url!,
+      webhookId: before.delivery!.webhook_id,
+      keyId: before.key_id,
+      jobId: before.id,
+      payload,
       attempt: before.delivery!.attempts.length + 1,
     });
     // Read again: other calls may have run while the request was out.

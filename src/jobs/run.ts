@@ -32,7 +32,8 @@ export interface RunContext {
 
 function asGlmError(body: unknown, status: number): GlmError {
   const e = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  if (e && e.code !== undefined) return { code: String(e.code), message: typeof e.message === "string" ? e.message : `upstream answered ${status}` };
+  if (e && e.code !== undefined)
+    return { code: String(e.code), message: typeof e.message === "string" ? e.message : `upstream answered ${status}` };
   return { code: String(status), message: `upstream answered ${status}` };
 }
 
@@ -43,7 +44,13 @@ function asGlmError(body: unknown, status: number): GlmError {
  * attempt. The job fails with the cause; a client that wants another try submits a new request_id.
  */
 function billedFailure(error: GlmError): RunOutcome {
-  return { kind: "fail", error: { code: error.code, message: `${error.message} (not retried: the upstream may already have billed this attempt)` } };
+  return {
+    kind: "fail",
+    error: {
+      code: error.code,
+      message: `${error.message} (not retried: the upstream may already have billed this attempt)`,
+    },
+  };
 }
 
 /**
@@ -56,11 +63,29 @@ async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Prom
   const model = resolveModel(await getCatalog(rc.env, rc.ctx), spec.model);
   const startedAt = Date.now();
   const { sent } = await runChat({
-    env: rc.env, ctx: rc.ctx, cred, model, body: JSON.stringify({ ...parsed, stream: true }), messages: parsed["messages"], stream: true,
+    env: rc.env,
+    ctx: rc.ctx,
+    cred,
+    model,
+    body: JSON.stringify({ ...parsed, stream: true }),
+    messages: parsed["messages"],
+    stream: true,
     maxTokens: typeof parsed["max_tokens"] === "number" ? parsed["max_tokens"] : undefined,
-    requestId: spec.request_id, queueTimeoutMs: 0, origin: null, acceptLanguage: null, signal: rc.signal, startedAt, kind: "job",
+    requestId: spec.request_id,
+    queueTimeoutMs: 0,
+    origin: null,
+    acceptLanguage: null,
+    signal: rc.signal,
+    startedAt,
+    kind: "job",
   });
-  const line = { msg: "job run", job_id: spec.id, attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id };
+  const line = {
+    msg: "job run",
+    job_id: spec.id,
+    attempt: spec.attempt,
+    request_id: spec.request_id,
+    key_id: spec.key_id,
+  };
   if (sent.kind === "answer") {
     // Refused or failed before the stream opened: GLM's error, or the gateway's when GLM never answered.
     log({ ...line, ...outcomeFields(sent.outcome), total_ms: Date.now() - startedAt });
@@ -68,7 +93,10 @@ async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Prom
     try {
       body = JSON.parse(sent.body);
     } catch {
-      return { kind: "transient", error: { code: Codes.network, message: `upstream answered ${sent.status} with a body that is not JSON` } };
+      return {
+        kind: "transient",
+        error: { code: Codes.network, message: `upstream answered ${sent.status} with a body that is not JSON` },
+      };
     }
     const error = asGlmError(body, sent.status);
     return sent.outcome.ended === "timeout" ? billedFailure(error) : classify(sent.status, error);
@@ -78,12 +106,16 @@ async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Prom
   log({ ...line, ...outcomeFields(o), total_ms: Date.now() - startedAt });
   if (o.ended === "client_abort") {
     // The run lost its lease or hit its deadline: the job's object decides what happens next.
-    return { kind: "transient", error: { code: Codes.network, message: "the run was stopped before the answer was complete" } };
+    return {
+      kind: "transient",
+      error: { code: Codes.network, message: "the run was stopped before the answer was complete" },
+    };
   }
   if (o.ended !== "completed" || got.error) {
     return billedFailure(got.error ?? { code: Codes.network, message: `the upstream stream ended early (${o.ended})` });
   }
-  if (got.choices.length === 0) return billedFailure({ code: Codes.network, message: "upstream answer has no choices" });
+  if (got.choices.length === 0)
+    return billedFailure({ code: Codes.network, message: "upstream answer has no choices" });
   const result: JobResult = {
     choices: got.choices,
     usage: got.usage,
@@ -95,14 +127,32 @@ async function runChatJob(rc: RunContext, spec: RunSpec, cred: Credential): Prom
 
 async function runSummarizeJob(rc: RunContext, spec: RunSpec, cred: Credential): Promise<RunOutcome> {
   const input = JSON.parse(spec.body) as SummarizeInput;
-  const line: LogFields = { msg: "job run", job_id: spec.id, kind: "summarize", attempt: spec.attempt, request_id: spec.request_id, key_id: spec.key_id };
+  const line: LogFields = {
+    msg: "job run",
+    job_id: spec.id,
+    kind: "summarize",
+    attempt: spec.attempt,
+    request_id: spec.request_id,
+    key_id: spec.key_id,
+  };
   const startedAt = Date.now();
   try {
-    const { result: r, facts } = await summarizeWithMeta(rc.env, rc.ctx, cred, input, { requestId: spec.request_id, signal: rc.signal });
+    const { result: r, facts } = await summarizeWithMeta(rc.env, rc.ctx, cred, input, {
+      requestId: spec.request_id,
+      signal: rc.signal,
+    });
     log({ ...line, ...facts, total_ms: Date.now() - startedAt });
-    return { kind: "success", result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks, truncated: r.truncated } };
+    return {
+      kind: "success",
+      result: { summary: r.summary, usage: r.usage, cost_cny: r.cost_cny, chunks: r.chunks, truncated: r.truncated },
+    };
   } catch (err) {
-    log({ ...line, level: "warn", status: err instanceof GatewayError ? err.status : 500, total_ms: Date.now() - startedAt });
+    log({
+      ...line,
+      level: "warn",
+      status: err instanceof GatewayError ? err.status : 500,
+      total_ms: Date.now() - startedAt,
+    });
     throw err;
   }
 }
@@ -116,7 +166,15 @@ export async function runJob(rc: RunContext, spec: RunSpec): Promise<RunOutcome>
     return { kind: "fail", error: { code: Codes.badParams, message: `unknown job kind ${String(spec.kind)}` } };
   } catch (err) {
     if (err instanceof GatewayError) return classify(err.status, { code: err.code, message: err.message });
-    log({ level: "error", msg: "job run failed", job_id: spec.id, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-    return { kind: "transient", error: { code: Codes.internal, message: "internal gateway error while running the job" } };
+    log({
+      level: "error",
+      msg: "job run failed",
+      job_id: spec.id,
+      error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+    });
+    return {
+      kind: "transient",
+      error: { code: Codes.internal, message: "internal gateway error while running the job" },
+    };
   }
 }

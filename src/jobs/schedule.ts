@@ -27,7 +27,13 @@ export function webhookDelayMs(failed: number, baseS: number, rand: Random = Mat
  * When to try a webhook again after `failed` failed attempts, or null when the 24 h window is over. The
  * last attempt lands on the window's end rather than past it.
  */
-export function nextWebhookAttempt(now: number, firstAttemptAt: number, failed: number, baseS: number, rand: Random = Math.random): number | null {
+export function nextWebhookAttempt(
+  now: number,
+  firstAttemptAt: number,
+  failed: number,
+  baseS: number,
+  rand: Random = Math.random,
+): number | null {
   const deadline = firstAttemptAt + WEBHOOK_WINDOW_MS;
   if (now >= deadline) return null;
   return Math.min(now + webhookDelayMs(failed, baseS, rand), deadline);

@@ -21,7 +21,11 @@ export const webhookSchema = once(() => {
   const delivery = z.object({
     attempt: z.number().int(),
     at: z.string().openapi({ description: "ISO 8601 time of the attempt" }),
-    status: z.number().int().nullable().openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
+    status: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "the receiver's HTTP status; null when it did not answer" }),
     error: z.string().nullable(),
     duration_ms: z.number(),
   });
@@ -52,7 +56,9 @@ export const asyncResultSchema = once(() =>
       summary: z.string().optional().openapi({ description: "summarize SUCCESS: the summary" }),
       chunks: z.number().int().optional(),
       error: errorSchema().shape.error.optional().openapi({ description: "FAIL: the cause, GLM-style" }),
-      last_error: errorSchema().shape.error.optional().openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
+      last_error: errorSchema()
+        .shape.error.optional()
+        .openapi({ description: "PROCESSING: why the latest attempt did not finish (1302 = waiting for a free slot)" }),
       attempts: z.number().int(),
       finished_at: z.string().nullable(),
       metadata: z.record(z.string(), z.unknown()).nullable(),

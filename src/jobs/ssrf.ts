@@ -31,13 +31,37 @@ export const MAX_CALLBACK_URL_LENGTH = 2048;
 export const WEBHOOK_PORTS: readonly string[] = ["80", "443", "8443"];
 
 /** Names that always point inside a network (RFC 6761/6762, cloud-internal zones). */
-const INTERNAL_SUFFIXES = [".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan", ".intranet", ".corp"];
+const INTERNAL_SUFFIXES = [
+  ".localhost",
+  ".local",
+  ".internal",
+  ".localdomain",
+  ".home.arpa",
+  ".lan",
+  ".intranet",
+  ".corp",
+];
 /** Public wildcard-DNS services whose names map to any embedded IP (e.g. 127.0.0.1.nip.io) or to loopback. */
-const REBINDING_DOMAINS = ["nip.io", "sslip.io", "xip.io", "localtest.me", "lvh.me", "vcap.me", "traefik.me", "lacolhost.com"];
+const REBINDING_DOMAINS = [
+  "nip.io",
+  "sslip.io",
+  "xip.io",
+  "localtest.me",
+  "lvh.me",
+  "vcap.me",
+  "traefik.me",
+  "lacolhost.com",
+];
 /** Cloud metadata service names (refused even with allowPrivate). */
 const METADATA_NAMES = [
-  "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal",
-  "metadata.azure.com", "metadata.tencentyun.com", "metadata.platformequinix.com",
+  "metadata",
+  "metadata.google.internal",
+  "metadata.goog",
+  "instance-data",
+  "instance-data.ec2.internal",
+  "metadata.azure.com",
+  "metadata.tencentyun.com",
+  "metadata.platformequinix.com",
 ];
 
 type Range = readonly [base: number, bits: number, label: string];
@@ -110,7 +134,8 @@ function v6Problem(g: number[], allowPrivate: boolean): string | null {
   if (g.every((x) => x === 0)) return "the unspecified address (::)";
   if (zeroPrefix(7) && g[7] === 1) return allowPrivate ? null : "the IPv6 loopback address (::1)";
   // Embedded IPv4 forms: refuse them all — a receiver with an IPv4 address is called by that address.
-  if (zeroPrefix(5) && g[5] === 0xffff) return "an IPv4-mapped IPv6 address (::ffff:a.b.c.d); use the IPv4 address itself";
+  if (zeroPrefix(5) && g[5] === 0xffff)
+    return "an IPv4-mapped IPv6 address (::ffff:a.b.c.d); use the IPv4 address itself";
   if (zeroPrefix(4) && g[4] === 0xffff && g[5] === 0) return "an IPv4-translated IPv6 address (::ffff:0:a.b.c.d)";
   if (zeroPrefix(6)) return "an IPv4-compatible IPv6 address (::a.b.c.d, deprecated)";
   const first = g[0]!;
@@ -144,7 +169,8 @@ function nameProblem(name: string, allowPrivate: boolean): string | null {
   if (name.length > 253 || labels.some((l) => !LABEL_RE.test(l))) return `"${name}" is not a valid host name`;
   if (METADATA_NAMES.includes(name)) return `"${name}" is a cloud metadata service name`;
   if (allowPrivate) return null;
-  if (name === "localhost" || INTERNAL_SUFFIXES.some((s) => name.endsWith(s))) return `"${name}" is a local or internal name`;
+  if (name === "localhost" || INTERNAL_SUFFIXES.some((s) => name.endsWith(s)))
+    return `"${name}" is a local or internal name`;
   // Single-label names resolve through internal search domains ("intranet", "db"), never publicly.
   if (labels.length < 2) return `"${name}" is not a fully qualified public name`;
   if (REBINDING_DOMAINS.some((d) => name === d || name.endsWith(`.${d}`))) {
@@ -168,7 +194,11 @@ export function checkCallbackUrl(raw: string, policy: CallbackPolicy): CallbackC
   }
   const scheme = url.protocol.slice(0, -1);
   if (scheme !== "https" && !(scheme === "http" && policy.allowPrivate)) {
-    return refuse(policy.allowPrivate ? `scheme ${scheme} is not allowed (use https or http)` : `scheme ${scheme} is not allowed (use https)`);
+    return refuse(
+      policy.allowPrivate
+        ? `scheme ${scheme} is not allowed (use https or http)`
+        : `scheme ${scheme} is not allowed (use https)`,
+    );
   }
   // Credentials in a URL end up in logs, and "https://good.com@evil/" tricks readers about the host.
   if (url.username !== "" || url.password !== "" || /^[a-z][a-z0-9+.-]*:\/*[^/?#]*@/i.test(raw.trim())) {

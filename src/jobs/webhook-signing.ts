@@ -23,7 +23,12 @@ export async function signature(secret: string, id: string, timestamp: number, b
 }
 
 /** The three headers of a signed delivery. A new timestamp (and signature) on every attempt. */
-export async function signedHeaders(secret: string, id: string, body: string, now = Date.now()): Promise<WebhookHeaders> {
+export async function signedHeaders(
+  secret: string,
+  id: string,
+  body: string,
+  now = Date.now(),
+): Promise<WebhookHeaders> {
   const timestamp = Math.floor(now / 1000);
   return {
     "webhook-id": id,

@@ -19,9 +19,15 @@ export async function indexedKey(env: Env, id: string): Promise<PublicKey | null
 }
 
 /** One page of the index, in KV's order. */
-export async function indexPage(env: Env, limit: number, cursor?: string): Promise<{ keys: PublicKey[]; cursor: string | null }> {
+export async function indexPage(
+  env: Env,
+  limit: number,
+  cursor?: string,
+): Promise<{ keys: PublicKey[]; cursor: string | null }> {
   const page = await env.KV.list({ prefix: KEY_INDEX_PREFIX, limit, ...(cursor ? { cursor } : {}) });
-  const keys = (await Promise.all(page.keys.map((k) => env.KV.get<PublicKey>(k.name, "json")))).filter((k) => k !== null);
+  const keys = (await Promise.all(page.keys.map((k) => env.KV.get<PublicKey>(k.name, "json")))).filter(
+    (k) => k !== null,
+  );
   return { keys, cursor: page.list_complete ? null : page.cursor };
 }
 

@@ -114,7 +114,11 @@ export class KeyObject extends DurableObject<Env> {
       const { storage } = this.ctx;
       const leases = new LeaseTable(storage);
       const block = new UpstreamBlock(
-        storage.sql, leases, (pool) => this.env.GUARD.get(this.env.GUARD.idFromName(pool)), () => this.ttlMs, () => this.stored?.id ?? "",
+        storage.sql,
+        leases,
+        (pool) => this.env.GUARD.get(this.env.GUARD.idFromName(pool)),
+        () => this.ttlMs,
+        () => this.stored?.id ?? "",
       );
       // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
       storage.sql.exec(
@@ -141,7 +145,6 @@ export class KeyObject extends DurableObject<Env> {
   private get outbox(): RollupOutbox {
     return this.tables().outbox;
   }
-
 
   private get stored(): KeyRecord | undefined {
     return this.ctx.storage.kv.get<KeyRecord>("record");
@@ -201,7 +204,11 @@ export class KeyObject extends DurableObject<Env> {
   revokeTokens(): PublicKey | null {
     const r = this.stored;
     if (!r || r.revoked_at) return null;
-    const next: KeyRecord = { ...r, tokens_valid_after: Math.floor(Date.now() / 1000), updated_at: new Date().toISOString() };
+    const next: KeyRecord = {
+      ...r,
+      tokens_valid_after: Math.floor(Date.now() / 1000),
+      updated_at: new Date().toISOString(),
+    };
     this.ctx.storage.kv.put("record", next);
     return toPublic(next);
   }
@@ -224,12 +231,24 @@ export class KeyObject extends DurableObject<Env> {
 
   async authenticate(cred: Credential, origin?: string | null): Promise<AuthResult> {
     const r = this.stored;
-    if (!r || r.id !== cred.keyId) return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: unknown API key" };
-    if (r.revoked_at) return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: this API key has been revoked" };
+    if (!r || r.id !== cred.keyId)
+      return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: unknown API key" };
+    if (r.revoked_at)
+      return {
+        ok: false,
+        status: 401,
+        code: Codes.authFailed,
+        message: "authentication failed: this API key has been revoked",
+      };
     if (cred.kind === "internal") return { ok: true, caller: toCaller(r) };
     if (cred.kind === "key") {
       if (!constantTimeEqual(cred.secretHash, r.secret_hash)) {
-        return { ok: false, status: 401, code: Codes.authFailed, message: "authentication failed: wrong API key secret" };
+        return {
+          ok: false,
+          status: 401,
+          code: Codes.authFailed,
+          message: "authentication failed: wrong API key secret",
+        };
       }
       return { ok: true, caller: toCaller(r) };
     }
@@ -242,7 +261,12 @@ export class KeyObject extends DurableObject<Env> {
     if ("code" in token) return { ok: false, status: token.status, code: token.code, message: token.message };
     // "Revoke all tokens": a token minted in or before the second of the revocation is refused.
     if (r.tokens_valid_after != null && token.iat <= r.tokens_valid_after) {
-      return { ok: false, status: 401, code: Codes.tokenVerifyFailed, message: "token revoked: the key's browser tokens were revoked" };
+      return {
+        ok: false,
+        status: 401,
+        code: Codes.tokenVerifyFailed,
+        message: "token revoked: the key's browser tokens were revoked",
+      };
     }
     return { ok: true, caller: { ...toCaller(r), token } };
   }
@@ -257,7 +281,12 @@ export class KeyObject extends DurableObject<Env> {
     const newLease = crypto.randomUUID();
     const admitted = await this.admit(req, req.held ? undefined : newLease);
     if (!admitted.ok) {
-      if (req.held) this.free(req.held.leaseId, undefined, req.held.ticket && req.held.ticketPool ? { pool: req.held.ticketPool, ticket: req.held.ticket } : undefined);
+      if (req.held)
+        this.free(
+          req.held.leaseId,
+          undefined,
+          req.held.ticket && req.held.ticketPool ? { pool: req.held.ticketPool, ticket: req.held.ticket } : undefined,
+        );
       return admitted;
     }
     const caller = admitted.caller;
@@ -272,7 +301,12 @@ export class KeyObject extends DurableObject<Env> {
       if (!got.granted) {
         this.unreserve(newLease);
         return {
-          ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight: got.inFlight,
+          ok: false,
+          status: 429,
+          code: Codes.concurrency,
+          retryAfter: 1,
+          limit,
+          inFlight: got.inFlight,
           ...(got.ticket ? { ticket: got.ticket } : {}),
           message: `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); retry after a request finishes`,
         };
@@ -283,9 +317,16 @@ export class KeyObject extends DurableObject<Env> {
     let up;
     try {
       up = await this.block.take({
-        model: req.model, leaseId, pools: req.pools, keyLimit: limit, share: caller.max_upstream_share, circuit: req.circuit,
+        model: req.model,
+        leaseId,
+        pools: req.pools,
+        keyLimit: limit,
+        share: caller.max_upstream_share,
+        circuit: req.circuit,
         ...(req.avoid ? { avoid: req.avoid } : {}),
-        ...(req.held?.ticket && req.held.ticketPool ? { ticket: req.held.ticket, ticketPool: req.held.ticketPool } : {}),
+        ...(req.held?.ticket && req.held.ticketPool
+          ? { ticket: req.held.ticket, ticketPool: req.held.ticketPool }
+          : {}),
         ...(req.wait?.waitMs !== undefined ? { waitMs: req.wait.waitMs } : {}),
       });
     } catch (err) {
@@ -304,12 +345,24 @@ export class KeyObject extends DurableObject<Env> {
     if (up.openUntil !== undefined) {
       const retryAfter = Math.max(1, Math.ceil((up.openUntil - Date.now()) / 1000));
       return {
-        ok: false, status: 503, code: Codes.unavailable, retryAfter, limit, inFlight, upstream,
+        ok: false,
+        status: 503,
+        code: Codes.unavailable,
+        retryAfter,
+        limit,
+        inFlight,
+        upstream,
         message: `every upstream account for ${req.model} is failing (circuit open); retry in ${retryAfter} s`,
       };
     }
     return {
-      ok: false, status: 429, code: Codes.concurrency, retryAfter: 1, limit, inFlight, upstream,
+      ok: false,
+      status: 429,
+      code: Codes.concurrency,
+      retryAfter: 1,
+      limit,
+      inFlight,
+      upstream,
       message: `the gateway's upstream capacity for ${req.model} is full (${up.limit} in flight); retry shortly`,
     };
   }
@@ -320,7 +373,12 @@ export class KeyObject extends DurableObject<Env> {
    * slot for the same model (so another request of the key cannot take it in between), a new one for a
    * fallback model. Answers like acquire(); refused with `keep`, the key slot stays held for a later call.
    */
-  async next(leaseId: string, usage: UsageRecord | undefined, verdict: Verdict, req: KeyAcquireRequest): Promise<KeyAcquireResult> {
+  async next(
+    leaseId: string,
+    usage: UsageRecord | undefined,
+    verdict: Verdict,
+    req: KeyAcquireRequest,
+  ): Promise<KeyAcquireResult> {
     if (!this.stored) return this.acquire(req);
     const recorded = usage !== undefined && this.recordSafely(usage);
     this.block.release(leaseId, verdict);
@@ -356,14 +414,18 @@ export class KeyObject extends DurableObject<Env> {
     const want = reserveAs && req.reserve ? req.reserve : { cost_nano: 0, tokens: 0 };
     const budgetNano = caller.daily_budget_cny === null ? null : Math.round(caller.daily_budget_cny * 1e9);
     const overCost = budgetNano !== null && spent.cost_nano + held.cost_nano + want.cost_nano > budgetNano;
-    const overTokens = caller.daily_token_limit !== null && spent.tokens + held.tokens + want.tokens > caller.daily_token_limit;
+    const overTokens =
+      caller.daily_token_limit !== null && spent.tokens + held.tokens + want.tokens > caller.daily_token_limit;
     if (overCost || overTokens) {
       const usedUp = budgetNano !== null ? spent.cost_nano >= budgetNano : spent.tokens >= caller.daily_token_limit!;
       const retryAfter = usedUp ? secondsToUtcMidnight(now) : 1;
       const reset = new Date(now + secondsToUtcMidnight(now) * 1000).toISOString().slice(0, 10) + "T00:00:00Z";
       const what = overCost ? "budget" : "token limit";
       return {
-        ok: false, status: 429, code: Codes.usageCap, retryAfter,
+        ok: false,
+        status: 429,
+        code: Codes.usageCap,
+        retryAfter,
         message: usedUp
           ? `daily ${what} of this key is used up; it resets at ${reset}`
           : `this request could exceed the key's daily ${what}: requests in flight and this one's maximum (its prompt and max_tokens) ` +
@@ -373,7 +435,10 @@ export class KeyObject extends DurableObject<Env> {
     if (reserveAs && req.reserve) {
       this.ctx.storage.sql.exec(
         "INSERT OR REPLACE INTO reservations (lease, cost_nano, tokens, at) VALUES (?, ?, ?, ?)",
-        reserveAs, Math.max(0, Math.round(want.cost_nano)), Math.max(0, Math.round(want.tokens)), now,
+        reserveAs,
+        Math.max(0, Math.round(want.cost_nano)),
+        Math.max(0, Math.round(want.tokens)),
+        now,
       );
     }
     return auth;
@@ -402,7 +467,8 @@ export class KeyObject extends DurableObject<Env> {
     claims: { ttlSeconds: number; models: string[] | null; origin: string | null },
   ): Promise<{ ok: true; token: string; expires_at: string } | Denial> {
     // Checked first: a token bound to an origin would otherwise fail authentication with a misleading reason.
-    if (cred.kind === "token") return { ok: false, status: 403, code: Codes.authFailed, message: "a browser token cannot mint tokens" };
+    if (cred.kind === "token")
+      return { ok: false, status: 403, code: Codes.authFailed, message: "a browser token cannot mint tokens" };
     const auth = await this.authenticate(cred);
     if (!auth.ok) return auth;
     const r = this.stored!;
@@ -424,7 +490,11 @@ export class KeyObject extends DurableObject<Env> {
     if (!this.leases.renew(leaseId, this.ttlMs)) {
       const r = this.stored;
       if (!retake || !r || r.revoked_at) return false;
-      const got = await this.leases.acquire(retake.model, keyLimit(r, retake.limits), { id: leaseId, jump: true, ttlMs: this.ttlMs });
+      const got = await this.leases.acquire(retake.model, keyLimit(r, retake.limits), {
+        id: leaseId,
+        jump: true,
+        ttlMs: this.ttlMs,
+      });
       if (!got.granted) return false;
     }
     const pool = this.block.poolOf(leaseId) ?? retake?.pool;
@@ -452,14 +522,24 @@ export class KeyObject extends DurableObject<Env> {
    * place in a guard's line (a request that stopped waiting). Idempotent for the slots; the slots are freed
    * even if recording fails.
    */
-  async release(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): Promise<{ released: boolean; recorded: boolean }> {
+  async release(
+    leaseId: string,
+    usage?: UsageRecord,
+    leave?: { pool: string; ticket: string },
+    verdict: Verdict = "neutral",
+  ): Promise<{ released: boolean; recorded: boolean }> {
     const done = this.free(leaseId, usage, leave, verdict);
     if (usage && done.recorded) await this.rollupSoon();
     return done;
   }
 
   /** release() without waiting for anything: what the object's own paths use. */
-  private free(leaseId: string, usage?: UsageRecord, leave?: { pool: string; ticket: string }, verdict: Verdict = "neutral"): { released: boolean; recorded: boolean } {
+  private free(
+    leaseId: string,
+    usage?: UsageRecord,
+    leave?: { pool: string; ticket: string },
+    verdict: Verdict = "neutral",
+  ): { released: boolean; recorded: boolean } {
     if (!this.stored) return { released: false, recorded: usage === undefined };
     const released = this.leases.release(leaseId);
     this.unreserve(leaseId);

@@ -18,7 +18,11 @@ export const publicKeySchema = once(() =>
       fallback_models: z.array(z.string()).nullable(),
       webhook_urls: z.array(z.string()).nullable(),
       max_upstream_share: z.number().nullable(),
-      tokens_valid_after: z.number().nullable().optional().openapi({ description: "browser tokens issued at or before this time (Unix seconds) are refused" }),
+      tokens_valid_after: z
+        .number()
+        .nullable()
+        .optional()
+        .openapi({ description: "browser tokens issued at or before this time (Unix seconds) are refused" }),
       created_at: z.string(),
       updated_at: z.string(),
       revoked_at: z.string().nullable(),
@@ -49,7 +53,9 @@ export const createdKeySchema = once(() =>
 export const keyActivitySchema = once(() =>
   z.object({
     last_used_at: z.string().nullable().openapi({ description: "when the key's last request reached upstream" }),
-    today: z.object({ cost_cny: z.number(), tokens: z.number() }).openapi({ description: "spent since UTC midnight (what the daily budget counts)" }),
+    today: z
+      .object({ cost_cny: z.number(), tokens: z.number() })
+      .openapi({ description: "spent since UTC midnight (what the daily budget counts)" }),
   }),
 );
 

@@ -90,7 +90,14 @@ function unavailable(err: unknown): GatewayError {
   );
 }
 
-function tooMany(limit: number | undefined, inFlight: number | undefined, message: string, code: string = Codes.concurrency, retryAfter = 1, status: 429 | 503 = 429): GatewayError {
+function tooMany(
+  limit: number | undefined,
+  inFlight: number | undefined,
+  message: string,
+  code: string = Codes.concurrency,
+  retryAfter = 1,
+  status: 429 | 503 = 429,
+): GatewayError {
   const headers: Record<string, string> = { "retry-after": String(retryAfter) };
   if (limit !== undefined) headers["x-concurrency-limit"] = String(limit);
   if (inFlight !== undefined) headers["x-concurrency-in-flight"] = String(inFlight);
@@ -136,17 +143,19 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
       throw clientClosed();
     }
     const waitMs = deadline - Date.now();
-    const call: Promise<KeyAnswer> = key.acquire({
-      cred: req.cred,
-      model,
-      limits: req.model.concurrency,
-      pools: req.pools,
-      circuit: req.circuit,
-      origin: req.origin ?? null,
-      ...(req.reserve ? { reserve: req.reserve } : {}),
-      wait: waitMs > 0 ? { ticket, waitMs } : { ticket },
-      ...(held && !held.ok && held.upstream?.leaseId ? { held: heldOf(held) } : {}),
-    }).then((r) => r as KeyAnswer);
+    const call: Promise<KeyAnswer> = key
+      .acquire({
+        cred: req.cred,
+        model,
+        limits: req.model.concurrency,
+        pools: req.pools,
+        circuit: req.circuit,
+        origin: req.origin ?? null,
+        ...(req.reserve ? { reserve: req.reserve } : {}),
+        wait: waitMs > 0 ? { ticket, waitMs } : { ticket },
+        ...(held && !held.ok && held.upstream?.leaseId ? { held: heldOf(held) } : {}),
+      })
+      .then((r) => r as KeyAnswer);
     let answer: KeyAnswer | "aborted";
     try {
       answer = await unlessAborted(call, req.signal);
@@ -179,9 +188,14 @@ export async function acquireSlot(env: Env, req: SlotRequest): Promise<Slot> {
 /** The GatewayError for a refused answer of the key's object. */
 function refusal(got: Exclude<KeyAnswer, { ok: true }>, model: string): GatewayError {
   if (got.upstream && got.status === 429) {
-    throw tooMany(got.limit, got.inFlight, `the gateway's upstream capacity for ${model} is full (${got.upstream.limit} in flight over its accounts); retry shortly`);
+    throw tooMany(
+      got.limit,
+      got.inFlight,
+      `the gateway's upstream capacity for ${model} is full (${got.upstream.limit} in flight over its accounts); retry shortly`,
+    );
   }
-  if (got.status === 429 || got.status === 503) return tooMany(got.limit, got.inFlight, got.message, got.code, got.retryAfter, got.status);
+  if (got.status === 429 || got.status === 503)
+    return tooMany(got.limit, got.inFlight, got.message, got.code, got.retryAfter, got.status);
   return new GatewayError(got.status, got.code, got.message);
 }
 
@@ -201,7 +215,10 @@ function slotFor(key: KeyStub, first: Extract<KeyAnswer, { ok: true }>, admissio
   let pools = admission.pools;
   let released = false;
   const retake = (): Retake => ({
-    model: model.id, limits: model.concurrency, pool: got.pool, poolLimit: pools.find((p) => p.name === got.pool)?.limit ?? 0,
+    model: model.id,
+    limits: model.concurrency,
+    pool: got.pool,
+    poolLimit: pools.find((p) => p.name === got.pool)?.limit ?? 0,
   });
   const renew = async (): Promise<boolean> => {
     for (let attempt = 0; attempt < 3 && !released; attempt++) {
@@ -250,8 +267,14 @@ function slotFor(key: KeyStub, first: Extract<KeyAnswer, { ok: true }>, admissio
       let answer: KeyAnswer;
       try {
         answer = (await key.next(got.leaseId, usage, verdict, {
-          cred: admission.cred, model: to.model.id, limits: to.model.concurrency, pools: to.pools, avoid: to.avoid,
-          circuit: admission.circuit, origin: admission.origin ?? null, keep: true,
+          cred: admission.cred,
+          model: to.model.id,
+          limits: to.model.concurrency,
+          pools: to.pools,
+          avoid: to.avoid,
+          circuit: admission.circuit,
+          origin: admission.origin ?? null,
+          keep: true,
         })) as KeyAnswer;
       } catch (err) {
         // The attempt's record may not have been written: release() records it (idempotent by id).
@@ -292,9 +315,11 @@ function slotFor(key: KeyStub, first: Extract<KeyAnswer, { ok: true }>, admissio
         }
       }
       if (recorded || !usage) return;
-      await key.record(usage).catch((err: unknown) =>
-        log({ level: "error", msg: "usage record lost", request_id: usage.request_id, error: String(err) }),
-      );
+      await key
+        .record(usage)
+        .catch((err: unknown) =>
+          log({ level: "error", msg: "usage record lost", request_id: usage.request_id, error: String(err) }),
+        );
     },
   };
 }

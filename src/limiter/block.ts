@@ -170,7 +170,8 @@ export class UpstreamBlock {
 
   /** The pool whose slot the request holds, if it holds one. */
   poolOf(leaseId: string): string | undefined {
-    return this.sql.exec<{ pool: string }>("SELECT pool FROM pool_slots WHERE lease = ? LIMIT 1", leaseId).toArray()[0]?.pool;
+    return this.sql.exec<{ pool: string }>("SELECT pool FROM pool_slots WHERE lease = ? LIMIT 1", leaseId).toArray()[0]
+      ?.pool;
   }
 
   holds(leaseId: string): boolean {
@@ -197,7 +198,11 @@ export class UpstreamBlock {
     this.shares.set(req.model, req.share ?? null);
     if (req.circuit) this.circuitConfig = req.circuit;
     this.modelPools.set(req.model, req.pools);
-    for (const p of req.pools) this.siblings.set(p.name, req.pools.filter((q) => q.account === p.account));
+    for (const p of req.pools)
+      this.siblings.set(
+        p.name,
+        req.pools.filter((q) => q.account === p.account),
+      );
     this.pending.set(req.model, (this.pending.get(req.model) ?? 0) + 1);
     try {
       return await this.takeOrWait(req);
@@ -287,7 +292,12 @@ export class UpstreamBlock {
     }
   }
 
-  private async answer(req: TakeRequest, pool: Pool, call: ReturnType<GuardStub["take"]>, waiter: Waiter | undefined): Promise<TakeResult> {
+  private async answer(
+    req: TakeRequest,
+    pool: Pool,
+    call: ReturnType<GuardStub["take"]>,
+    waiter: Waiter | undefined,
+  ): Promise<TakeResult> {
     const { model, leaseId } = req;
     let got;
     if (waiter) {
@@ -310,7 +320,8 @@ export class UpstreamBlock {
             } else if (late.ticket) this.leaveQueue(pool.name, late.ticket);
             this.settle(pool.name);
           },
-          (err: unknown) => log({ level: "warn", msg: "upstream guard call failed after a slot was handed over", error: String(err) }),
+          (err: unknown) =>
+            log({ level: "warn", msg: "upstream guard call failed after a slot was handed over", error: String(err) }),
         );
         const held = this.poolOf(leaseId)!;
         return { ok: true, pool: held, account: accountOf(held) };
@@ -338,7 +349,12 @@ export class UpstreamBlock {
       return { ok: true, pool: held, account: accountOf(held) };
     }
     if (!got.ticket) this.dropWaiter(model, leaseId);
-    return { ok: false, inFlight: got.inFlight, limit: got.limit, ...(got.ticket ? { ticket: got.ticket, ticketPool: pool.name } : {}) };
+    return {
+      ok: false,
+      inFlight: got.inFlight,
+      limit: got.limit,
+      ...(got.ticket ? { ticket: got.ticket, ticketPool: pool.name } : {}),
+    };
   }
 
   /** Remembers what a guard said about its pool; a circuit not closed takes the pool's idle slots back. */
@@ -386,7 +402,9 @@ export class UpstreamBlock {
     const shuffle = new Map(usable.map((p) => [p.name, Math.random()]));
     return usable.sort(
       (a, b) =>
-        byAccount.get(b.account)! - byAccount.get(a.account)! || b.weight - a.weight || freeOf(b) - freeOf(a) ||
+        byAccount.get(b.account)! - byAccount.get(a.account)! ||
+        b.weight - a.weight ||
+        freeOf(b) - freeOf(a) ||
         shuffle.get(a.name)! - shuffle.get(b.name)!,
     );
   }
@@ -397,13 +415,15 @@ export class UpstreamBlock {
       this.sql
         .exec<{ pool: string }>(
           "SELECT DISTINCT pool FROM pool_slots WHERE model = ? AND lease IS NULL AND expires_at > ?",
-          req.model, this.now() + EXPIRY_MARGIN_MS,
+          req.model,
+          this.now() + EXPIRY_MARGIN_MS,
         )
         .toArray()
         .map((r) => r.pool),
     );
     if (withFree.size === 0) return undefined;
-    for (const p of this.order(req)) if (withFree.has(p.name) && this.claimable(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
+    for (const p of this.order(req))
+      if (withFree.has(p.name) && this.claimable(p.name) && this.claimFree(p.name, req.leaseId)) return p.name;
     return undefined;
   }
 
@@ -416,7 +436,12 @@ export class UpstreamBlock {
     if (this.holds(leaseId) || this.claimFree(pool, leaseId)) return true;
     const limit = poolLimit ?? this.poolLimit(pool);
     if (limit === undefined) return false;
-    const got = await this.guard(pool).take(pool, limit, { need: 1, jump: true, ttlMs: this.ttlMs(), owner: this.owner() });
+    const got = await this.guard(pool).take(pool, limit, {
+      need: 1,
+      jump: true,
+      ttlMs: this.ttlMs(),
+      owner: this.owner(),
+    });
     this.learn(pool, got);
     if (!got.granted) return false;
     this.add(pool, got.leaseIds, got.expiresAt, limit, leaseId);
@@ -461,7 +486,14 @@ export class UpstreamBlock {
       this.guard(p.name)
         .report(p.name, p.limit, report, this.circuitConfig)
         .then((a) => this.learn(p.name, a))
-        .catch((err: unknown) => log({ level: "warn", msg: "reporting an upstream attempt to its guard failed", pool: p.name, error: String(err) }));
+        .catch((err: unknown) =>
+          log({
+            level: "warn",
+            msg: "reporting an upstream attempt to its guard failed",
+            pool: p.name,
+            error: String(err),
+          }),
+        );
     }
   }
 
@@ -475,7 +507,9 @@ export class UpstreamBlock {
   leaveQueue(pool: string, ticket: string): void {
     this.guard(pool)
       .leaveQueue(pool, ticket)
-      .catch((err: unknown) => log({ level: "warn", msg: "leaving the upstream guard's line failed", error: String(err) }));
+      .catch((err: unknown) =>
+        log({ level: "warn", msg: "leaving the upstream guard's line failed", error: String(err) }),
+      );
   }
 
   /** Renews the pool's block at its guard if it was last renewed over a third of its lifetime ago. */
@@ -526,20 +560,38 @@ export class UpstreamBlock {
     if (ids.length === 0 || limit === undefined) return;
     const got = await this.guard(pool).renewBlock(pool, limit, ids, this.ttlMs(), this.owner());
     this.learn(pool, got);
-    this.sql.exec("UPDATE pool_slots SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?))", got.expiresAt, JSON.stringify(got.alive));
+    this.sql.exec(
+      "UPDATE pool_slots SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+      got.expiresAt,
+      JSON.stringify(got.alive),
+    );
     const alive = new Set(got.alive);
     const gone = ids.filter((id) => !alive.has(id));
     if (gone.length === 0) return;
     // Slots the guard no longer counts. The requests they carried are already at GLM, so they take slots
     // again ahead of the guard's line; those that cannot are left without one and end at their next renewal.
     const stranded = this.sql
-      .exec<{ lease: string | null }>("DELETE FROM pool_slots WHERE id IN (SELECT value FROM json_each(?)) RETURNING lease", JSON.stringify(gone))
+      .exec<{ lease: string | null }>(
+        "DELETE FROM pool_slots WHERE id IN (SELECT value FROM json_each(?)) RETURNING lease",
+        JSON.stringify(gone),
+      )
       .toArray()
       .flatMap((r) => (r.lease !== null && this.leases.has(r.lease) ? [r.lease] : []))
       .filter((lease) => !this.claimFree(pool, lease));
-    log({ level: "warn", msg: "upstream block slots lapsed at the guard", pool, gone: gone.length, stranded: stranded.length });
+    log({
+      level: "warn",
+      msg: "upstream block slots lapsed at the guard",
+      pool,
+      gone: gone.length,
+      stranded: stranded.length,
+    });
     if (stranded.length === 0) return;
-    const again = await this.guard(pool).take(pool, limit, { need: stranded.length, jump: true, ttlMs: this.ttlMs(), owner: this.owner() });
+    const again = await this.guard(pool).take(pool, limit, {
+      need: stranded.length,
+      jump: true,
+      ttlMs: this.ttlMs(),
+      owner: this.owner(),
+    });
     if (!again.granted) return;
     again.leaseIds.forEach((id, i) => this.add(pool, [id], again.expiresAt, limit, stranded[i]));
   }
@@ -595,12 +647,16 @@ export class UpstreamBlock {
     if (this.idleTimers.has(pool)) return;
     this.idleTimers.add(pool);
     const since = this.lastActive.get(pool) ?? this.now();
-    setTimeout(() => {
-      this.idleTimers.delete(pool);
-      if (this.used(pool) > 0) return;
-      if (this.now() - (this.lastActive.get(pool) ?? 0) >= IDLE_RETURN_MS) void this.giveBack(pool, this.freeIds(pool));
-      else this.whenIdle(pool);
-    }, Math.max(0, since + IDLE_RETURN_MS - this.now()));
+    setTimeout(
+      () => {
+        this.idleTimers.delete(pool);
+        if (this.used(pool) > 0) return;
+        if (this.now() - (this.lastActive.get(pool) ?? 0) >= IDLE_RETURN_MS)
+          void this.giveBack(pool, this.freeIds(pool));
+        else this.whenIdle(pool);
+      },
+      Math.max(0, since + IDLE_RETURN_MS - this.now()),
+    );
   }
 
   private notePeak(pool: string): void {
@@ -672,7 +728,13 @@ export class UpstreamBlock {
     ids.forEach((id, i) =>
       this.sql.exec(
         "INSERT OR REPLACE INTO pool_slots (id, pool, model, lease, expires_at, pool_limit, probe) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        id, pool, modelOf(pool), i === 0 ? (lease ?? null) : null, expiresAt, poolLimit, i === 0 && probe ? 1 : 0,
+        id,
+        pool,
+        modelOf(pool),
+        i === 0 ? (lease ?? null) : null,
+        expiresAt,
+        poolLimit,
+        i === 0 && probe ? 1 : 0,
       ),
     );
   }
@@ -683,7 +745,9 @@ export class UpstreamBlock {
     // Off the caller's path; if the guard cannot be told, the slots expire there within one lease lifetime.
     await this.guard(pool)
       .returnBlock(ids)
-      .catch((err: unknown) => log({ level: "warn", msg: "giving upstream slots back failed; they expire at the guard", error: String(err) }));
+      .catch((err: unknown) =>
+        log({ level: "warn", msg: "giving upstream slots back failed; they expire at the guard", error: String(err) }),
+      );
   }
 
   /** Sets the alarm a third of a lifetime before the first slot would expire, so renewal comes first. */

@@ -105,7 +105,11 @@ export class UpstreamGuard extends DurableObject<Env> {
 
   private answer(pool: string, limit: number): BlockAnswer {
     const leased = this.leases.count(pool);
-    return { tight: leased * 2 > limit || this.leases.queued(pool) > 0, free: Math.max(0, limit - leased), circuit: this.view(pool) };
+    return {
+      tight: leased * 2 > limit || this.leases.queued(pool) > 0,
+      free: Math.max(0, limit - leased),
+      circuit: this.view(pool),
+    };
   }
 
   /** One slot (the benchmark probe times this as the old per-request guard round trip). */
@@ -121,7 +125,11 @@ export class UpstreamGuard extends DurableObject<Env> {
    * (without a place in line) until its cooldown has passed; then one caller gets a single slot as the probe.
    * A request already at GLM retaking a lost slot (`jump`) is never refused by the circuit.
    */
-  async take(pool: string, limit: number, opts: AcquireOptions): Promise<AcquireResult & BlockAnswer & { probe?: boolean }> {
+  async take(
+    pool: string,
+    limit: number,
+    opts: AcquireOptions,
+  ): Promise<AcquireResult & BlockAnswer & { probe?: boolean }> {
     this.calls++;
     const c = this.circuit(pool);
     let probe = false;
@@ -132,7 +140,8 @@ export class UpstreamGuard extends DurableObject<Env> {
         return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
       }
       // Shards other than the first never probe: they wait for the first one's verdict.
-      if (/#[1-9]\d*$/.test(pool)) return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
+      if (/#[1-9]\d*$/.test(pool))
+        return { granted: false, inFlight: this.leases.count(pool), limit, ...this.answer(pool, limit) };
       probe = true;
       opts = { need: 1, ttlMs: opts.ttlMs, owner: opts.owner };
       // Marked before the await below: another take() may run meanwhile, and it must find the probe out.
@@ -169,7 +178,13 @@ export class UpstreamGuard extends DurableObject<Env> {
   }
 
   /** Renews a block's slots (of key `owner`); answers those still held (the others expired here and are gone). */
-  renewBlock(pool: string, limit: number, ids: string[], ttlMs?: number, owner?: string): { alive: string[]; expiresAt: number } & BlockAnswer {
+  renewBlock(
+    pool: string,
+    limit: number,
+    ids: string[],
+    ttlMs?: number,
+    owner?: string,
+  ): { alive: string[]; expiresAt: number } & BlockAnswer {
     this.calls++;
     return { ...this.leases.renewMany(ids, ttlMs, owner), ...this.answer(pool, limit) };
   }

@@ -161,13 +161,20 @@ export class LeaseTable {
       else byOwner.set(w.owner, [w]);
     }
     const owners = [...byOwner.keys()].map((owner, first) => ({
-      owner, first, held: held.get(owner) ?? 0, last: last?.get(owner) ?? -1, cap: byOwner.get(owner)![0]!.cap, left: byOwner.get(owner)!,
+      owner,
+      first,
+      held: held.get(owner) ?? 0,
+      last: last?.get(owner) ?? -1,
+      cap: byOwner.get(owner)![0]!.cap,
+      left: byOwner.get(owner)!,
     }));
     // Serve the line in turn, virtually, until `me` comes up.
     for (let served = 0; ; served++) {
       const waiting = owners.filter((o) => o.left.length > 0);
       const capped = (o: (typeof owners)[number]) => (waiting.length > 1 && o.held >= o.cap ? 1 : 0);
-      const next = waiting.reduce((a, b) => (capped(a) - capped(b) || a.held - b.held || a.last - b.last || a.first - b.first) <= 0 ? a : b);
+      const next = waiting.reduce((a, b) =>
+        (capped(a) - capped(b) || a.held - b.held || a.last - b.last || a.first - b.first) <= 0 ? a : b,
+      );
       if (next.left.shift() === me) return served;
       next.held++;
       next.last = this.grants + served + 1;
@@ -193,20 +200,34 @@ export class LeaseTable {
         if (position !== -1) queue.splice(position, 1);
         const spare = queue.length > 0 ? 0 : free - need;
         const more = Math.max(0, Math.min(opts.more ?? 0, spare));
-        const extra = Math.max(0, Math.min(opts.extra ?? 0, spare - more, (opts.extraBelow ?? limit) - inFlight - need - more));
+        const extra = Math.max(
+          0,
+          Math.min(opts.extra ?? 0, spare - more, (opts.extraBelow ?? limit) - inFlight - need - more),
+        );
         const bonus = more + extra;
         const expiresAt = this.now() + (opts.ttlMs ?? LEASE_TTL_MS);
         const leaseIds: string[] = [];
         for (let i = 0; i < need + bonus; i++) {
           const id = i === 0 && opts.id !== undefined ? opts.id : crypto.randomUUID();
           this.storage.sql.exec(
-            "INSERT OR REPLACE INTO leases (id, model, expires_at, owner) VALUES (?, ?, ?, ?)", id, model, expiresAt, opts.owner ?? null,
+            "INSERT OR REPLACE INTO leases (id, model, expires_at, owner) VALUES (?, ?, ?, ?)",
+            id,
+            model,
+            expiresAt,
+            opts.owner ?? null,
           );
           leaseIds.push(id);
         }
         this.granted(model, owner);
         await this.ensureAlarm(expiresAt);
-        return { granted: true, leaseId: leaseIds[0]!, leaseIds, expiresAt, inFlight: inFlight + leaseIds.length, limit };
+        return {
+          granted: true,
+          leaseId: leaseIds[0]!,
+          leaseIds,
+          expiresAt,
+          inFlight: inFlight + leaseIds.length,
+          limit,
+        };
       }
       const remaining = deadline - this.now();
       if (remaining <= 0) {
@@ -312,7 +333,10 @@ export class LeaseTable {
   /** Idempotent, like release: returns how many of the ids were still held. */
   releaseMany(ids: string[]): number {
     const rows = this.storage.sql
-      .exec<{ model: string }>("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?)) RETURNING model", JSON.stringify(ids))
+      .exec<{ model: string }>(
+        "DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?)) RETURNING model",
+        JSON.stringify(ids),
+      )
       .toArray();
     for (const model of new Set(rows.map((r) => r.model))) this.wake(model);
     return rows.length;
@@ -326,9 +350,7 @@ export class LeaseTable {
       .toArray();
     for (const model of new Set(rows.map((r) => r.model))) this.wake(model);
     this.alarmAt = null;
-    const next = this.storage.sql
-      .exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM leases")
-      .one().t;
+    const next = this.storage.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM leases").one().t;
     if (next !== null) await this.ensureAlarm(next);
     return rows.length;
   }

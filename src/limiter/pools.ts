@@ -39,7 +39,10 @@ export function poolsFor(accounts: Account[], model: ModelEntry, shardSlots: num
     const base = `${a.id}:${model.id}`;
     if (s === 1) return [{ name: base, account: a.id, limit, weight: a.weight }];
     return Array.from({ length: s }, (_, i) => ({
-      name: `${base}#${i}`, account: a.id, limit: Math.floor(limit / s) + (i < limit % s ? 1 : 0), weight: a.weight,
+      name: `${base}#${i}`,
+      account: a.id,
+      limit: Math.floor(limit / s) + (i < limit % s ? 1 : 0),
+      weight: a.weight,
     }));
   });
 }
@@ -52,7 +55,19 @@ export function guardStub(env: Env, pool: string) {
  * For each model served at the accounts, its pools and what their guards report now, asked all at once (one
  * call per shard): the read-only snapshot the admin views sum up. A model no account serves is left out.
  */
-export async function poolStates(env: Env, accounts: Account[], models: ModelEntry[], shardSlots: number): Promise<{ model: ModelEntry; pools: Pool[]; states: PoolState[] }[]> {
-  const served = models.map((model) => ({ model, pools: poolsFor(accounts, model, shardSlots) })).filter((m) => m.pools.length > 0);
-  return Promise.all(served.map(async (m) => ({ ...m, states: await Promise.all(m.pools.map((p) => guardStub(env, p.name).state(p.name))) })));
+export async function poolStates(
+  env: Env,
+  accounts: Account[],
+  models: ModelEntry[],
+  shardSlots: number,
+): Promise<{ model: ModelEntry; pools: Pool[]; states: PoolState[] }[]> {
+  const served = models
+    .map((model) => ({ model, pools: poolsFor(accounts, model, shardSlots) }))
+    .filter((m) => m.pools.length > 0);
+  return Promise.all(
+    served.map(async (m) => ({
+      ...m,
+      states: await Promise.all(m.pools.map((p) => guardStub(env, p.name).state(p.name))),
+    })),
+  );
 }

@@ -17,19 +17,38 @@ const rule = (status: number, transient = false, noSlot = false): CodeRule => ({
 /** Every GLM code the gateway knows, with what it means for a retry. */
 export const GLM_CODES: Readonly<Record<string, CodeRule>> = {
   // Authentication: the credential is wrong; trying again does not fix it.
-  "1000": rule(401), "1001": rule(401), "1002": rule(401), "1003": rule(401), "1004": rule(401),
+  "1000": rule(401),
+  "1001": rule(401),
+  "1002": rule(401),
+  "1003": rule(401),
+  "1004": rule(401),
   // The request itself is wrong.
-  "1210": rule(400), "1211": rule(400), "1212": rule(400), "1213": rule(400), "1214": rule(400),
-  "1215": rule(400), "1231": rule(400), "1261": rule(400), "1301": rule(400),
+  "1210": rule(400),
+  "1211": rule(400),
+  "1212": rule(400),
+  "1213": rule(400),
+  "1214": rule(400),
+  "1215": rule(400),
+  "1231": rule(400),
+  "1261": rule(400),
+  "1301": rule(400),
   // The account: balance, standing, daily quota, usage cap. Waiting seconds does not fix them.
-  "1110": rule(429), "1111": rule(429), "1112": rule(429), "1113": rule(429), "1121": rule(429),
-  "1304": rule(429), "1308": rule(429),
+  "1110": rule(429),
+  "1111": rule(429),
+  "1112": rule(429),
+  "1113": rule(429),
+  "1121": rule(429),
+  "1304": rule(429),
+  "1308": rule(429),
   // Concurrency (ours or the account's): a slot frees up when a request ends.
   "1302": rule(429, true, true),
   // Request rate, and the platform being overloaded: GLM says to try again shortly.
-  "1303": rule(429, true), "1305": rule(429, true),
+  "1303": rule(429, true),
+  "1305": rule(429, true),
   // Internal trouble, upstream or on the way there.
-  "500": rule(500, true), "1230": rule(500, true), "1234": rule(500, true),
+  "500": rule(500, true),
+  "1230": rule(500, true),
+  "1234": rule(500, true),
   // The gateway's own: limiter or configuration unavailable for a moment.
   "503": rule(503, true),
 };

@@ -51,7 +51,10 @@ function reservation(model: ModelEntry, worst: NonNullable<AdmitRequest["worstCa
   return { cost_nano: costNano(model.pricing, tokens), tokens: worst.promptTokens + output };
 }
 
-const circuitOf = (cfg: GatewayConfig): CircuitConfig => ({ failures: cfg.circuitFailures, cooldownMs: cfg.circuitCooldownMs });
+const circuitOf = (cfg: GatewayConfig): CircuitConfig => ({
+  failures: cfg.circuitFailures,
+  cooldownMs: cfg.circuitCooldownMs,
+});
 
 /** The model's upstream pools over every configured account (a 503 naming the setting when they are unusable). */
 export function modelPools(env: Env, model: ModelEntry) {
@@ -182,7 +185,7 @@ function stringEnd(text: string, i: number): number {
  */
 export function withModel(body: string, model: string): string {
   let depth = 0;
-  for (let i = 0; i < body.length; ) {
+  for (let i = 0; i < body.length;) {
     const ch = body[i]!;
     if (ch === '"') {
       const end = stringEnd(body, i);
@@ -328,8 +331,10 @@ export async function send(slot: Slot, req: UpstreamRequest): Promise<Sent> {
         models = [...models, ...(await fallbacksFor(slot, req).catch(() => []))];
       }
       const attempt: Attempt = {
-        model, account: accounts.get(slot.account) ?? [...accounts.values()][0]!,
-        body: model.id === req.model.id ? req.body : withModel(req.body, model.id), number: attempts,
+        model,
+        account: accounts.get(slot.account) ?? [...accounts.values()][0]!,
+        body: model.id === req.model.id ? req.body : withModel(req.body, model.id),
+        number: attempts,
         retry: !lastOfModel || m + 1 < models.length,
         headerTimeoutMs: Math.max(1_000, Math.min(cfg.upstreamTimeoutMs, deadline - Date.now())),
       };
@@ -376,14 +381,31 @@ export async function send(slot: Slot, req: UpstreamRequest): Promise<Sent> {
  * One attempt. Returns what is sent (settled, or settling as the stream ends), or — for a retryable failure
  * before the first byte when `attempt.retry` — the failure unsettled, for send() to retry.
  */
-async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg: GatewayConfig): Promise<Streamed | Answered | Retryable> {
+async function callOnce(
+  slot: Slot,
+  req: UpstreamRequest,
+  attempt: Attempt,
+  cfg: GatewayConfig,
+): Promise<Streamed | Answered | Retryable> {
   const call: CallFacts = {
-    id: crypto.randomUUID(), requestId: req.requestId, startedAt: req.startedAt, model: attempt.model, kind: req.kind,
-    stream: req.stream, messages: req.messages, bodyBytes: attempt.body.length, account: attempt.account.id, attempt: attempt.number,
+    id: crypto.randomUUID(),
+    requestId: req.requestId,
+    startedAt: req.startedAt,
+    model: attempt.model,
+    kind: req.kind,
+    stream: req.stream,
+    messages: req.messages,
+    bodyBytes: attempt.body.length,
+    account: attempt.account.id,
+    attempt: attempt.number,
   };
   const common = { attempts: attempt.number, account: attempt.account.id };
   let settled: Promise<Outcome> | undefined;
-  const finish = (end: EndFacts, verdict: Verdict, more: Omit<Outcome, "status" | "ended" | "record" | "attempts" | "account"> = {}): Promise<Outcome> => {
+  const finish = (
+    end: EndFacts,
+    verdict: Verdict,
+    more: Omit<Outcome, "status" | "ended" | "record" | "attempts" | "account"> = {},
+  ): Promise<Outcome> => {
     settled ??= (async () => {
       const record = usageRecord(call, end);
       await settle(slot, record, verdict);
@@ -392,20 +414,38 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
     return settled;
   };
   /** A retryable failure: handed back unsettled, or settled as the last attempt. */
-  const retryable = async (end: EndFacts, verdict: Verdict, answer: (o: Outcome) => Answered, more: Omit<Outcome, "status" | "ended" | "record" | "attempts" | "account">, retryAfterMs?: number): Promise<Answered | Retryable> => {
+  const retryable = async (
+    end: EndFacts,
+    verdict: Verdict,
+    answer: (o: Outcome) => Answered,
+    more: Omit<Outcome, "status" | "ended" | "record" | "attempts" | "account">,
+    retryAfterMs?: number,
+  ): Promise<Answered | Retryable> => {
     if (!attempt.retry) return answer(await finish(end, verdict, more));
     return {
-      kind: "retry", verdict, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      kind: "retry",
+      verdict,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       superseded: () => usageRecord(call, { ...end, superseded: true }),
       // After next() recorded the attempt and found no room, the record (same id) is a no-op in the ledger.
       settle: async (moved) => answer(await finish(end, moved ? "neutral" : verdict, more)),
     };
   };
-  const errorAnswer = (err: GatewayError) => (o: Outcome): Answered => ({
-    kind: "answer", status: err.status, contentType: JSON_TYPE, body: JSON.stringify(errorBody(err.code, err.message)), outcome: o,
-  });
+  const errorAnswer =
+    (err: GatewayError) =>
+    (o: Outcome): Answered => ({
+      kind: "answer",
+      status: err.status,
+      contentType: JSON_TYPE,
+      body: JSON.stringify(errorBody(err.code, err.message)),
+      outcome: o,
+    });
   const failed = async (err: GatewayError, ended: Ending, ttfbMs?: number): Promise<Answered> => {
-    const outcome = await finish({ status: err.status, ended }, "neutral", ttfbMs !== undefined ? { ttfbMs, upstreamCode: err.code } : { upstreamCode: err.code });
+    const outcome = await finish(
+      { status: err.status, ended },
+      "neutral",
+      ttfbMs !== undefined ? { ttfbMs, upstreamCode: err.code } : { upstreamCode: err.code },
+    );
     return errorAnswer(err)(outcome);
   };
 
@@ -416,15 +456,25 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
   let up: UpstreamResponse;
   try {
     up = await callUpstream({
-      baseUrl: attempt.account.baseUrl, apiKey: attempt.account.key, path: "/chat/completions", body: attempt.body, stream: req.stream,
-      timeoutMs: attempt.headerTimeoutMs, acceptLanguage: req.acceptLanguage, clientSignal: req.signal,
+      baseUrl: attempt.account.baseUrl,
+      apiKey: attempt.account.key,
+      path: "/chat/completions",
+      body: attempt.body,
+      stream: req.stream,
+      timeoutMs: attempt.headerTimeoutMs,
+      acceptLanguage: req.acceptLanguage,
+      clientSignal: req.signal,
       onStart: (abort) => (abortCall = abort),
     });
   } catch (err) {
     stopKeepAlive();
-    const e = err instanceof GatewayError ? err : new GatewayError(502, Codes.network, `upstream unreachable: ${String(err)}`);
+    const e =
+      err instanceof GatewayError ? err : new GatewayError(502, Codes.network, `upstream unreachable: ${String(err)}`);
     // Unreachable (502) or no headers in time (504): the account's fault, and another attempt may do better.
-    if (e.status === 502 || e.status === 504) return retryable({ status: e.status, ended: endingOf(e.status) }, "fail", errorAnswer(e), { upstreamCode: e.code });
+    if (e.status === 502 || e.status === 504)
+      return retryable({ status: e.status, ended: endingOf(e.status) }, "fail", errorAnswer(e), {
+        upstreamCode: e.code,
+      });
     return failed(e, endingOf(e.status));
   }
   const res = up.response;
@@ -433,7 +483,13 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
   if (!res.ok) {
     const { text, code } = await upstreamErrorBody(res);
     stopKeepAlive();
-    const answer = (outcome: Outcome): Answered => ({ kind: "answer", status: clientStatus(code, res.status), contentType: JSON_TYPE, body: text, outcome });
+    const answer = (outcome: Outcome): Answered => ({
+      kind: "answer",
+      status: clientStatus(code, res.status),
+      contentType: JSON_TYPE,
+      body: text,
+      outcome,
+    });
     const end: EndFacts = { status: res.status, ended: "upstream_error" };
     const verdict = verdictOf(res.status);
     if (retryableStatus(res.status, code) && !req.signal?.aborted) {
@@ -457,14 +513,20 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
           : why === "client"
             ? new GatewayError(408, Codes.network, "client closed the request")
             : why === "gateway"
-              ? new GatewayError(503, Codes.unavailable, "the request lost its concurrency slot and could not retake it; retry")
+              ? new GatewayError(
+                  503,
+                  Codes.unavailable,
+                  "the request lost its concurrency slot and could not retake it; retry",
+                )
               : new GatewayError(502, Codes.network, "upstream connection broke before the answer was complete");
       return failed(e, endingOf(e.status), ttfbMs);
     } finally {
       clearTimeout(timer);
       stopKeepAlive();
     }
-    const outcome = await finish({ status: res.status, ended: "completed", usage: usageOfJson(text) }, "ok", { ttfbMs });
+    const outcome = await finish({ status: res.status, ended: "completed", usage: usageOfJson(text) }, "ok", {
+      ttfbMs,
+    });
     return { kind: "answer", status: res.status, contentType, body: text, outcome };
   }
 
@@ -481,17 +543,13 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
     renew: () => slot.renew(),
     clientSignal: req.signal,
     onEnd: (o: RelayOutcome) => {
-      void finish(
-        { status: 200, ended: o.ended, usage: o.usage, events: o.events, done: o.done },
-        "ok",
-        {
-          ...(o.firstByteAt !== undefined ? { ttfbMs: o.firstByteAt - req.startedAt } : {}),
-          ...(o.finishReason !== undefined ? { finishReason: o.finishReason } : {}),
-          ...(o.error ? { upstreamCode: o.error.code } : {}),
-          events: o.events,
-          bytes: o.bytes,
-        },
-      ).then(resolveOutcome);
+      void finish({ status: 200, ended: o.ended, usage: o.usage, events: o.events, done: o.done }, "ok", {
+        ...(o.firstByteAt !== undefined ? { ttfbMs: o.firstByteAt - req.startedAt } : {}),
+        ...(o.finishReason !== undefined ? { finishReason: o.finishReason } : {}),
+        ...(o.error ? { upstreamCode: o.error.code } : {}),
+        events: o.events,
+        bytes: o.bytes,
+      }).then(resolveOutcome);
     },
   });
   return { kind: "stream", contentType, body, outcome };
@@ -501,9 +559,20 @@ async function callOnce(slot: Slot, req: UpstreamRequest, attempt: Attempt, cfg:
 export function outcomeFields(o: Outcome): Record<string, unknown> {
   const r = o.record;
   return {
-    model: r.model, stream: r.stream, upstream_status: o.status, ended: o.ended, prompt_tokens: r.prompt_tokens,
-    completion_tokens: r.completion_tokens, cost_nano: r.cost_nano, estimated: r.estimated, ttfb_ms: o.ttfbMs,
-    finish_reason: o.finishReason, upstream_code: o.upstreamCode, events: o.events, bytes: o.bytes,
-    account: o.account, attempts: o.attempts,
+    model: r.model,
+    stream: r.stream,
+    upstream_status: o.status,
+    ended: o.ended,
+    prompt_tokens: r.prompt_tokens,
+    completion_tokens: r.completion_tokens,
+    cost_nano: r.cost_nano,
+    estimated: r.estimated,
+    ttfb_ms: o.ttfbMs,
+    finish_reason: o.finishReason,
+    upstream_code: o.upstreamCode,
+    events: o.events,
+    bytes: o.bytes,
+    account: o.account,
+    attempts: o.attempts,
   };
 }

@@ -162,7 +162,10 @@ export function relaySse(upstream: UpstreamResponse, opts: RelayOptions): Readab
       // Upstream ended its body: complete, an in-band error of GLM's own, or cut short.
       const summary = observer.summarize();
       const ended: Ending = summary.error ? "upstream_error" : summary.finishReason ? "completed" : "upstream_break";
-      const last = ended === "upstream_break" ? inBandError(Codes.network, MESSAGES.unfinished(opts), summary.atBoundary) : undefined;
+      const last =
+        ended === "upstream_break"
+          ? inBandError(Codes.network, MESSAGES.unfinished(opts), summary.atBoundary)
+          : undefined;
       const sent = await close(last);
       finish(sent ? ended : (gatewayEnd ?? "client_abort"));
     },

@@ -68,7 +68,8 @@ export function tokensFrom(u: GlmUsage | undefined): TokenUsage | undefined {
  */
 export function usageRecord(call: CallFacts, end: EndFacts, estimate: Estimator = estimatePromptTokens): UsageRecord {
   const reported = tokensFrom(end.usage);
-  const refused = reported === undefined && ((end.ended === "upstream_error" && end.status >= 400) || end.superseded === true);
+  const refused =
+    reported === undefined && ((end.ended === "upstream_error" && end.status >= 400) || end.superseded === true);
   let tokens = reported;
   if (!tokens) {
     let prompt = 0;
@@ -77,7 +78,12 @@ export function usageRecord(call: CallFacts, end: EndFacts, estimate: Estimator 
         prompt = count(estimate(call.messages));
       } catch (err) {
         prompt = Math.ceil(call.bodyBytes / BYTES_PER_TOKEN);
-        log({ level: "warn", msg: "usage estimate failed; estimated from the body's size", request_id: call.requestId, error: String(err) });
+        log({
+          level: "warn",
+          msg: "usage estimate failed; estimated from the body's size",
+          request_id: call.requestId,
+          error: String(err),
+        });
       }
     }
     const completion = refused ? 0 : Math.max(0, count(end.events) - (end.done ? 1 : 0));
@@ -90,9 +96,19 @@ export function usageRecord(call: CallFacts, end: EndFacts, estimate: Estimator 
     // A catalog price that cannot be used: the tokens are still recorded.
   }
   return {
-    id: call.id, request_id: call.requestId, ts: call.startedAt, model: call.model.id, kind: call.kind,
-    stream: call.stream, status: end.status, ended: end.ended, ...tokens, cost_nano: cost,
-    estimated: reported === undefined && !refused, account: call.account ?? "default", attempt: call.attempt ?? 1,
+    id: call.id,
+    request_id: call.requestId,
+    ts: call.startedAt,
+    model: call.model.id,
+    kind: call.kind,
+    stream: call.stream,
+    status: end.status,
+    ended: end.ended,
+    ...tokens,
+    cost_nano: cost,
+    estimated: reported === undefined && !refused,
+    account: call.account ?? "default",
+    attempt: call.attempt ?? 1,
   };
 }
 

@@ -6,13 +6,18 @@ import { catalogSchema, modelPatchSchema, type Catalog, type ModelEntry } from "
 import { Codes, GatewayError } from "../errors.ts";
 import { adminSecurity, commonErrors, createRoute, newRouter, notFound } from "../http/openapi.ts";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
 
 export const adminCatalog = newRouter();
 
 adminCatalog.openapi(
   createRoute({ method: "get", path: "/catalog" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "The model catalog",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "The model catalog",
     responses: () => ({ 200: json(catalogSchema(), "The catalog in effect"), ...commonErrors() }),
   })),
   async (c) => c.json((await getCatalog(c.env, c.executionCtx)).catalog, 200),
@@ -20,21 +25,29 @@ adminCatalog.openapi(
 
 adminCatalog.openapi(
   createRoute({ method: "put", path: "/catalog" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Replace the catalog",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Replace the catalog",
     request: { body: { required: true, content: { "application/json": { schema: catalogSchema() } } } },
     responses: () => ({ 200: json(catalogSchema(), "The stored catalog"), ...commonErrors() }),
   })),
   async (c) => {
     const body = c.req.valid("json");
     const current = (await getCatalog(c.env, c.executionCtx)).catalog;
-    const next: Catalog = { ...body, version: Math.max(body.version, current.version + 1), updated_at: new Date().toISOString() };
+    const next: Catalog = {
+      ...body,
+      version: Math.max(body.version, current.version + 1),
+      updated_at: new Date().toISOString(),
+    };
     return c.json((await putCatalog(c.env, next)).catalog, 200);
   },
 );
 
 adminCatalog.openapi(
   createRoute({ method: "patch", path: "/catalog/models/{id}" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Change one model (price, limits, status…)",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Change one model (price, limits, status…)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }),
       body: { required: true, content: { "application/json": { schema: modelPatchSchema() } } },
@@ -60,7 +73,12 @@ adminCatalog.openapi(
       updated_at: new Date().toISOString(),
       models: current.models.map((m) => (m.id === id ? merged : m)),
     });
-    if (!next.success) throw new GatewayError(400, Codes.illegalField, `invalid catalog after patch: ${next.error.issues[0]?.message ?? ""}`);
+    if (!next.success)
+      throw new GatewayError(
+        400,
+        Codes.illegalField,
+        `invalid catalog after patch: ${next.error.issues[0]?.message ?? ""}`,
+      );
     return c.json((await putCatalog(c.env, next.data)).catalog, 200);
   },
 );

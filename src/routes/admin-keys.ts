@@ -16,23 +16,30 @@ import { toPublic, type KeyRecord } from "../keys/types.ts";
 import { KEY_ID_RE } from "../auth/credentials.ts";
 import { once } from "../lazy.ts";
 
-
 const settings = once(() => ({
   name: z.string().trim().min(1).max(100),
   tier: z.enum(TIERS),
   max_concurrency: z.number().int().min(1).max(100_000).nullable(),
   daily_budget_cny: z.number().finite().min(0).nullable(),
   daily_token_limit: z.number().int().min(0).nullable(),
-  fallback_models: z
-    .array(z.string().min(1).max(64))
-    .max(5)
-    .nullable()
-    .openapi({ description: "models tried in order when the requested one fails for good before its first byte (x-fallback-models overrides)" }),
+  fallback_models: z.array(z.string().min(1).max(64)).max(5).nullable().openapi({
+    description:
+      "models tried in order when the requested one fails for good before its first byte (x-fallback-models overrides)",
+  }),
   webhook_urls: z
-    .array(z.string().url().max(2048).refine((u) => /^https?:\/\//.test(u), "an http(s) URL"))
+    .array(
+      z
+        .string()
+        .url()
+        .max(2048)
+        .refine((u) => /^https?:\/\//.test(u), "an http(s) URL"),
+    )
     .max(20)
     .nullable()
-    .openapi({ description: "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a '/' boundary)" }),
+    .openapi({
+      description:
+        "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a '/' boundary)",
+    }),
   max_upstream_share: z
     .number()
     .positive()
@@ -47,7 +54,10 @@ const settings = once(() => ({
 }));
 
 /** Fallback models must be in the catalog when they are set (a model removed later is skipped at request time). */
-async function checkFallbacks(c: { env: Env; executionCtx: WaitUntil }, models: string[] | null | undefined): Promise<void> {
+async function checkFallbacks(
+  c: { env: Env; executionCtx: WaitUntil },
+  models: string[] | null | undefined,
+): Promise<void> {
   if (!models?.length) return;
   const view = await getCatalog(c.env, c.executionCtx);
   for (const id of models) resolveModel(view, id);
@@ -72,7 +82,11 @@ const createKeySchema = once(() => {
 
 const patchKeySchema = once(() => z.object(settings()).partial().strict().openapi("PatchKey"));
 
-const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "0123456789abcdef0123456789abcdef" }) }));
+const idParam = once(() =>
+  z.object({
+    id: z.string().openapi({ param: { name: "id", in: "path" }, example: "0123456789abcdef0123456789abcdef" }),
+  }),
+);
 
 function json<T extends z.ZodType>(schema: T, description: string) {
   return { description, content: { "application/json": { schema } } };
@@ -91,9 +105,14 @@ export const adminKeys = newRouter();
 
 adminKeys.openapi(
   createRoute({ method: "post", path: "/keys" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Create a key",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Create a key",
     request: { body: { required: true, content: { "application/json": { schema: createKeySchema() } } } },
-    responses: () => ({ 201: json(createdKeySchema(), "The new key; `key` and `webhook_secret` are shown only here"), ...commonErrors() }),
+    responses: () => ({
+      201: json(createdKeySchema(), "The new key; `key` and `webhook_secret` are shown only here"),
+      ...commonErrors(),
+    }),
   })),
   async (c) => {
     const body = c.req.valid("json");
@@ -130,9 +149,19 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "get", path: "/keys" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "List keys",
-    request: { query: z.object({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }) },
-    responses: () => ({ 200: json(z.object({ data: z.array(publicKeySchema()), cursor: z.string().nullable() }), "Keys, newest index entries first"), ...commonErrors() }),
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "List keys",
+    request: {
+      query: z.object({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }),
+    },
+    responses: () => ({
+      200: json(
+        z.object({ data: z.array(publicKeySchema()), cursor: z.string().nullable() }),
+        "Keys, newest index entries first",
+      ),
+      ...commonErrors(),
+    }),
   })),
   async (c) => {
     const q = c.req.valid("query");
@@ -143,7 +172,9 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "get", path: "/keys/{id}" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "A key, with its in-flight count per model",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "A key, with its in-flight count per model",
     request: { params: idParam() },
     responses: () => ({ 200: json(keyDetailSchema(), "The key"), ...commonErrors(), ...notFound() }),
   })),
@@ -156,8 +187,13 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "patch", path: "/keys/{id}" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Change a key's name, tier, limits, budgets, fallback models, webhook URLs or upstream share",
-    request: { params: idParam(), body: { required: true, content: { "application/json": { schema: patchKeySchema() } } } },
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Change a key's name, tier, limits, budgets, fallback models, webhook URLs or upstream share",
+    request: {
+      params: idParam(),
+      body: { required: true, content: { "application/json": { schema: patchKeySchema() } } },
+    },
     responses: () => ({ 200: json(publicKeySchema(), "The updated key"), ...commonErrors(), ...notFound() }),
   })),
   async (c) => {
@@ -171,10 +207,15 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "post", path: "/keys/{id}/revoke-tokens" }, () => ({
-    tags: ["admin"], security: adminSecurity,
+    tags: ["admin"],
+    security: adminSecurity,
     summary: "Revoke every browser token of a key (the key itself keeps working; tokens minted from now on work)",
     request: { params: idParam() },
-    responses: () => ({ 200: json(publicKeySchema(), "The key, with tokens_valid_after set"), ...commonErrors(), ...notFound() }),
+    responses: () => ({
+      200: json(publicKeySchema(), "The key, with tokens_valid_after set"),
+      ...commonErrors(),
+      ...notFound(),
+    }),
   })),
   async (c) => {
     const key = await keyStub(c.env, checkId(c.req.valid("param").id)).revokeTokens();
@@ -185,7 +226,9 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "delete", path: "/keys/{id}" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Revoke a key (refused on its next request)",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Revoke a key (refused on its next request)",
     request: { params: idParam() },
     responses: () => ({ 200: json(publicKeySchema(), "The revoked key"), ...commonErrors(), ...notFound() }),
   })),
@@ -199,9 +242,15 @@ adminKeys.openapi(
 
 adminKeys.openapi(
   createRoute({ method: "post", path: "/keys/{id}/webhook-secret" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Rotate the key's webhook signing secret",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Rotate the key's webhook signing secret",
     request: { params: idParam() },
-    responses: () => ({ 200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"), ...commonErrors(), ...notFound() }),
+    responses: () => ({
+      200: json(z.object({ id: z.string(), webhook_secret: z.string() }), "The new secret, shown only here"),
+      ...commonErrors(),
+      ...notFound(),
+    }),
   })),
   async (c) => {
     const id = checkId(c.req.valid("param").id);

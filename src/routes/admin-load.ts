@@ -13,24 +13,31 @@ import { allKeyIds } from "../keys/key-index.ts";
 import { keyStub } from "../keys/stub.ts";
 import { keyActivitySchema, publicKeySchema, type KeyStatus } from "../keys/schema.ts";
 
-const modelLoadSchema = once(() => z.object({
-  model: z.string(),
-  in_flight: z.number().int(),
-  limit: z.number().int().openapi({ description: "the most requests in flight allowed for this model" }),
-}));
+const modelLoadSchema = once(() =>
+  z.object({
+    model: z.string(),
+    in_flight: z.number().int(),
+    limit: z.number().int().openapi({ description: "the most requests in flight allowed for this model" }),
+  }),
+);
 
 const loadSchema = once(() => {
   const ModelLoadSchema = modelLoadSchema();
-  const KeyLoadSchema = publicKeySchema().extend({
-    ...keyActivitySchema().shape,
-    models: z.array(ModelLoadSchema).openapi({ description: "every model the catalog serves, and any other with requests in flight" }),
-  }).openapi("KeyLoad");
+  const KeyLoadSchema = publicKeySchema()
+    .extend({
+      ...keyActivitySchema().shape,
+      models: z
+        .array(ModelLoadSchema)
+        .openapi({ description: "every model the catalog serves, and any other with requests in flight" }),
+    })
+    .openapi("KeyLoad");
   return z
     .object({
       at: z.string(),
-      account: z
-        .object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) })
-        .openapi({ description: "the gateway's upstream capacity: in flight and limits summed over its GLM accounts (tier: the first account's)" }),
+      account: z.object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) }).openapi({
+        description:
+          "the gateway's upstream capacity: in flight and limits summed over its GLM accounts (tier: the first account's)",
+      }),
       keys: z.array(KeyLoadSchema),
     })
     .openapi("Load");
@@ -39,7 +46,11 @@ const loadSchema = once(() => {
 type ModelLoad = z.infer<ReturnType<typeof modelLoadSchema>>;
 
 /** One row per served model (and per model still in flight after it was removed or disabled). */
-function perModel(models: ModelEntry[], inFlight: Record<string, number>, limitOf: (m: ModelEntry | undefined) => number): ModelLoad[] {
+function perModel(
+  models: ModelEntry[],
+  inFlight: Record<string, number>,
+  limitOf: (m: ModelEntry | undefined) => number,
+): ModelLoad[] {
   const served = models.filter((m) => m.status !== "disabled" || (inFlight[m.id] ?? 0) > 0);
   const others = Object.keys(inFlight).filter((id) => (inFlight[id] ?? 0) > 0 && !served.some((m) => m.id === id));
   return [
@@ -58,9 +69,14 @@ export const adminLoad = newRouter();
 
 adminLoad.openapi(
   createRoute({ method: "get", path: "/load" }, () => ({
-    tags: ["admin"], security: adminSecurity,
-    summary: "Requests in flight per model for every key and for the upstream account, with each key's last use and today's spend",
-    responses: () => ({ 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } }, ...commonErrors() }),
+    tags: ["admin"],
+    security: adminSecurity,
+    summary:
+      "Requests in flight per model for every key and for the upstream account, with each key's last use and today's spend",
+    responses: () => ({
+      200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } },
+      ...commonErrors(),
+    }),
   })),
   async (c) => {
     const { models } = (await getCatalog(c.env, c.executionCtx)).catalog;
@@ -77,7 +93,10 @@ adminLoad.openapi(
       .filter((k) => k !== null)
       .map(({ in_flight, ...key }) => ({ ...key, models: perModel(models, in_flight, (m) => keyLimit(key, m)) }))
       .sort((a, b) => b.created_at.localeCompare(a.created_at));
-    const account = { tier, models: perModel(models, Object.fromEntries(upstream), (m) => poolsOf(m).reduce((n, p) => n + p.limit, 0)) };
+    const account = {
+      tier,
+      models: perModel(models, Object.fromEntries(upstream), (m) => poolsOf(m).reduce((n, p) => n + p.limit, 0)),
+    };
     return c.json({ at: new Date().toISOString(), account, keys }, 200);
   },
 );

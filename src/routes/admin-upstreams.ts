@@ -11,7 +11,9 @@ import type { CircuitState } from "../limiter/guard.ts";
 
 const upstreamsSchema = once(() => {
   const CircuitSchema = z.object({
-    state: z.enum(["closed", "open", "half_open"]).openapi({ description: "open: skipped until retry_at, then one probe request decides" }),
+    state: z
+      .enum(["closed", "open", "half_open"])
+      .openapi({ description: "open: skipped until retry_at, then one probe request decides" }),
     consecutive_failures: z.number().int(),
     retry_at: z.string().nullable().openapi({ description: "open: when the next probe may go" }),
   });
@@ -66,9 +68,14 @@ export const adminUpstreams = newRouter();
 
 adminUpstreams.openapi(
   createRoute({ method: "get", path: "/upstreams" }, () => ({
-    tags: ["admin"], security: adminSecurity,
-    summary: "The upstream accounts: in flight against the limit, recent failures and circuit state per model (keys never shown)",
-    responses: () => ({ 200: { description: "A snapshot (read-only)", content: { "application/json": { schema: upstreamsSchema() } } }, ...commonErrors() }),
+    tags: ["admin"],
+    security: adminSecurity,
+    summary:
+      "The upstream accounts: in flight against the limit, recent failures and circuit state per model (keys never shown)",
+    responses: () => ({
+      200: { description: "A snapshot (read-only)", content: { "application/json": { schema: upstreamsSchema() } } },
+      ...commonErrors(),
+    }),
   })),
   async (c) => {
     const accounts = readAccounts(c.env);
@@ -76,10 +83,15 @@ adminUpstreams.openapi(
     const models = (await getCatalog(c.env, c.executionCtx)).catalog.models.filter((m) => m.status !== "disabled");
     const out = await Promise.all(
       accounts.map(async (a) => ({
-        id: a.id, tier: a.tier, base_url: safeUrl(a.baseUrl), weight: a.weight,
+        id: a.id,
+        tier: a.tier,
+        base_url: safeUrl(a.baseUrl),
+        weight: a.weight,
         models: (await poolStates(c.env, [a], models, guardShardSlots)).map(({ model, pools, states }) => {
           const state = worst(states.map((s) => s.circuit.state));
-          const retryAt = Math.min(...states.filter((s) => s.circuit.state !== "closed").map((s) => s.circuit.retryAt ?? Infinity));
+          const retryAt = Math.min(
+            ...states.filter((s) => s.circuit.state !== "closed").map((s) => s.circuit.retryAt ?? Infinity),
+          );
           return {
             model: model.id,
             in_flight: states.reduce((n, s) => n + s.in_flight, 0),

@@ -13,7 +13,20 @@ import { readConfig } from "../config.ts";
 import { reportOf } from "../usage/report.ts";
 import { rangeQuery, resolveRange } from "./usage.ts";
 
-const CSV_COLUMNS = ["day", "key_id", "key_name", "model", "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_cny", "estimated", "errors", "incomplete"] as const;
+const CSV_COLUMNS = [
+  "day",
+  "key_id",
+  "key_name",
+  "model",
+  "requests",
+  "prompt_tokens",
+  "completion_tokens",
+  "cached_tokens",
+  "cost_cny",
+  "estimated",
+  "errors",
+  "incomplete",
+] as const;
 
 /** RFC 4180 quoting; a cell a spreadsheet would run as a formula (=, +, -, @) is prefixed with '. */
 function csvCell(v: string | number): string {
@@ -44,11 +57,16 @@ export const adminUsage = newRouter();
 
 adminUsage.openapi(
   createRoute({ method: "get", path: "/usage" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "Usage of one key (key_id) or of all keys, as JSON or CSV",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "Usage of one key (key_id) or of all keys, as JSON or CSV",
     request: {
       query: rangeQuery().extend({
         key_id: z.string().optional(),
-        format: z.enum(["json", "csv"]).optional().openapi({ description: "csv: one row per day, key and model (a download)" }),
+        format: z
+          .enum(["json", "csv"])
+          .optional()
+          .openapi({ description: "csv: one row per day, key and model (a download)" }),
       }),
     },
     responses: () => ({
@@ -56,7 +74,9 @@ adminUsage.openapi(
         description: "Usage report",
         content: {
           "application/json": { schema: adminUsageReportSchema() },
-          "text/csv": { schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }) },
+          "text/csv": {
+            schema: z.string().openapi({ description: `header ${CSV_COLUMNS.join(",")}; cost_cny exact to 1e-9` }),
+          },
         },
       },
       ...commonErrors(),
@@ -66,7 +86,8 @@ adminUsage.openapi(
   async (c) => {
     const q = c.req.valid("query");
     const range = resolveRange(q);
-    if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id)) throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
+    if (q.key_id !== undefined && !KEY_ID_RE.test(q.key_id))
+      throw new GatewayError(400, Codes.illegalField, "invalid field key_id");
     let rows: (UsageRow & { key_id: string; key_name: string })[];
     let freshness: UsageFreshness;
     if (q.key_id) {
@@ -78,7 +99,9 @@ adminUsage.openapi(
       rows = (await stub.usageRows(range.from, range.to)).map((r) => ({ ...r, key_id: info.id, key_name: info.name }));
       freshness = { source: "key", max_lag_seconds: 0, flushed_at: null };
     } else {
-      const months = await Promise.all(monthsIn(range.from, range.to).map((m) => rollupStub(c.env, m).read(range.from, range.to)));
+      const months = await Promise.all(
+        monthsIn(range.from, range.to).map((m) => rollupStub(c.env, m).read(range.from, range.to)),
+      );
       rows = months.flatMap((m) => m.rows.map(toUsageRow));
       const flushed = Math.max(0, ...months.map((m) => m.flushedAt ?? 0));
       freshness = {
@@ -87,8 +110,19 @@ adminUsage.openapi(
         flushed_at: flushed > 0 ? new Date(flushed).toISOString() : null,
       };
     }
-    if (q.format !== "csv") return c.json({ key_id: q.key_id ?? null, ...range, ...reportOf(rows.map(({ key_id: _, key_name: __, ...r }) => r)), freshness }, 200);
-    rows.sort((a, b) => a.day.localeCompare(b.day) || a.key_id.localeCompare(b.key_id) || a.model.localeCompare(b.model));
+    if (q.format !== "csv")
+      return c.json(
+        {
+          key_id: q.key_id ?? null,
+          ...range,
+          ...reportOf(rows.map(({ key_id: _, key_name: __, ...r }) => r)),
+          freshness,
+        },
+        200,
+      );
+    rows.sort(
+      (a, b) => a.day.localeCompare(b.day) || a.key_id.localeCompare(b.key_id) || a.model.localeCompare(b.model),
+    );
     return c.body(usageCsv(rows), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="glm-edge-usage-${range.from}-to-${range.to}.csv"`,
@@ -100,12 +134,21 @@ adminUsage.openapi(
 
 adminUsage.openapi(
   createRoute({ method: "get", path: "/keys/{id}/requests" }, () => ({
-    tags: ["admin"], security: adminSecurity, summary: "A key's most recent requests (kept 8 days)",
+    tags: ["admin"],
+    security: adminSecurity,
+    summary: "A key's most recent requests (kept 8 days)",
     request: {
       params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) }),
       query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     },
-    responses: () => ({ 200: { description: "Newest first", content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } } }, ...commonErrors(), ...notFound() }),
+    responses: () => ({
+      200: {
+        description: "Newest first",
+        content: { "application/json": { schema: z.object({ data: z.array(usageRecordSchema()) }) } },
+      },
+      ...commonErrors(),
+      ...notFound(),
+    }),
   })),
   async (c) => {
     const id = c.req.valid("param").id;

@@ -30,24 +30,37 @@ const asyncFields = once(() => ({
     description: "https URL that receives the result as a signed POST (Standard Webhooks) when the job ends",
     example: "https://example.com/hooks/glm",
   }),
-  metadata: z.record(z.string(), z.unknown()).optional().openapi({
-    description: `Your own data, echoed in the result and the webhook (at most ${MAX_METADATA_BYTES} bytes of JSON)`,
-    example: { ticket: "T-1042" },
-  }),
+  metadata: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .openapi({
+      description: `Your own data, echoed in the result and the webhook (at most ${MAX_METADATA_BYTES} bytes of JSON)`,
+      example: { ticket: "T-1042" },
+    }),
 }));
 
-const noStream = once(() => z.boolean().optional().openapi({ description: "false or absent: async jobs do not stream" }));
+const noStream = once(() =>
+  z.boolean().optional().openapi({ description: "false or absent: async jobs do not stream" }),
+);
 
 // Built from the sync schemas' fields (not extended from them) so the documents say exactly what is
 // accepted: the summarize body stays strict, and `stream` is documented as refused.
 const asyncChatRequestSchema = once(() =>
-  z.looseObject({ ...chatRequestSchema().shape, stream: noStream(), ...asyncFields() }).openapi("AsyncChatCompletionRequest"),
+  z
+    .looseObject({ ...chatRequestSchema().shape, stream: noStream(), ...asyncFields() })
+    .openapi("AsyncChatCompletionRequest"),
 );
 const asyncSummarizeRequestSchema = once(() =>
-  z.strictObject({ ...summarizeRequestSchema().shape, stream: noStream(), ...asyncFields() }).openapi("AsyncSummarizeRequest"),
+  z
+    .strictObject({ ...summarizeRequestSchema().shape, stream: noStream(), ...asyncFields() })
+    .openapi("AsyncSummarizeRequest"),
 );
 
-const idParam = once(() => z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }) }));
+const idParam = once(() =>
+  z.object({
+    id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_3f7c0c4e9b2a4d6f8e1a2b3c4d5e6f70" }),
+  }),
+);
 
 const queueDown = once(() => ({
   description: "Gateway misconfigured, limiter or job queue unavailable",
@@ -55,11 +68,18 @@ const queueDown = once(() => ({
 }));
 
 const submitResponses = once(() => ({
-  200: { description: "Accepted: poll GET /async-result/{id} or wait for the webhook", content: { "application/json": { schema: asyncTaskSchema() } } },
+  200: {
+    description: "Accepted: poll GET /async-result/{id} or wait for the webhook",
+    content: { "application/json": { schema: asyncTaskSchema() } },
+  },
   ...commonErrors(),
-  403: { description: "A browser token (they may not submit jobs)", content: { "application/json": { schema: errorSchema() } } },
+  403: {
+    description: "A browser token (they may not submit jobs)",
+    content: { "application/json": { schema: errorSchema() } },
+  },
   429: {
-    description: "The key's daily budget is used up (1308), or it has ASYNC_MAX_ACTIVE_JOBS jobs queued or running (1302); see Retry-After. A request_id already used by this key within 24 h answers 200 with that job (header idempotent-replayed: true).",
+    description:
+      "The key's daily budget is used up (1308), or it has ASYNC_MAX_ACTIVE_JOBS jobs queued or running (1302); see Retry-After. A request_id already used by this key within 24 h answers 200 with that job (header idempotent-replayed: true).",
     headers: z.object({ "retry-after": z.string().openapi({ example: "5" }) }),
     content: { "application/json": { schema: errorSchema() } },
   },
@@ -71,8 +91,16 @@ function illegal(field: string, why: string): GatewayError {
 }
 
 /** The async fields shared by every job kind, checked by the gateway's rules. */
-function asyncOptions(env: Env, body: { callback_url?: string | undefined; metadata?: Record<string, unknown> | undefined; stream?: boolean | undefined }) {
-  if (body.stream === true) throw illegal("stream", "async jobs do not stream; poll GET /async-result/{id} or set callback_url");
+function asyncOptions(
+  env: Env,
+  body: {
+    callback_url?: string | undefined;
+    metadata?: Record<string, unknown> | undefined;
+    stream?: boolean | undefined;
+  },
+) {
+  if (body.stream === true)
+    throw illegal("stream", "async jobs do not stream; poll GET /async-result/{id} or set callback_url");
   let callbackUrl: string | null = null;
   if (body.callback_url !== undefined) {
     const check = checkCallbackUrl(body.callback_url, { allowPrivate: readConfig(env).webhookAllowPrivate });
@@ -82,7 +110,8 @@ function asyncOptions(env: Env, body: { callback_url?: string | undefined; metad
   let metadata: Record<string, unknown> | null = null;
   if (body.metadata !== undefined) {
     const bytes = new TextEncoder().encode(JSON.stringify(body.metadata)).byteLength;
-    if (bytes > MAX_METADATA_BYTES) throw illegal("metadata", `${bytes} bytes of JSON is more than ${MAX_METADATA_BYTES}`);
+    if (bytes > MAX_METADATA_BYTES)
+      throw illegal("metadata", `${bytes} bytes of JSON is more than ${MAX_METADATA_BYTES}`);
     metadata = body.metadata;
   }
   return { callbackUrl, metadata };
@@ -105,8 +134,10 @@ async function checkBudget(env: Env, caller: Caller, now = Date.now()): Promise<
   if (caller.daily_budget_cny === null && caller.daily_token_limit === null) return;
   const today = utcDay(now);
   const { totals } = await keyStub(env, caller.id).usage(today, today);
-  const overBudget = caller.daily_budget_cny !== null && Math.round(totals.cost_cny * 1e9) >= Math.round(caller.daily_budget_cny * 1e9);
-  const overTokens = caller.daily_token_limit !== null && totals.prompt_tokens + totals.completion_tokens >= caller.daily_token_limit;
+  const overBudget =
+    caller.daily_budget_cny !== null && Math.round(totals.cost_cny * 1e9) >= Math.round(caller.daily_budget_cny * 1e9);
+  const overTokens =
+    caller.daily_token_limit !== null && totals.prompt_tokens + totals.completion_tokens >= caller.daily_token_limit;
   if (!overBudget && !overTokens) return;
   const midnight = Date.parse(`${today}T00:00:00Z`) + 86_400_000;
   throw new GatewayError(
@@ -138,14 +169,29 @@ async function submit(c: Context<AppEnv>, s: Submission) {
   const answer = { id, request_id: s.requestId, model: s.model, task_status: "PROCESSING" as const };
   const index = jobIndexStub(c.env, keyId);
   const fingerprint = await sha256Hex(JSON.stringify([s.kind, s.model, s.body, s.callbackUrl, s.metadata]));
-  const reserved = await index.reserve({ jobId: id, requestId: s.requestId, model: s.model, fingerprint, cap: readConfig(c.env).maxActiveJobs });
+  const reserved = await index.reserve({
+    jobId: id,
+    requestId: s.requestId,
+    model: s.model,
+    fingerprint,
+    cap: readConfig(c.env).maxActiveJobs,
+  });
   if (!reserved.ok && "existing" in reserved) {
     const prior = reserved.existing;
     if (!prior.sameRequest) {
-      throw new GatewayError(400, Codes.illegalField, `invalid field request_id: it names job ${prior.id}, submitted within 24 hours with a different request; use a new request_id`);
+      throw new GatewayError(
+        400,
+        Codes.illegalField,
+        `invalid field request_id: it names job ${prior.id}, submitted within 24 hours with a different request; use a new request_id`,
+      );
     }
     // A retried submission: the job it started, never a second run (as Stripe's idempotent requests).
-    Object.assign(c.get("logLine"), { job_id: prior.id, job_kind: s.kind, model: prior.model, idempotent_replay: true });
+    Object.assign(c.get("logLine"), {
+      job_id: prior.id,
+      job_kind: s.kind,
+      model: prior.model,
+      idempotent_replay: true,
+    });
     c.header("idempotent-replayed", "true");
     return { ...answer, id: prior.id, model: prior.model };
   }
@@ -161,7 +207,16 @@ async function submit(c: Context<AppEnv>, s: Submission) {
   let accepted = false;
   try {
     const created = await job.create({
-      record: { id, key_id: keyId, kind: s.kind, model: s.model, request_id: s.requestId, callback_url: s.callbackUrl, metadata: s.metadata, created_at: Date.now() },
+      record: {
+        id,
+        key_id: keyId,
+        kind: s.kind,
+        model: s.model,
+        request_id: s.requestId,
+        callback_url: s.callbackUrl,
+        metadata: s.metadata,
+        created_at: Date.now(),
+      },
       body: s.body,
     });
     // 128 random bits do not collide; if they ever did, refusing beats answering with someone else's job.
@@ -171,7 +226,12 @@ async function submit(c: Context<AppEnv>, s: Submission) {
     } catch (err) {
       await job.discard().catch(() => undefined);
       c.get("logLine")["error"] = String(err);
-      throw new GatewayError(503, Codes.unavailable, "the job queue is unavailable, so the job was not accepted; retry in a few seconds", { "retry-after": "2" });
+      throw new GatewayError(
+        503,
+        Codes.unavailable,
+        "the job queue is unavailable, so the job was not accepted; retry in a few seconds",
+        { "retry-after": "2" },
+      );
     }
     accepted = true;
   } finally {
@@ -186,7 +246,8 @@ export const asyncJobs = newRouter();
 
 asyncJobs.openapi(
   createRoute({ method: "post", path: "/async/chat/completions" }, () => ({
-    tags: ["async"], security: bearerSecurity,
+    tags: ["async"],
+    security: bearerSecurity,
     summary: "Submit a chat completion as an async job",
     description:
       "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none is free, and retries transient upstream failures.",
@@ -205,15 +266,20 @@ asyncJobs.openapi(
     delete raw["metadata"];
     delete raw["stream"];
     const upstreamBody = JSON.stringify({ ...raw, request_id: requestId });
-    return c.json(await submit(c, { kind: "chat", model: model.id, requestId, callbackUrl, metadata, body: upstreamBody }), 200);
+    return c.json(
+      await submit(c, { kind: "chat", model: model.id, requestId, callbackUrl, metadata, body: upstreamBody }),
+      200,
+    );
   },
 );
 
 asyncJobs.openapi(
   createRoute({ method: "get", path: "/async-result/{id}" }, () => ({
-    tags: ["async"], security: bearerSecurity,
+    tags: ["async"],
+    security: bearerSecurity,
     summary: "An async job's status and result, with its webhook deliveries",
-    description: "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
+    description:
+      "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
     request: { params: idParam() },
     responses: () => ({
       200: { description: "The job", content: { "application/json": { schema: asyncResultSchema() } } },
@@ -232,7 +298,8 @@ asyncJobs.openapi(
 
 asyncJobs.openapi(
   createRoute({ method: "post", path: "/async/summarize" }, () => ({
-    tags: ["async"], security: bearerSecurity,
+    tags: ["async"],
+    security: bearerSecurity,
     summary: "Submit a summary as an async job",
     description:
       "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
@@ -243,7 +310,11 @@ asyncJobs.openapi(
     const body = c.req.valid("json");
     // The checks summarizeText makes, made now so that a bad request fails at submission, not later.
     if (body.text.length > MAX_TEXT_CHARS) {
-      throw new GatewayError(413, Codes.promptTooLong, `text is ${body.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`);
+      throw new GatewayError(
+        413,
+        Codes.promptTooLong,
+        `text is ${body.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
+      );
     }
     if (body.text.trim() === "") throw illegal("text", "it is empty; there is nothing to summarize");
     const catalog = await getCatalog(c.env, c.executionCtx);
@@ -257,6 +328,16 @@ asyncJobs.openapi(
     if (body.max_tokens !== undefined) input.max_tokens = body.max_tokens;
     if (body.instructions !== undefined) input.instructions = body.instructions;
     const requestId = c.get("requestId");
-    return c.json(await submit(c, { kind: "summarize", model: model.id, requestId, callbackUrl, metadata, body: JSON.stringify(input) }), 200);
+    return c.json(
+      await submit(c, {
+        kind: "summarize",
+        model: model.id,
+        requestId,
+        callbackUrl,
+        metadata,
+        body: JSON.stringify(input),
+      }),
+      200,
+    );
   },
 );

@@ -18,11 +18,19 @@ import type { AppEnv } from "../http/context.ts";
  * Each must be served by the catalog and take the request's max_tokens; an empty header means none at all
  * (not even the key's default list).
  */
-function fallbackModels(c: Context<AppEnv>, view: CatalogView, maxTokens: number | undefined): ModelEntry[] | undefined {
+function fallbackModels(
+  c: Context<AppEnv>,
+  view: CatalogView,
+  maxTokens: number | undefined,
+): ModelEntry[] | undefined {
   const raw = c.req.header("x-fallback-models");
   if (raw === undefined) return undefined;
-  const ids = raw.split(",").map((s) => s.trim()).filter(Boolean);
-  if (ids.length > 5) throw new GatewayError(400, Codes.illegalField, "invalid header x-fallback-models: at most 5 models");
+  const ids = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (ids.length > 5)
+    throw new GatewayError(400, Codes.illegalField, "invalid header x-fallback-models: at most 5 models");
   return ids.map((id) => {
     const m = resolveModel(view, id);
     checkMaxTokens(m, maxTokens);
@@ -34,7 +42,11 @@ export function queueTimeout(c: Context<AppEnv>): number {
   const raw = c.req.header("x-queue-timeout-ms");
   if (raw === undefined || raw === "") return 0;
   if (!/^\d{1,9}$/.test(raw.trim())) {
-    throw new GatewayError(400, Codes.illegalField, "invalid header x-queue-timeout-ms: expected milliseconds as a whole number");
+    throw new GatewayError(
+      400,
+      Codes.illegalField,
+      "invalid header x-queue-timeout-ms: expected milliseconds as a whole number",
+    );
   }
   return Number(raw.trim());
 }
@@ -47,8 +59,14 @@ const route = createRoute({ method: "post", path: "/chat/completions" }, () => (
     "GLM's chat API. With `stream: true` the answer is GLM's SSE stream, byte for byte; a stream that fails after it started ends with an in-band `data: {\"error\":…}` event. Send `x-queue-timeout-ms` to wait for a free slot instead of an immediate 429. A failure before the first byte is retried (another upstream account, or the same after a backoff), then the `x-fallback-models` (or the key's default list) are tried in order; `x-upstream-model` and `x-upstream-attempts` say what answered.",
   request: {
     headers: z.object({
-      "x-queue-timeout-ms": z.string().optional().openapi({ description: "wait up to this long for a slot (max 60000)" }),
-      "x-fallback-models": z.string().optional().openapi({ description: "comma-separated models to fall back to, in order (at most 5); empty: none", example: "glm-4-air-250414,glm-4-flash-250414" }),
+      "x-queue-timeout-ms": z
+        .string()
+        .optional()
+        .openapi({ description: "wait up to this long for a slot (max 60000)" }),
+      "x-fallback-models": z.string().optional().openapi({
+        description: "comma-separated models to fall back to, in order (at most 5); empty: none",
+        example: "glm-4-air-250414,glm-4-flash-250414",
+      }),
       "x-request-id": z.string().optional(),
     }),
     body: { required: true, content: { "application/json": { schema: chatRequestSchema() } } },
@@ -60,7 +78,9 @@ const route = createRoute({ method: "post", path: "/chat/completions" }, () => (
         "x-request-id": z.string(),
         "x-concurrency-limit": z.string(),
         "x-concurrency-in-flight": z.string(),
-        "x-upstream-model": z.string().openapi({ description: "the model that answered (a fallback's when the requested one failed)" }),
+        "x-upstream-model": z
+          .string()
+          .openapi({ description: "the model that answered (a fallback's when the requested one failed)" }),
         "x-upstream-attempts": z.string().openapi({ description: "upstream attempts the request took" }),
         "x-cost-cny": z.string().optional().openapi({ description: "non-streaming only" }),
       }),
@@ -113,7 +133,10 @@ chat.openapi(route, async (c) => {
   headers.set("x-upstream-attempts", String(sent.attempts));
   const outcome = sent.kind === "stream" ? sent.outcome : Promise.resolve(sent.outcome);
   // The log line is written by the request middleware when the answer has been sent in full.
-  c.set("settled", outcome.then((o) => ({ key_id: keyId, ...outcomeFields(o) })));
+  c.set(
+    "settled",
+    outcome.then((o) => ({ key_id: keyId, ...outcomeFields(o) })),
+  );
   if (sent.kind === "stream") {
     headers.set("cache-control", "no-cache");
     return new Response(sent.body, { status: 200, headers }) as never;

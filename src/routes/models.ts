@@ -63,9 +63,15 @@ export const models = newRouter();
 
 models.openapi(
   createRoute({ method: "get", path: "/models" }, () => ({
-    tags: ["models"], summary: "List models with limits and prices",
+    tags: ["models"],
+    summary: "List models with limits and prices",
     responses: () => ({
-      200: { description: "The catalog", content: { "application/json": { schema: z.object({ object: z.literal("list"), data: z.array(modelSchema()) }) } } },
+      200: {
+        description: "The catalog",
+        content: {
+          "application/json": { schema: z.object({ object: z.literal("list"), data: z.array(modelSchema()) }) },
+        },
+      },
       304: { description: "Not modified (If-None-Match)" },
     }),
   })),
@@ -80,8 +86,11 @@ models.openapi(
 
 models.openapi(
   createRoute({ method: "get", path: "/models/{id}" }, () => ({
-    tags: ["models"], summary: "One model",
-    request: { params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }) },
+    tags: ["models"],
+    summary: "One model",
+    request: {
+      params: z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, example: "glm-4-plus" }) }),
+    },
     responses: () => ({
       200: { description: "The model", content: { "application/json": { schema: modelSchema() } } },
       304: { description: "Not modified (If-None-Match)" },

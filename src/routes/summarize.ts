@@ -5,7 +5,13 @@ import type { MiddlewareHandler } from "hono";
 import { Codes, GatewayError } from "../errors.ts";
 import type { AppEnv } from "../http/context.ts";
 import { bearerSecurity, commonErrors, createRoute, errorSchema, limitErrors, newRouter } from "../http/openapi.ts";
-import { MAX_TEXT_CHARS, summarizeQuerySchema, summarizeRequestSchema, summarySchema, type SummarizeRequest } from "../summarize/schema.ts";
+import {
+  MAX_TEXT_CHARS,
+  summarizeQuerySchema,
+  summarizeRequestSchema,
+  summarySchema,
+  type SummarizeRequest,
+} from "../summarize/schema.ts";
 import { streamSummary, summarizeWithMeta, type SummarizeInput } from "../summarize/service.ts";
 import { formatCny } from "../usage/cost.ts";
 import { queueTimeout } from "./chat.ts";
@@ -17,9 +23,16 @@ function bodyKind(header: string | undefined): "json" | "text" {
   const [type = "", ...params] = (header ?? "").split(";").map((p) => p.trim().toLowerCase());
   if (JSON_TYPE.test(type)) return "json";
   if (TEXT_TYPES.has(type)) {
-    const charset = params.find((p) => p.startsWith("charset="))?.slice(8).replace(/"/g, "");
+    const charset = params
+      .find((p) => p.startsWith("charset="))
+      ?.slice(8)
+      .replace(/"/g, "");
     if (charset && charset !== "utf-8" && charset !== "utf8" && charset !== "us-ascii") {
-      throw new GatewayError(415, Codes.badParams, `unsupported charset ${JSON.stringify(charset)}: send the text as UTF-8`);
+      throw new GatewayError(
+        415,
+        Codes.badParams,
+        `unsupported charset ${JSON.stringify(charset)}: send the text as UTF-8`,
+      );
     }
     return "text";
   }
@@ -38,10 +51,10 @@ const contentType: MiddlewareHandler<AppEnv> = async function contentType(c, nex
 
 const STREAM_DOC = [
   "With `stream: true` (or `?stream=true`) the answer is `text/event-stream` in the chat-completion chunk shape, ending with `data: [DONE]`:",
-  "1. For a text that needs several pieces, progress chunks first: `{\"id\",\"created\",\"model\",\"choices\":[],\"progress\":{\"done\",\"total\",\"stage\"}}` with stage `map` (pieces summarized / pieces), `combine` (merges done / merges) and `final` (the summary starts). `choices` is empty, like OpenAI's usage-only chunk, so OpenAI-style parsers read past them; a client that wants progress reads `progress`. During long silences an SSE comment line `: keep-alive` is sent (parsers ignore it).",
+  '1. For a text that needs several pieces, progress chunks first: `{"id","created","model","choices":[],"progress":{"done","total","stage"}}` with stage `map` (pieces summarized / pieces), `combine` (merges done / merges) and `final` (the summary starts). `choices` is empty, like OpenAI\'s usage-only chunk, so OpenAI-style parsers read past them; a client that wants progress reads `progress`. During long silences an SSE comment line `: keep-alive` is sent (parsers ignore it).',
   "2. The summary itself: GLM's chunks (`choices[0].delta.content`), passed through as GLM sends them.",
   "3. A closing chunk with `choices: []`, the summed `usage` of every upstream call, `cost_cny`, `chunks` and `progress.stage` `done`; then `data: [DONE]`.",
-  "A failure after the stream started ends it with `data: {\"error\":{\"code\",\"message\"}}` and no [DONE]: a partial summary is never presented as complete.",
+  'A failure after the stream started ends it with `data: {"error":{"code","message"}}` and no [DONE]: a partial summary is never presented as complete.',
 ].join("\n");
 
 const route = createRoute({ method: "post", path: "/summarize", middleware: [contentType] as const }, () => ({
@@ -59,7 +72,10 @@ const route = createRoute({ method: "post", path: "/summarize", middleware: [con
   ].join("\n"),
   request: {
     headers: z.object({
-      "x-queue-timeout-ms": z.string().optional().openapi({ description: "wait up to this long for the first slot (max 60000)" }),
+      "x-queue-timeout-ms": z
+        .string()
+        .optional()
+        .openapi({ description: "wait up to this long for the first slot (max 60000)" }),
       "x-request-id": z.string().optional(),
     }),
     query: summarizeQuerySchema(),
@@ -77,19 +93,31 @@ const route = createRoute({ method: "post", path: "/summarize", middleware: [con
       description: "The summary; `text/event-stream` when streaming (see above)",
       headers: z.object({
         "x-request-id": z.string(),
-        "x-summarize-chunks": z.string().openapi({ description: "pieces the text was summarized in (streams: as planned when the stream opened)" }),
+        "x-summarize-chunks": z
+          .string()
+          .openapi({ description: "pieces the text was summarized in (streams: as planned when the stream opened)" }),
         "x-concurrency-limit": z.string(),
         "x-concurrency-in-flight": z.string(),
         "x-cost-cny": z.string().optional().openapi({ description: "non-streaming only" }),
       }),
       content: {
         "application/json": { schema: summarySchema() },
-        "text/event-stream": { schema: z.string().openapi({ description: "progress chunks, the summary's chunks, a closing usage chunk, data: [DONE]" }) },
+        "text/event-stream": {
+          schema: z
+            .string()
+            .openapi({ description: "progress chunks, the summary's chunks, a closing usage chunk, data: [DONE]" }),
+        },
       },
     },
     ...commonErrors(),
-    413: { description: `Text longer than ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (1261), or body over 8 MiB`, content: { "application/json": { schema: errorSchema() } } },
-    415: { description: "Body is neither JSON nor UTF-8 text/plain or text/markdown", content: { "application/json": { schema: errorSchema() } } },
+    413: {
+      description: `Text longer than ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (1261), or body over 8 MiB`,
+      content: { "application/json": { schema: errorSchema() } },
+    },
+    415: {
+      description: "Body is neither JSON nor UTF-8 text/plain or text/markdown",
+      content: { "application/json": { schema: errorSchema() } },
+    },
     ...limitErrors(),
   }),
 }));
@@ -102,7 +130,11 @@ summarize.openapi(route, async (c) => {
   if (bodyKind(c.req.header("content-type")) === "json") {
     const given = Object.keys(query).filter((k) => query[k as keyof typeof query] !== undefined);
     if (given.length > 0) {
-      throw new GatewayError(400, Codes.illegalField, `invalid query parameter ${given[0]}: with a JSON body, options go in the body`);
+      throw new GatewayError(
+        400,
+        Codes.illegalField,
+        `invalid query parameter ${given[0]}: with a JSON body, options go in the body`,
+      );
     }
     // The JSON validator ran (the text/plain schemas are documentation only): this is the parsed object.
     input = c.req.valid("json") as SummarizeRequest;
@@ -122,8 +154,12 @@ summarize.openapi(route, async (c) => {
     // The log line is written by the request middleware when the stream has ended.
     c.set("settled", s.facts);
     const headers = new Headers({
-      "content-type": "text/event-stream;charset=UTF-8", "cache-control": "no-cache", "x-request-id": opts.requestId,
-      "x-concurrency-limit": String(s.limit), "x-concurrency-in-flight": String(s.inFlight), "x-summarize-chunks": String(s.chunks),
+      "content-type": "text/event-stream;charset=UTF-8",
+      "cache-control": "no-cache",
+      "x-request-id": opts.requestId,
+      "x-concurrency-limit": String(s.limit),
+      "x-concurrency-in-flight": String(s.inFlight),
+      "x-summarize-chunks": String(s.chunks),
     });
     return new Response(s.body, { status: 200, headers }) as never;
   }

@@ -19,13 +19,18 @@ export const rangeQuery = once(() => {
 const MAX_RANGE_DAYS = 400;
 
 /** Resolves a date range: default the last 30 days; at most 400 days; from <= to. */
-export function resolveRange(q: { from?: string | undefined; to?: string | undefined }, now = Date.now()): { from: string; to: string } {
+export function resolveRange(
+  q: { from?: string | undefined; to?: string | undefined },
+  now = Date.now(),
+): { from: string; to: string } {
   const to = q.to ?? utcDay(now);
   const from = q.from ?? utcDay(Date.parse(to + "T00:00:00Z") - 29 * 86_400_000);
   const span = (Date.parse(to + "T00:00:00Z") - Date.parse(from + "T00:00:00Z")) / 86_400_000;
-  if (!Number.isFinite(span)) throw new GatewayError(400, Codes.illegalField, "invalid field from/to: not a calendar date");
+  if (!Number.isFinite(span))
+    throw new GatewayError(400, Codes.illegalField, "invalid field from/to: not a calendar date");
   if (span < 0) throw new GatewayError(400, Codes.illegalField, "invalid field from: it is after to");
-  if (span > MAX_RANGE_DAYS) throw new GatewayError(400, Codes.illegalField, `invalid field from: the range is at most ${MAX_RANGE_DAYS} days`);
+  if (span > MAX_RANGE_DAYS)
+    throw new GatewayError(400, Codes.illegalField, `invalid field from: the range is at most ${MAX_RANGE_DAYS} days`);
   return { from, to };
 }
 
@@ -33,9 +38,14 @@ export const usage = newRouter();
 
 usage.openapi(
   createRoute({ method: "get", path: "/usage" }, () => ({
-    tags: ["usage"], security: bearerSecurity, summary: "Your key's usage and cost",
+    tags: ["usage"],
+    security: bearerSecurity,
+    summary: "Your key's usage and cost",
     request: { query: rangeQuery() },
-    responses: () => ({ 200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema() } } }, ...commonErrors() }),
+    responses: () => ({
+      200: { description: "Usage report", content: { "application/json": { schema: usageReportSchema() } } },
+      ...commonErrors(),
+    }),
   })),
   async (c) => {
     const range = resolveRange(c.req.valid("query"));

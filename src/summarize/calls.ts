@@ -102,7 +102,9 @@ export class Calls {
   }
 
   totals(): { prompt_tokens: number; completion_tokens: number; cost_nano: number } {
-    let prompt_tokens = 0, completion_tokens = 0, cost_nano = 0;
+    let prompt_tokens = 0,
+      completion_tokens = 0,
+      cost_nano = 0;
     for (const r of this.records) {
       prompt_tokens += r.prompt_tokens;
       completion_tokens += r.completion_tokens;
@@ -133,13 +135,26 @@ export class Calls {
     } catch (err) {
       if (!(err instanceof Transient)) throw err;
       const e = err.error;
-      throw new GatewayError(e.status, e.code, `${what} failed twice, so the summary was abandoned: ${e.message}`, e.headers);
+      throw new GatewayError(
+        e.status,
+        e.code,
+        `${what} failed twice, so the summary was abandoned: ${e.message}`,
+        e.headers,
+      );
     }
   }
 
-  private acquire(queueTimeoutMs: number, worstCase?: { promptTokens: number; maxOutputTokens: number }): Promise<Slot> {
+  private acquire(
+    queueTimeoutMs: number,
+    worstCase?: { promptTokens: number; maxOutputTokens: number },
+  ): Promise<Slot> {
     return admit({
-      env: this.s.env, cred: this.s.cred, model: this.s.model, queueTimeoutMs, origin: this.s.origin, signal: this.signal,
+      env: this.s.env,
+      cred: this.s.cred,
+      model: this.s.model,
+      queueTimeoutMs,
+      origin: this.s.origin,
+      signal: this.signal,
       ...(worstCase ? { worstCase } : {}),
     });
   }
@@ -153,18 +168,24 @@ export class Calls {
     }
     try {
       return await this.acquire(Math.max(this.s.queueTimeoutMs, PIECE_QUEUE_MS), {
-        promptTokens: estimatePromptTokens(messages), maxOutputTokens: maxTokens,
+        promptTokens: estimatePromptTokens(messages),
+        maxOutputTokens: maxTokens,
       });
     } catch (err) {
       if (this.signal.aborted) throw this.signal.reason;
-      if (err instanceof GatewayError) throw new GatewayError(err.status, err.code, `${what}: ${err.message}`, err.headers);
+      if (err instanceof GatewayError)
+        throw new GatewayError(err.status, err.code, `${what}: ${err.message}`, err.headers);
       throw err;
     }
   }
 
   private body(messages: ChatMessage[], maxTokens: number): string {
     return JSON.stringify({
-      model: this.s.model.id, messages, max_tokens: maxTokens, temperature: SUMMARY_TEMPERATURE, stream: true,
+      model: this.s.model.id,
+      messages,
+      max_tokens: maxTokens,
+      temperature: SUMMARY_TEMPERATURE,
+      stream: true,
       // GLM wants request_id unique per call; the suffix keeps the caller's id visible upstream.
       request_id: `${this.s.requestId}-${++this.seq}`,
     });
@@ -179,8 +200,17 @@ export class Calls {
       throw this.signal.reason;
     }
     const sent = await send(slot, {
-      env: this.s.env, ctx: this.s.ctx, model: this.s.model, body: this.body(messages, maxTokens), messages, stream: true,
-      requestId: this.s.requestId, kind: "summarize", acceptLanguage: this.s.acceptLanguage, signal: this.signal, startedAt: Date.now(),
+      env: this.s.env,
+      ctx: this.s.ctx,
+      model: this.s.model,
+      body: this.body(messages, maxTokens),
+      messages,
+      stream: true,
+      requestId: this.s.requestId,
+      kind: "summarize",
+      acceptLanguage: this.s.acceptLanguage,
+      signal: this.signal,
+      startedAt: Date.now(),
     });
     if (sent.kind === "stream") {
       return { body: sent.body, outcome: sent.outcome.then((o) => (this.records.push(o.record), o)) };
@@ -191,7 +221,12 @@ export class Calls {
     if (!(err instanceof Transient)) throw err;
     const e = err.error;
     const tries = sent.attempts === 1 ? "1 attempt" : `${sent.attempts} attempts`;
-    throw new GatewayError(e.status, e.code, `${what} failed after ${tries}, so the summary was abandoned: ${e.message}`, e.headers);
+    throw new GatewayError(
+      e.status,
+      e.code,
+      `${what} failed after ${tries}, so the summary was abandoned: ${e.message}`,
+      e.headers,
+    );
   }
 
   private async once(messages: ChatMessage[], maxTokens: number, what: string): Promise<Answer> {
@@ -205,14 +240,27 @@ export class Calls {
           return checkFinish(got.finishReason ?? "", got.content, what);
         case "upstream_error": {
           const code = got.error?.code ?? o.upstreamCode ?? Codes.network;
-          throw classify(undefined, code, JSON.stringify({ error: got.error ?? { code, message: "upstream error" } }), what);
+          throw classify(
+            undefined,
+            code,
+            JSON.stringify({ error: got.error ?? { code, message: "upstream error" } }),
+            what,
+          );
         }
         case "client_abort":
-          throw this.signal.aborted ? this.signal.reason : new GatewayError(408, Codes.network, "client closed the request");
+          throw this.signal.aborted
+            ? this.signal.reason
+            : new GatewayError(408, Codes.network, "client closed the request");
         default: {
           // Timeout, a broken or unfinished stream, a lost slot: worth one more try.
           const status = o.ended === "timeout" ? 504 : 502;
-          throw new Transient(new GatewayError(status, Codes.network, `${what}: ${got.error?.message ?? `the upstream call ended (${o.ended})`}`));
+          throw new Transient(
+            new GatewayError(
+              status,
+              Codes.network,
+              `${what}: ${got.error?.message ?? `the upstream call ended (${o.ended})`}`,
+            ),
+          );
         }
       }
     } finally {

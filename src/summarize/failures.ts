@@ -46,13 +46,22 @@ export function classify(status: number | undefined, code: string, text: string,
 }
 
 /** A finished answer can still be unusable: blocked, over the context, cut off or empty. */
-export function checkFinish(finishReason: string, content: string, what: string): { content: string; finishReason: string } {
+export function checkFinish(
+  finishReason: string,
+  content: string,
+  what: string,
+): { content: string; finishReason: string } {
   if (finishReason === "sensitive") {
-    throw new GatewayError(400, "1301", `${what}: the upstream's content filter blocked the text (finish_reason "sensitive")`);
+    throw new GatewayError(
+      400,
+      "1301",
+      `${what}: the upstream's content filter blocked the text (finish_reason "sensitive")`,
+    );
   }
   if (finishReason === "model_context_window_exceeded") throw new TooLong(what);
   if (finishReason === "network_error" || content.trim() === "") {
-    const why = content.trim() === "" ? "returned an empty answer" : "failed while generating (finish_reason \"network_error\")";
+    const why =
+      content.trim() === "" ? "returned an empty answer" : 'failed while generating (finish_reason "network_error")';
     throw new Transient(new GatewayError(502, Codes.network, `${what}: the upstream ${why}`));
   }
   return { content, finishReason };

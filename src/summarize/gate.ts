@@ -29,7 +29,8 @@ export class Gate {
 
   give(): void {
     const next = this.waiters.shift();
-    if (next) next(); // the permit passes straight to the next waiter
+    if (next)
+      next(); // the permit passes straight to the next waiter
     else this.used--;
   }
 }

@@ -15,15 +15,56 @@ export interface Target {
 }
 
 const NAMES: Record<string, string> = {
-  zh: "Simplified Chinese", "zh-cn": "Simplified Chinese", "zh-hans": "Simplified Chinese", "zh-sg": "Simplified Chinese",
-  "zh-tw": "Traditional Chinese", "zh-hant": "Traditional Chinese", "zh-hk": "Traditional Chinese", "zh-mo": "Traditional Chinese",
-  en: "English", ja: "Japanese", ko: "Korean", fr: "French", de: "German", es: "Spanish", pt: "Portuguese",
-  it: "Italian", ru: "Russian", ar: "Arabic", vi: "Vietnamese", th: "Thai", id: "Indonesian", ms: "Malay",
-  nl: "Dutch", pl: "Polish", tr: "Turkish", uk: "Ukrainian", hi: "Hindi", he: "Hebrew", sv: "Swedish",
+  zh: "Simplified Chinese",
+  "zh-cn": "Simplified Chinese",
+  "zh-hans": "Simplified Chinese",
+  "zh-sg": "Simplified Chinese",
+  "zh-tw": "Traditional Chinese",
+  "zh-hant": "Traditional Chinese",
+  "zh-hk": "Traditional Chinese",
+  "zh-mo": "Traditional Chinese",
+  en: "English",
+  ja: "Japanese",
+  ko: "Korean",
+  fr: "French",
+  de: "German",
+  es: "Spanish",
+  pt: "Portuguese",
+  it: "Italian",
+  ru: "Russian",
+  ar: "Arabic",
+  vi: "Vietnamese",
+  th: "Thai",
+  id: "Indonesian",
+  ms: "Malay",
+  nl: "Dutch",
+  pl: "Polish",
+  tr: "Turkish",
+  uk: "Ukrainian",
+  hi: "Hindi",
+  he: "Hebrew",
+  sv: "Swedish",
 };
 
 const SAMPLE_CHARS = 30_000;
-const EN_WORDS = new Set(["the", "and", "of", "to", "in", "is", "that", "for", "it", "with", "as", "was", "on", "are", "this", "be"]);
+const EN_WORDS = new Set([
+  "the",
+  "and",
+  "of",
+  "to",
+  "in",
+  "is",
+  "that",
+  "for",
+  "it",
+  "with",
+  "as",
+  "was",
+  "on",
+  "are",
+  "this",
+  "be",
+]);
 
 /** Three slices (start, middle, end) of a long text: enough to judge its language cheaply. */
 function sample(text: string): string {
@@ -36,7 +77,11 @@ function sample(text: string): string {
 /** The dominant language of a text, or null when it is not one we can name with confidence. */
 export function detectLanguage(text: string): string | null {
   const s = sample(text);
-  let han = 0, kana = 0, hangul = 0, latin = 0, cyrillic = 0;
+  let han = 0,
+    kana = 0,
+    hangul = 0,
+    latin = 0,
+    cyrillic = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if ((c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf)) han++;
@@ -66,7 +111,8 @@ export function detectLanguage(text: string): string | null {
 export function resolveTarget(language: string | undefined, text: string): Target {
   const auto = !language || language.toLowerCase() === "auto";
   const code = auto ? detectLanguage(text) : language;
-  if (code === null) return { code: null, english: "the language the document is written in", chinese: false, traditional: false, auto };
+  if (code === null)
+    return { code: null, english: "the language the document is written in", chinese: false, traditional: false, auto };
   const key = code.toLowerCase();
   const base = key.split("-")[0]!;
   const english = NAMES[key] ?? NAMES[base] ?? `the language with tag "${code}"`;

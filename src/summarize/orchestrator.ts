@@ -5,8 +5,23 @@
 import { Codes, GatewayError } from "../errors.ts";
 import type { Calls } from "./calls.ts";
 import { TooLong } from "./failures.ts";
-import { groupPartials, MAX_COMBINE_LEVELS, partialTokens, pieceCount, plannedMerges, type Budgets } from "./planner.ts";
-import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type PartialSummary, type PromptOptions } from "./prompts.ts";
+import {
+  groupPartials,
+  MAX_COMBINE_LEVELS,
+  partialTokens,
+  pieceCount,
+  plannedMerges,
+  type Budgets,
+} from "./planner.ts";
+import {
+  combineDocument,
+  combinePrompt,
+  mapPrompt,
+  singlePassPrompt,
+  type ChatMessage,
+  type PartialSummary,
+  type PromptOptions,
+} from "./prompts.ts";
 import { packSegments, piecesOf, segmentText, splitAgain, totalTokens, type Piece } from "./splitter.ts";
 import { quietSink, type Sink } from "./stream.ts";
 import { estimateTokens } from "../usage/estimate.ts";
@@ -71,12 +86,21 @@ export class Summarizer {
         pieces = splitAgain({ text, tokens: total });
       }
     } else {
-      pieces = piecesOf(text, segs, packSegments(segs, budgets.piece, pieceCount(total, budgets.piece, this.calls.parallel)));
+      pieces = piecesOf(
+        text,
+        segs,
+        packSegments(segs, budgets.piece, pieceCount(total, budgets.piece, this.calls.parallel)),
+      );
     }
     this.checkPlan(pieces.length);
     this.chunks = pieces.length;
     this.sink.progress({ stage: "map", done: 0, total: this.chunks });
-    const partials = (await allOrAbort(pieces.map((p, i) => this.mapPiece(p, i + 1, pieces.length)), (e) => this.calls.abort(e))).flat();
+    const partials = (
+      await allOrAbort(
+        pieces.map((p, i) => this.mapPiece(p, i + 1, pieces.length)),
+        (e) => this.calls.abort(e),
+      )
+    ).flat();
     // Renumber: pieces split again became several consecutive parts.
     const numbered = partials.map((text, i) => ({ text, from: i + 1, to: i + 1 }));
     return this.reduce(numbered);
@@ -102,7 +126,11 @@ export class Summarizer {
   private async mapPiece(piece: Piece, index: number, total: number): Promise<string[]> {
     const what = `summarizing piece ${index} of ${total}`;
     try {
-      const a = await this.calls.complete(mapPrompt(this.job.prompt, piece.text, index, total, this.job.budgets.mapOut), this.job.budgets.mapOut, what);
+      const a = await this.calls.complete(
+        mapPrompt(this.job.prompt, piece.text, index, total, this.job.budgets.mapOut),
+        this.job.budgets.mapOut,
+        what,
+      );
       this.mapDone++;
       this.sink.progress({ stage: "map", done: this.mapDone, total: this.chunks });
       return [a.content];
@@ -111,7 +139,10 @@ export class Summarizer {
       const halves = splitAgain(piece);
       if (halves.length < 2) throw tooLongError(what, piece.text.length);
       this.chunks += halves.length - 1;
-      const parts = await allOrAbort(halves.map((h) => this.mapPiece(h, index, total)), (e) => this.calls.abort(e));
+      const parts = await allOrAbort(
+        halves.map((h) => this.mapPiece(h, index, total)),
+        (e) => this.calls.abort(e),
+      );
       return parts.flat();
     }
   }
@@ -126,11 +157,15 @@ export class Summarizer {
     const { budgets } = this.job;
     let level = partials;
     for (let depth = 0; depth <= MAX_COMBINE_LEVELS; depth++) {
-      const fits = estimateTokens(combineDocument(level, total, this.job.prompt.target.chinese)) <= budgets.combineFinal;
+      const fits =
+        estimateTokens(combineDocument(level, total, this.job.prompt.target.chinese)) <= budgets.combineFinal;
       let groups: PartialSummary[][];
       if (fits) {
         try {
-          return await this.finalStep(combinePrompt(this.job.prompt, level, total, budgets.finalOut, true), "combining the partial summaries");
+          return await this.finalStep(
+            combinePrompt(this.job.prompt, level, total, budgets.finalOut, true),
+            "combining the partial summaries",
+          );
         } catch (err) {
           if (!(err instanceof TooLong)) throw err;
           if (level.length < 2) throw tooLongError("combining the partial summaries", level[0]?.text.length ?? 0);
@@ -141,13 +176,26 @@ export class Summarizer {
         groups = groupPartials(level, this.sizes(level, total), budgets.combineMid);
       }
       if (groups.length >= level.length) {
-        throw new GatewayError(400, Codes.promptTooLong, `the partial summaries cannot be merged within ${this.calls.modelId}'s context window; choose a model with a larger context`);
+        throw new GatewayError(
+          400,
+          Codes.promptTooLong,
+          `the partial summaries cannot be merged within ${this.calls.modelId}'s context window; choose a model with a larger context`,
+        );
       }
       this.combineTotal += groups.filter((g) => g.length > 1).length;
       this.sink.progress({ stage: "combine", done: this.combineDone, total: this.combineTotal });
-      level = (await allOrAbort(groups.map((g) => this.combineGroup(g, total)), (e) => this.calls.abort(e))).flat();
+      level = (
+        await allOrAbort(
+          groups.map((g) => this.combineGroup(g, total)),
+          (e) => this.calls.abort(e),
+        )
+      ).flat();
     }
-    throw new GatewayError(400, Codes.promptTooLong, `the partial summaries did not fit ${this.calls.modelId}'s context after ${MAX_COMBINE_LEVELS} levels of merging`);
+    throw new GatewayError(
+      400,
+      Codes.promptTooLong,
+      `the partial summaries did not fit ${this.calls.modelId}'s context after ${MAX_COMBINE_LEVELS} levels of merging`,
+    );
   }
 
   /** An intermediate merge of consecutive partials into one (or, after a 1261, into two or more). */
@@ -157,7 +205,11 @@ export class Summarizer {
     const to = group[group.length - 1]!.to;
     const what = `combining the summaries of parts ${from}–${to}`;
     try {
-      const a = await this.calls.complete(combinePrompt(this.job.prompt, group, total, this.job.budgets.mapOut, false), this.job.budgets.mapOut, what);
+      const a = await this.calls.complete(
+        combinePrompt(this.job.prompt, group, total, this.job.budgets.mapOut, false),
+        this.job.budgets.mapOut,
+        what,
+      );
       this.combineDone++;
       this.sink.progress({ stage: "combine", done: this.combineDone, total: this.combineTotal });
       return [{ text: a.content, from, to }];
@@ -165,7 +217,10 @@ export class Summarizer {
       if (!(err instanceof TooLong)) throw err;
       const half = Math.ceil(group.length / 2);
       this.combineTotal += 1;
-      const parts = await allOrAbort([this.combineGroup(group.slice(0, half), total), this.combineGroup(group.slice(half), total)], (e) => this.calls.abort(e));
+      const parts = await allOrAbort(
+        [this.combineGroup(group.slice(0, half), total), this.combineGroup(group.slice(half), total)],
+        (e) => this.calls.abort(e),
+      );
       return parts.flat();
     }
   }

@@ -9,7 +9,15 @@ import type { CatalogView } from "../catalog/store.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
 import { estimateTokens } from "../usage/estimate.ts";
-import { combineDocument, combinePrompt, mapPrompt, singlePassPrompt, type ChatMessage, type PartialSummary, type PromptOptions } from "./prompts.ts";
+import {
+  combineDocument,
+  combinePrompt,
+  mapPrompt,
+  singlePassPrompt,
+  type ChatMessage,
+  type PartialSummary,
+  type PromptOptions,
+} from "./prompts.ts";
 import type { Style } from "./schema.ts";
 
 export const SAFETY = 1.1;
@@ -67,7 +75,12 @@ export function defaultModel(view: CatalogView): ModelEntry {
       a.id.localeCompare(b.id),
   );
   const pick = sorted[0];
-  if (!pick) throw new GatewayError(503, Codes.unavailable, "no active model in the catalog can summarize; name one with \"model\"");
+  if (!pick)
+    throw new GatewayError(
+      503,
+      Codes.unavailable,
+      'no active model in the catalog can summarize; name one with "model"',
+    );
   return pick;
 }
 
@@ -94,7 +107,8 @@ const room = (context: number, out: number, prompt: number) => Math.floor((conte
 
 export function budgets(model: ModelEntry, o: PromptOptions, maxTokens: number | undefined): Budgets {
   const ctx = model.context_window;
-  const finalOut = maxTokens ?? Math.max(16, Math.min(STYLE_OUTPUT_TOKENS[o.style], model.max_output_tokens, Math.floor(ctx / 4)));
+  const finalOut =
+    maxTokens ?? Math.max(16, Math.min(STYLE_OUTPUT_TOKENS[o.style], model.max_output_tokens, Math.floor(ctx / 4)));
   const mapOut = Math.max(16, Math.min(MAP_OUTPUT_TOKENS, model.max_output_tokens, Math.floor(ctx / 8)));
   const one: PartialSummary[] = [{ text: "", from: 1, to: 1 }];
   const b: Budgets = {
@@ -141,7 +155,11 @@ export function partialTokens(p: PartialSummary, total: number, zh: boolean): nu
  * Groups consecutive partial summaries so that each group's document fits `budget`, with groups of similar
  * size. A group of one needs no merge and passes through to the next level unchanged.
  */
-export function groupPartials(partials: readonly PartialSummary[], sizes: readonly number[], budget: number): PartialSummary[][] {
+export function groupPartials(
+  partials: readonly PartialSummary[],
+  sizes: readonly number[],
+  budget: number,
+): PartialSummary[][] {
   const total = sizes.reduce((a, b) => a + b, 0);
   const count = Math.max(2, Math.ceil(total / budget));
   const groups: PartialSummary[][] = [];

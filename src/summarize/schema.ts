@@ -19,15 +19,18 @@ const LANGUAGE_RE = /^(?:auto|[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2})$/;
 const fields = once(() => {
   const language = z
     .string()
-    .regex(LANGUAGE_RE, "expected \"auto\" or a language tag such as zh, en, ja, zh-TW")
-    .openapi({ description: "Language of the summary; \"auto\" (default) answers in the language of the text", example: "auto" });
+    .regex(LANGUAGE_RE, 'expected "auto" or a language tag such as zh, en, ja, zh-TW')
+    .openapi({
+      description: 'Language of the summary; "auto" (default) answers in the language of the text',
+      example: "auto",
+    });
   const style = z.enum(STYLES).openapi({
     description: "paragraph: flowing prose (default); bullets: a list of key points; tldr: one or two sentences",
   });
   const instructions = z
     .string()
     .max(MAX_INSTRUCTIONS_CHARS)
-    .openapi({ description: "Extra guidance, e.g. \"focus on the financial figures\"" });
+    .openapi({ description: 'Extra guidance, e.g. "focus on the financial figures"' });
   const model = z.string().min(1).openapi({
     description: "Catalog model; default: the cheapest active model (ties: the largest context window)",
     example: "glm-4-flash-250414",
@@ -39,11 +42,18 @@ export const summarizeRequestSchema = once(() => {
   const { language, style, instructions, model } = fields();
   return z
     .strictObject({
-      text: z.string().openapi({ description: `The text to summarize, 1 to ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters` }),
+      text: z
+        .string()
+        .openapi({ description: `The text to summarize, 1 to ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters` }),
       model: model.optional(),
       style: style.optional(),
       language: language.optional(),
-      max_tokens: z.number().int().min(1).optional().openapi({ description: "Upper bound on the summary's length (default by style)" }),
+      max_tokens: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .openapi({ description: "Upper bound on the summary's length (default by style)" }),
       instructions: instructions.optional(),
       stream: z.boolean().optional().openapi({ description: "Stream the summary as SSE chat-completion chunks" }),
     })
@@ -88,10 +98,13 @@ export const summarySchema = once(() =>
       usage: z
         .object({ prompt_tokens: z.number(), completion_tokens: z.number(), total_tokens: z.number() })
         .openapi({ description: "Summed over every upstream call the summary took" }),
-      cost_cny: z.number().openapi({ description: "Cost of all upstream calls in CNY, at the prices when the request started" }),
+      cost_cny: z
+        .number()
+        .openapi({ description: "Cost of all upstream calls in CNY, at the prices when the request started" }),
       chunks: z.number().int().openapi({ description: "Pieces the text was summarized in (1 = a single pass)" }),
-      truncated: z.boolean().openapi({ description: "true when the summary was cut by max_tokens (it ends where the limit was reached)" }),
+      truncated: z
+        .boolean()
+        .openapi({ description: "true when the summary was cut by max_tokens (it ends where the limit was reached)" }),
     })
     .openapi("Summary"),
 );
-

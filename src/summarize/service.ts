@@ -66,24 +66,47 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
   if (!parsed.success) throw zodToGlmError(parsed.error);
   const body = parsed.data;
   const text = body.text.replace(/\r\n?/g, "\n");
-  if (text.trim() === "") throw new GatewayError(400, Codes.illegalField, "invalid field text: it is empty; there is nothing to summarize");
+  if (text.trim() === "")
+    throw new GatewayError(400, Codes.illegalField, "invalid field text: it is empty; there is nothing to summarize");
   const catalog = await getCatalog(env, ctx);
   const model = body.model !== undefined ? resolveModel(catalog, body.model) : defaultModel(catalog);
   checkMaxTokens(model, body.max_tokens);
-  const prompt = { target: resolveTarget(body.language, text), style: body.style ?? "paragraph", instructions: body.instructions?.trim() || undefined };
-  return { model, job: { text, prompt, budgets: budgets(model, prompt, body.max_tokens), maxCalls: readConfig(env).summarizeMaxUpstreamCalls } };
+  const prompt = {
+    target: resolveTarget(body.language, text),
+    style: body.style ?? "paragraph",
+    instructions: body.instructions?.trim() || undefined,
+  };
+  return {
+    model,
+    job: {
+      text,
+      prompt,
+      budgets: budgets(model, prompt, body.max_tokens),
+      maxCalls: readConfig(env).summarizeMaxUpstreamCalls,
+    },
+  };
 }
 
 /** The largest first call a summary can make: a single pass over the whole text, or the largest piece. */
 function firstCall(job: Job): { promptTokens: number; maxOutputTokens: number } {
   const { budgets: b } = job;
-  return { promptTokens: Math.min(estimateTokens(job.text), Math.max(b.single, b.piece)), maxOutputTokens: Math.max(b.finalOut, b.mapOut) };
+  return {
+    promptTokens: Math.min(estimateTokens(job.text), Math.max(b.single, b.piece)),
+    maxOutputTokens: Math.max(b.finalOut, b.mapOut),
+  };
 }
 
 function newCalls(env: Env, ctx: WaitUntil, cred: Credential, model: ModelEntry, opts: SummarizeOptions): Calls {
   return new Calls({
-    env, ctx, cred, model, requestId: opts.requestId, origin: opts.origin ?? null, acceptLanguage: opts.acceptLanguage ?? null,
-    queueTimeoutMs: opts.queueTimeoutMs ?? 0, signal: opts.signal ?? null,
+    env,
+    ctx,
+    cred,
+    model,
+    requestId: opts.requestId,
+    origin: opts.origin ?? null,
+    acceptLanguage: opts.acceptLanguage ?? null,
+    queueTimeoutMs: opts.queueTimeoutMs ?? 0,
+    signal: opts.signal ?? null,
   });
 }
 
@@ -96,7 +119,11 @@ function publicError(err: unknown): unknown {
 function usageOf(calls: Calls) {
   const t = calls.totals();
   return {
-    usage: { prompt_tokens: t.prompt_tokens, completion_tokens: t.completion_tokens, total_tokens: t.prompt_tokens + t.completion_tokens },
+    usage: {
+      prompt_tokens: t.prompt_tokens,
+      completion_tokens: t.completion_tokens,
+      total_tokens: t.prompt_tokens + t.completion_tokens,
+    },
     cost_nano: t.cost_nano,
   };
 }
@@ -105,14 +132,23 @@ function usageOf(calls: Calls) {
 export function summaryFields(calls: Calls, model: ModelEntry, chunks: number): Record<string, unknown> {
   const { usage, cost_nano } = usageOf(calls);
   return {
-    model: model.id, chunks, upstream_calls: calls.records.length, prompt_tokens: usage.prompt_tokens,
-    completion_tokens: usage.completion_tokens, cost_cny: formatCny(cost_nano), estimated: calls.records.some((r) => r.estimated),
+    model: model.id,
+    chunks,
+    upstream_calls: calls.records.length,
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    cost_cny: formatCny(cost_nano),
+    estimated: calls.records.some((r) => r.estimated),
   };
 }
 
 /** summarizeText plus what the HTTP route puts in headers and its log line. */
 export async function summarizeWithMeta(
-  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+  env: Env,
+  ctx: WaitUntil,
+  cred: Credential,
+  input: SummarizeInput,
+  opts: SummarizeOptions,
 ): Promise<{ result: SummarizeResult; meta: SummaryMeta; facts: SummaryFacts }> {
   const { model, job } = await prepare(env, ctx, input);
   const calls = newCalls(env, ctx, cred, model, opts);
@@ -122,10 +158,20 @@ export async function summarizeWithMeta(
     const summary = (await summarizer.run(quietSink)) ?? "";
     const { usage, cost_nano } = usageOf(calls);
     const result: SummarizeResult = {
-      id: newId(), object: "summary", model: model.id, summary: summary.trim(), usage, cost_cny: cost_nano / 1e9, chunks: summarizer.chunks,
+      id: newId(),
+      object: "summary",
+      model: model.id,
+      summary: summary.trim(),
+      usage,
+      cost_cny: cost_nano / 1e9,
+      chunks: summarizer.chunks,
       truncated: summarizer.truncated,
     };
-    return { result, meta: { limit: calls.limit, inFlight: calls.inFlight }, facts: { status: 200, ...summaryFields(calls, model, summarizer.chunks) } };
+    return {
+      result,
+      meta: { limit: calls.limit, inFlight: calls.inFlight },
+      facts: { status: 200, ...summaryFields(calls, model, summarizer.chunks) },
+    };
   } catch (err) {
     calls.abort(err);
     throw publicError(err);
@@ -136,7 +182,11 @@ export async function summarizeWithMeta(
 
 /** Summarizes without streaming; throws GatewayError. The contract the async-jobs consumer relies on. */
 export async function summarizeText(
-  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+  env: Env,
+  ctx: WaitUntil,
+  cred: Credential,
+  input: SummarizeInput,
+  opts: SummarizeOptions,
 ): Promise<SummarizeResult> {
   return (await summarizeWithMeta(env, ctx, cred, input, opts)).result;
 }
@@ -147,7 +197,11 @@ export async function summarizeText(
  * that. Later failures end the stream with an in-band error event.
  */
 export async function streamSummary(
-  env: Env, ctx: WaitUntil, cred: Credential, input: SummarizeInput, opts: SummarizeOptions,
+  env: Env,
+  ctx: WaitUntil,
+  cred: Credential,
+  input: SummarizeInput,
+  opts: SummarizeOptions,
 ): Promise<StreamedSummary> {
   const { model, job } = await prepare(env, ctx, input);
   const calls = newCalls(env, ctx, cred, model, opts);
@@ -160,7 +214,8 @@ export async function streamSummary(
   const id = newId();
   const summarizer = new Summarizer(calls, job);
   const sink = new SseSink({
-    id, model: model.id,
+    id,
+    model: model.id,
     onCancel: () => calls.abort(new GatewayError(408, Codes.network, "client closed the request")),
     closing: (outcome) => {
       const bad = unusableFinish(outcome.finishReason);
@@ -169,13 +224,22 @@ export async function streamSummary(
       const n = summarizer.chunks;
       // The final stream's outcome is settled here, before the orchestrator hears of it: read it directly.
       const truncated = outcome.finishReason === "length";
-      return { fields: { usage, cost_cny: cost_nano / 1e9, chunks: n, truncated, progress: { stage: "done", done: n, total: n } } };
+      return {
+        fields: {
+          usage,
+          cost_cny: cost_nano / 1e9,
+          chunks: n,
+          truncated,
+          progress: { stage: "done", done: n, total: n },
+        },
+      };
     },
   });
   let factsReady!: (f: Promise<SummaryFacts>) => void;
   const facts = new Promise<SummaryFacts>((r) => (factsReady = r));
   return new Promise<StreamedSummary>((resolve, reject) => {
-    sink.onOpen = () => resolve({ body: sink.readable, limit: calls.limit, inFlight: calls.inFlight, chunks: summarizer.chunks, facts });
+    sink.onOpen = () =>
+      resolve({ body: sink.readable, limit: calls.limit, inFlight: calls.inFlight, chunks: summarizer.chunks, facts });
     const run = summarizer.run(sink).then(
       () => ({ status: 200 }) as { status: number; error?: string },
       (err: unknown) => {
@@ -185,15 +249,24 @@ export async function streamSummary(
           reject(e);
           return undefined;
         }
-        const g = e instanceof GatewayError ? e : new GatewayError(500, Codes.internal, `internal gateway error (request ${opts.requestId})`);
-        if (!(e instanceof GatewayError)) log({ level: "error", msg: "summary failed", request_id: opts.requestId, error: String(e) });
+        const g =
+          e instanceof GatewayError
+            ? e
+            : new GatewayError(500, Codes.internal, `internal gateway error (request ${opts.requestId})`);
+        if (!(e instanceof GatewayError))
+          log({ level: "error", msg: "summary failed", request_id: opts.requestId, error: String(e) });
         sink.fail(g.code, g.message);
         return { status: g.status as number, error: g.message };
       },
     );
     const ended = run.then(async (end) => {
       await calls.close();
-      return { status: end?.status ?? 500, ...(end?.error ? { error: end.error } : {}), stream: true, ...summaryFields(calls, model, summarizer.chunks) };
+      return {
+        status: end?.status ?? 500,
+        ...(end?.error ? { error: end.error } : {}),
+        stream: true,
+        ...summaryFields(calls, model, summarizer.chunks),
+      };
     });
     ctx.waitUntil(ended);
     factsReady(ended);

@@ -233,10 +233,16 @@ export class SseSink implements Sink {
 /** The in-band error for a final stream that completed upstream but is not a usable summary. */
 export function unusableFinish(finishReason: string | undefined): { code: string; message: string } | undefined {
   if (finishReason === "network_error") {
-    return { code: Codes.network, message: "the upstream failed while writing the summary (finish_reason \"network_error\"); it is incomplete" };
+    return {
+      code: Codes.network,
+      message: 'the upstream failed while writing the summary (finish_reason "network_error"); it is incomplete',
+    };
   }
   if (finishReason === "sensitive") {
-    return { code: "1301", message: "the upstream's content filter stopped the summary (finish_reason \"sensitive\"); it is incomplete" };
+    return {
+      code: "1301",
+      message: 'the upstream\'s content filter stopped the summary (finish_reason "sensitive"); it is incomplete',
+    };
   }
   return undefined;
 }

@@ -60,9 +60,17 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse
     // Nobody reads this answer; the status only shows in the log line.
     if (reason === "client") throw new GatewayError(408, Codes.network, "client closed the request");
     if (reason === "gateway") {
-      throw new GatewayError(503, Codes.unavailable, "the request lost its concurrency slot and could not retake it; retry");
+      throw new GatewayError(
+        503,
+        Codes.unavailable,
+        "the request lost its concurrency slot and could not retake it; retry",
+      );
     }
-    throw new GatewayError(502, Codes.network, `upstream unreachable: ${err instanceof Error ? err.message : String(err)}`);
+    throw new GatewayError(
+      502,
+      Codes.network,
+      `upstream unreachable: ${err instanceof Error ? err.message : String(err)}`,
+    );
   } finally {
     clearTimeout(timer);
   }

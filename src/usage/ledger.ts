@@ -48,8 +48,11 @@ export function isError(r: Pick<UsageRecord, "status" | "ended">): boolean {
 
 export function isIncomplete(r: Pick<UsageRecord, "ended">): boolean {
   return (
-    r.ended === "client_abort" || r.ended === "upstream_break" || r.ended === "timeout" ||
-    r.ended === "client_stalled" || r.ended === "slot_lost"
+    r.ended === "client_abort" ||
+    r.ended === "upstream_break" ||
+    r.ended === "timeout" ||
+    r.ended === "client_stalled" ||
+    r.ended === "slot_lost"
   );
 }
 
@@ -69,8 +72,14 @@ export class Ledger {
       CREATE TABLE IF NOT EXISTS usage_last (one INTEGER PRIMARY KEY CHECK (one = 1), ts INTEGER NOT NULL);
     `);
     // Columns added with the upstream pool; rows written before it went to the single account "default".
-    const columns = new Set(sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('usage_requests')").toArray().map((r) => r.name));
-    if (!columns.has("account")) sql.exec("ALTER TABLE usage_requests ADD COLUMN account TEXT NOT NULL DEFAULT 'default'");
+    const columns = new Set(
+      sql
+        .exec<{ name: string }>("SELECT name FROM pragma_table_info('usage_requests')")
+        .toArray()
+        .map((r) => r.name),
+    );
+    if (!columns.has("account"))
+      sql.exec("ALTER TABLE usage_requests ADD COLUMN account TEXT NOT NULL DEFAULT 'default'");
     if (!columns.has("attempt")) sql.exec("ALTER TABLE usage_requests ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1");
   }
 
@@ -79,8 +88,21 @@ export class Ledger {
     const inserted = this.sql.exec(
       `INSERT OR IGNORE INTO usage_requests (id, request_id, ts, model, kind, stream, status, ended, prompt_tokens,
         completion_tokens, cached_tokens, cost_nano, estimated, account, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      r.id, r.request_id, r.ts, r.model, r.kind, r.stream ? 1 : 0, r.status, r.ended, r.prompt_tokens,
-      r.completion_tokens, r.cached_tokens, r.cost_nano, r.estimated ? 1 : 0, r.account ?? "default", r.attempt ?? 1,
+      r.id,
+      r.request_id,
+      r.ts,
+      r.model,
+      r.kind,
+      r.stream ? 1 : 0,
+      r.status,
+      r.ended,
+      r.prompt_tokens,
+      r.completion_tokens,
+      r.cached_tokens,
+      r.cost_nano,
+      r.estimated ? 1 : 0,
+      r.account ?? "default",
+      r.attempt ?? 1,
     ).rowsWritten;
     if (inserted === 0) return false;
     this.sql.exec(
@@ -89,8 +111,15 @@ export class Ledger {
          prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
          cached_tokens = cached_tokens + excluded.cached_tokens, cost_nano = cost_nano + excluded.cost_nano,
          estimated = estimated + excluded.estimated, errors = errors + excluded.errors, incomplete = incomplete + excluded.incomplete`,
-      utcDay(r.ts), r.model, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_nano,
-      r.estimated ? 1 : 0, isError(r) ? 1 : 0, isIncomplete(r) ? 1 : 0,
+      utcDay(r.ts),
+      r.model,
+      r.prompt_tokens,
+      r.completion_tokens,
+      r.cached_tokens,
+      r.cost_nano,
+      r.estimated ? 1 : 0,
+      isError(r) ? 1 : 0,
+      isIncomplete(r) ? 1 : 0,
     );
     // Kept apart from the per-request rows, which are pruned after 8 days.
     this.sql.exec(
@@ -104,7 +133,9 @@ export class Ledger {
   lastUsed(): number | null {
     // Records written before usage_last existed: the newest per-request row still knows.
     const r = this.sql
-      .exec<{ ts: number | null }>("SELECT COALESCE((SELECT ts FROM usage_last), (SELECT MAX(ts) FROM usage_requests)) AS ts")
+      .exec<{ ts: number | null }>(
+        "SELECT COALESCE((SELECT ts FROM usage_last), (SELECT MAX(ts) FROM usage_requests)) AS ts",
+      )
       .one();
     return r.ts;
   }
@@ -127,7 +158,11 @@ export class Ledger {
       .exec<Row & { day: string }>(`SELECT day, ${SUMS} FROM usage_daily ${where} GROUP BY day ORDER BY day`, from, to)
       .toArray();
     const byModel = this.sql
-      .exec<Row & { model: string }>(`SELECT model, ${SUMS} FROM usage_daily ${where} GROUP BY model ORDER BY model`, from, to)
+      .exec<Row & { model: string }>(
+        `SELECT model, ${SUMS} FROM usage_daily ${where} GROUP BY model ORDER BY model`,
+        from,
+        to,
+      )
       .toArray();
     return {
       totals: totals(all),
@@ -141,7 +176,8 @@ export class Ledger {
     return this.sql
       .exec<Row & { day: string; model: string }>(
         `SELECT day, model, ${SUMS} FROM usage_daily WHERE day >= ? AND day <= ? GROUP BY day, model ORDER BY day, model`,
-        from, to,
+        from,
+        to,
       )
       .toArray()
       .map((r) => ({ day: r.day, model: r.model, ...totals(r) }));

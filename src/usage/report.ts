@@ -2,7 +2,16 @@
 // model and per day and model. Costs are summed in nano-CNY so a total of many rows stays exact.
 import type { UsageReport, UsageRow, UsageTotals } from "./schema.ts";
 
-export const ZERO_TOTALS: Readonly<UsageTotals> = { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, cost_cny: 0, estimated: 0, errors: 0, incomplete: 0 };
+export const ZERO_TOTALS: Readonly<UsageTotals> = {
+  requests: 0,
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  cached_tokens: 0,
+  cost_cny: 0,
+  estimated: 0,
+  errors: 0,
+  incomplete: 0,
+};
 
 function add(a: UsageTotals, b: UsageTotals): UsageTotals {
   return {
@@ -33,8 +42,14 @@ function mergeBy<T extends UsageTotals>(rows: T[], group: (r: T) => string): T[]
 export function reportOf(rows: UsageRow[]): UsageReport & { by_day_model: UsageRow[] } {
   return {
     totals: rows.reduce<UsageTotals>((t, r) => add(t, r), ZERO_TOTALS),
-    by_day: mergeBy(rows.map(({ model: _, ...r }) => r), (r) => r.day),
-    by_model: mergeBy(rows.map(({ day: _, ...r }) => r), (r) => r.model),
+    by_day: mergeBy(
+      rows.map(({ model: _, ...r }) => r),
+      (r) => r.day,
+    ),
+    by_model: mergeBy(
+      rows.map(({ day: _, ...r }) => r),
+      (r) => r.model,
+    ),
     by_day_model: mergeBy(rows, (r) => `${r.day} ${r.model}`),
   };
 }

@@ -9,9 +9,12 @@ export type SendMonth = (month: string, rows: ExactRow[]) => Promise<unknown>;
 
 export class RollupOutbox {
   constructor(private readonly sql: SqlStorage) {
-    const existed = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'usage_rollup_dirty'").one().n > 0;
+    const existed =
+      sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'usage_rollup_dirty'").one().n > 0;
     // v counts the changes to a row since it was marked; since: when its first unsent change happened.
-    sql.exec("CREATE TABLE IF NOT EXISTS usage_rollup_dirty (day TEXT NOT NULL, model TEXT NOT NULL, v INTEGER NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (day, model))");
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS usage_rollup_dirty (day TEXT NOT NULL, model TEXT NOT NULL, v INTEGER NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (day, model))",
+    );
     // A key whose ledger predates the roll-up sends all of it once.
     if (!existed) sql.exec("INSERT OR IGNORE INTO usage_rollup_dirty SELECT day, model, 1, 0 FROM usage_daily");
   }
@@ -19,7 +22,9 @@ export class RollupOutbox {
   mark(day: string, model: string, now: number): void {
     this.sql.exec(
       "INSERT INTO usage_rollup_dirty VALUES (?, ?, 1, ?) ON CONFLICT (day, model) DO UPDATE SET v = v + 1",
-      day, model, now,
+      day,
+      model,
+      now,
     );
   }
 
@@ -28,7 +33,8 @@ export class RollupOutbox {
     this.sql.exec(
       `INSERT INTO usage_rollup_dirty SELECT day, model, 1, ? FROM usage_daily WHERE day >= ?
        ON CONFLICT (day, model) DO UPDATE SET v = v + 1`,
-      now, fromDay,
+      now,
+      fromDay,
     );
   }
 
@@ -63,7 +69,10 @@ export class RollupOutbox {
     let sent = 0;
     const results = await Promise.allSettled(
       [...byMonth].map(async ([month, list]) => {
-        await send(month, list.map((x) => x.row));
+        await send(
+          month,
+          list.map((x) => x.row),
+        );
         for (const { row, v } of list) {
           this.sql.exec("DELETE FROM usage_rollup_dirty WHERE day = ? AND model = ? AND v = ?", row.day, row.model, v);
         }

@@ -25,7 +25,14 @@ export interface RollupRead {
 }
 
 export const EXACT_COLUMNS = [
-  "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano", "estimated", "errors", "incomplete",
+  "requests",
+  "prompt_tokens",
+  "completion_tokens",
+  "cached_tokens",
+  "cost_nano",
+  "estimated",
+  "errors",
+  "incomplete",
 ] as const;
 
 /** "2026-11" for "2026-11-30": the roll-up object a day's rows live in. */
@@ -72,7 +79,9 @@ export class UsageRollup extends DurableObject<Env> {
     const now = Date.now();
     this.ctx.storage.sql.exec(
       "INSERT INTO key_names VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET name = excluded.name, flushed_at = excluded.flushed_at",
-      keyId, name, now,
+      keyId,
+      name,
+      now,
     );
     for (const r of rows) {
       this.ctx.storage.sql.exec(
@@ -82,8 +91,17 @@ export class UsageRollup extends DurableObject<Env> {
            cached_tokens = excluded.cached_tokens, cost_nano = excluded.cost_nano, estimated = excluded.estimated,
            errors = excluded.errors, incomplete = excluded.incomplete
          WHERE excluded.requests >= rollup.requests`,
-        r.day, keyId, r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_nano,
-        r.estimated, r.errors, r.incomplete,
+        r.day,
+        keyId,
+        r.model,
+        r.requests,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cached_tokens,
+        r.cost_nano,
+        r.estimated,
+        r.errors,
+        r.incomplete,
       );
     }
     return rows.length;
@@ -95,15 +113,23 @@ export class UsageRollup extends DurableObject<Env> {
       .exec<Record<string, SqlStorageValue>>(
         `SELECT r.*, COALESCE(k.name, '') AS key_name FROM rollup r LEFT JOIN key_names k USING (key_id)
          WHERE r.day >= ? AND r.day <= ? ORDER BY r.day, r.key_id, r.model`,
-        from, to,
+        from,
+        to,
       )
       .toArray()
       .map((r) => {
-        const row = { day: String(r["day"]), key_id: String(r["key_id"]), key_name: String(r["key_name"]), model: String(r["model"]) } as RollupRow;
+        const row = {
+          day: String(r["day"]),
+          key_id: String(r["key_id"]),
+          key_name: String(r["key_name"]),
+          model: String(r["model"]),
+        } as RollupRow;
         for (const c of EXACT_COLUMNS) row[c] = Number(r[c]);
         return row;
       });
-    const flushedAt = this.ctx.storage.sql.exec<{ t: number | null }>("SELECT MAX(flushed_at) AS t FROM key_names").one().t;
+    const flushedAt = this.ctx.storage.sql
+      .exec<{ t: number | null }>("SELECT MAX(flushed_at) AS t FROM key_names")
+      .one().t;
     return { rows, flushedAt };
   }
 }

@@ -36,7 +36,9 @@ export const usageReportSchema = once(() =>
 export const adminUsageReportSchema = once(() =>
   usageReportSchema().extend({
     key_id: z.string().nullable(),
-    by_day_model: z.array(usageRowSchema()).openapi({ description: "totals per day and model, for charts stacked by model" }),
+    by_day_model: z
+      .array(usageRowSchema())
+      .openapi({ description: "totals per day and model, for charts stacked by model" }),
     freshness: z
       .object({
         source: z.enum(["key", "rollup"]),
@@ -44,7 +46,10 @@ export const adminUsageReportSchema = once(() =>
         // The roll-up's newest write in the months read (keys flush only when they changed).
         flushed_at: z.string().nullable(),
       })
-      .openapi({ description: "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change" }),
+      .openapi({
+        description:
+          "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change",
+      }),
   }),
 );
 
