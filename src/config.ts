@@ -7,7 +7,9 @@ import { once } from "./lazy.ts";
 export const TIERS = ["V0", "V1", "V2", "V3"] as const;
 export type Tier = (typeof TIERS)[number];
 
-/** Upstream calls one summary may plan when SUMMARIZE_MAX_UPSTREAM_CALLS is not set (src/summarize/planner.ts says why). */
+/**
+ * Upstream calls one summary may plan when SUMMARIZE_MAX_UPSTREAM_CALLS is not set (src/summarize/planner.ts says why).
+ */
 export const DEFAULT_MAX_UPSTREAM_CALLS = 150;
 /**
  * Jobs one key may have queued or running when ASYNC_MAX_ACTIVE_JOBS is not set: enough for any batch a

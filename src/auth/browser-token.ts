@@ -64,7 +64,9 @@ export async function verifyBrowserToken(
     return {
       status: 403,
       code: Codes.authFailed,
-      message: `this token may only be used from ${bound}${origin === null ? " (the request has no Origin header)" : `, not from ${origin.slice(0, 200)}`}`,
+      message:
+        `this token may only be used from ` +
+        `${bound}${origin === null ? " (the request has no Origin header)" : `, not from ${origin.slice(0, 200)}`}`,
     };
   }
   return { models: (models as string[] | null | undefined) ?? null, origin: bound, exp, iat };

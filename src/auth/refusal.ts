@@ -21,7 +21,9 @@ export class CredentialRefused extends GatewayError {
 
 /** The one answer for a key `<id>.<secret>` that is unknown, revoked or has the wrong secret. */
 export const INVALID_KEY_MESSAGE = "authentication failed: the API key is invalid or has been revoked";
-/** The one answer for a signed token (GLM JWT, browser token) that is badly signed or names an unknown or revoked key. */
+/**
+ * The one answer for a signed token (GLM JWT, browser token) that is badly signed or names an unknown or revoked key.
+ */
 export const INVALID_TOKEN_MESSAGE =
   "token verification failed: bad signature, or the key is invalid or has been revoked";
 

@@ -21,7 +21,8 @@ export function checkMaxTokens(model: ModelEntry, maxTokens: number | undefined)
     throw new GatewayError(
       400,
       Codes.illegalField,
-      `invalid field max_tokens: ${maxTokens} exceeds ${model.id}'s maximum output of ${model.max_output_tokens} tokens`,
+      `invalid field max_tokens: ${maxTokens} exceeds ${model.id}'s maximum output of ${model.max_output_tokens} ` +
+        `tokens`,
     );
   }
 }

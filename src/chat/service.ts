@@ -16,7 +16,9 @@ export interface ChatCall {
   /** The request body as received (request_id already set), forwarded byte for byte. */
   body: string;
   messages: unknown;
-  /** The request's max_tokens, if it set one (the worst case held against a budget uses the model's maximum otherwise). */
+  /**
+   * The request's max_tokens, if it set one (the worst case held against a budget uses the model's maximum otherwise).
+   */
   maxTokens: number | undefined;
   stream: boolean;
   requestId: string;

@@ -107,7 +107,8 @@ export function uniqueJsonKeys(): MiddlewareHandler<AppEnv> {
         throw new GatewayError(
           400,
           Codes.illegalField,
-          `invalid field ${JSON.stringify(key).slice(0, 80)}: it appears more than once in the body; send each field once`,
+          `invalid field ${JSON.stringify(key).slice(0, 80)}: it appears more than once in the body; send each field ` +
+            `once`,
         );
       }
     }

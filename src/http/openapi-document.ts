@@ -8,8 +8,8 @@ import { TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S } from "../auth/browser-token.ts";
 import type { DocEntry } from "./openapi.ts";
 import * as z from "../shared/zod.ts";
 
-// zod-to-openapi's `.openapi()` records the metadata the document is made of; the Worker's (see src/shared/zod.ts) does not.
-// Schemas are built lazily, on a route's first use, so every schema built after this import carries its metadata.
+// zod-to-openapi's `.openapi()` records the metadata the document is made of; the Worker's (see src/shared/zod.ts) does
+// not. Schemas are built lazily, on a route's first use, so every schema built after this import carries its metadata.
 const proto = z.ZodType.prototype as { openapi?: unknown };
 if (proto.openapi === z.openapiInWorker) delete proto.openapi;
 extendZodWithOpenApi({ ZodType: z.ZodType } as Parameters<typeof extendZodWithOpenApi>[0]);
@@ -31,7 +31,8 @@ under "${GLM_TAG}"): point any GLM or OpenAI SDK at either by changing only its 
 the key's secret (with or without "Bearer"); or a browser token. Admin routes take \`Bearer <ADMIN_TOKEN>\`.
 
 **Browser tokens.** Never put a key in a web page. Your back end calls \`POST /v1/tokens\` with its key and hands the
-token to the browser: it lives ${TOKEN_TTL_DEFAULT_S / 60} minutes by default (\`ttl_seconds\`, at most ${TOKEN_TTL_MAX_S / 3600} hours), can be
+token to the browser: it lives ${TOKEN_TTL_DEFAULT_S / 60} minutes by default (\`ttl_seconds\`, at most \
+${TOKEN_TTL_MAX_S / 3600} hours), can be
 limited to some models and to one origin, counts against the key's limits and usage, and dies with the key.
 
 **Streaming.** With \`"stream": true\` the answer is GLM's server-sent events: \`data: <chunk>\` lines, the last chunk
@@ -56,7 +57,8 @@ const TAGS = [
 
 const TOKEN_403 = {
   description:
-    "A browser token's restriction refused the request: wrong or missing Origin (1000) or a model outside its list (1214)",
+    "A browser token's restriction refused the request: wrong or missing Origin (1000) or a model outside its list " +
+    "(1214)",
   content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
 };
 

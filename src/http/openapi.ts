@@ -4,8 +4,9 @@
 // become GLM-style 400s through the shared hook.
 //
 // A route: `router.openapi(createRoute({ method, path }, () => ({ request, responses: () => ({ … }), … })), handler)`
-// on a `newRouter()`, with schemas from `import * as z from "../shared/zod.ts"`. The request checks are those of @hono/zod-openapi's
-// OpenAPIHono (whose types this keeps, for `c.req.valid(…)`), without its document registry in the Worker.
+// on a `newRouter()`, with schemas from `import * as z from "../shared/zod.ts"`. The request checks are those of
+// @hono/zod-openapi's OpenAPIHono (whose types this keeps, for `c.req.valid(…)`), without its document registry in the
+// Worker.
 import { zValidator } from "@hono/zod-validator";
 import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
 import type { OpenAPIRegistry } from "@asteasolutions/zod-to-openapi";

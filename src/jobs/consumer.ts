@@ -1,6 +1,6 @@
 // The queue consumer: for each message, ask the job's object whether to run it, run it holding a
-// renewed lease (and within a time cap), report the outcome, and ack / retry / re-send each message explicitly. A slot wait sends
-// a fresh delayed message (so waiting never uses up delivery attempts); a transient failure retries the
+// renewed lease (and within a time cap), report the outcome, and ack / retry / re-send each message explicitly. A slot
+// wait sends a fresh delayed message (so waiting never uses up delivery attempts); a transient failure retries the
 // same message with backoff; a job that failed for good after its attempts is forwarded to the
 // dead-letter queue. Messages on the dead-letter queue make sure their job ends FAIL with a cause.
 import { Codes } from "../errors.ts";

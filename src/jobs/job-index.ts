@@ -49,7 +49,8 @@ export class JobIndex extends DurableObject<Env> {
     );
     const prior = sql
       .exec<{ id: string; model: string; fingerprint: string }>(
-        "SELECT id, model, fingerprint FROM jobs WHERE request_id = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
+        "SELECT id, model, fingerprint FROM jobs WHERE request_id = ? AND created_at >= ? ORDER BY created_at DESC " +
+          "LIMIT 1",
         r.requestId,
         now - IDEMPOTENCY_WINDOW_MS,
       )

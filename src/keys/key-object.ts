@@ -122,7 +122,8 @@ export class KeyObject extends DurableObject<Env> {
       );
       // Worst-case costs of the requests in flight, so parallel requests cannot overshoot a budget together.
       storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER NOT NULL, at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS reservations (lease TEXT PRIMARY KEY, cost_nano INTEGER NOT NULL, tokens INTEGER " +
+          "NOT NULL, at INTEGER NOT NULL)",
       );
       const ledger = new Ledger(storage.sql);
       this.parts = { leases, block, ledger, outbox: new RollupOutbox(storage.sql) };
@@ -308,7 +309,10 @@ export class KeyObject extends DurableObject<Env> {
           limit,
           inFlight: got.inFlight,
           ...(got.ticket ? { ticket: got.ticket } : {}),
-          message: `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); retry after a request finishes`,
+          message:
+            `too many requests in flight for ${req.model}: the limit for this key is ${limit} (tier ` +
+            `${caller.tier}${caller.max_concurrency !== null ? `, max_concurrency ${caller.max_concurrency}` : ""}); ` +
+            `retry after a request finishes`,
         };
       }
       leaseId = got.leaseId;
@@ -428,7 +432,8 @@ export class KeyObject extends DurableObject<Env> {
         retryAfter,
         message: usedUp
           ? `daily ${what} of this key is used up; it resets at ${reset}`
-          : `this request could exceed the key's daily ${what}: requests in flight and this one's maximum (its prompt and max_tokens) ` +
+          : `this request could exceed the key's daily ${what}: requests in flight and this one's maximum (its ` +
+            `prompt and max_tokens) ` +
             `would pass it; lower max_tokens, or retry when requests in flight have finished (it resets at ${reset})`,
       };
     }

@@ -41,8 +41,8 @@ export interface Slot {
   /**
    * Ends the current attempt (records `usage`, tells the account's circuit how it went) and takes the slots
    * of the next one — at an account not in `avoid`, for `to.model` — in one call to the key's object,
-   * without waiting. True when the slot now stands for the next attempt. False when no upstream slot is free now: the key
-   * slot is still held (call next() again later, or release()). Throws a GatewayError when the request may
+   * without waiting. True when the slot now stands for the next attempt. False when no upstream slot is free now: the
+   * key slot is still held (call next() again later, or release()). Throws a GatewayError when the request may
    * not go on (the fallback model's own key limit or the token's scope refuses it, or the limiter is down);
    * the slot is then released.
    */
@@ -191,7 +191,8 @@ function refusal(got: Exclude<KeyAnswer, { ok: true }>, model: string): GatewayE
     throw tooMany(
       got.limit,
       got.inFlight,
-      `the gateway's upstream capacity for ${model} is full (${got.upstream.limit} in flight over its accounts); retry shortly`,
+      `the gateway's upstream capacity for ${model} is full (${got.upstream.limit} in flight over its accounts); ` +
+        `retry shortly`,
     );
   }
   if (got.status === 429 || got.status === 503)

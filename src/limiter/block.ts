@@ -534,7 +534,8 @@ export class UpstreamBlock {
     this.dropLapsed();
     const orphaned = this.sql
       .exec<{ pool: string }>(
-        "UPDATE pool_slots SET lease = NULL, probe = 0 WHERE lease IS NOT NULL AND lease NOT IN (SELECT id FROM leases) RETURNING pool",
+        "UPDATE pool_slots SET lease = NULL, probe = 0 WHERE lease IS NOT NULL AND lease NOT IN (SELECT id FROM " +
+          "leases) RETURNING pool",
       )
       .toArray();
     for (const pool of new Set(orphaned.map((r) => r.pool))) this.settle(pool);
@@ -727,7 +728,8 @@ export class UpstreamBlock {
   private add(pool: string, ids: string[], expiresAt: number, poolLimit: number, lease?: string, probe = false): void {
     ids.forEach((id, i) =>
       this.sql.exec(
-        "INSERT OR REPLACE INTO pool_slots (id, pool, model, lease, expires_at, pool_limit, probe) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO pool_slots (id, pool, model, lease, expires_at, pool_limit, probe) VALUES (?, ?, ?, " +
+          "?, ?, ?, ?)",
         id,
         pool,
         modelOf(pool),

@@ -121,9 +121,9 @@ export class UpstreamGuard extends DurableObject<Env> {
   /**
    * Slots for a key's block (`owner`: the key's id): `need` all or none, plus up to `extra` headroom while the
    * pool is at most half used and nobody waits. Waiting (ticket, waitMs) works as for a single slot; the line
-   * takes turns between keys, and a key at its `cap` (max_upstream_share) yields to the others (leases.ts). An open circuit refuses
-   * (without a place in line) until its cooldown has passed; then one caller gets a single slot as the probe.
-   * A request already at GLM retaking a lost slot (`jump`) is never refused by the circuit.
+   * takes turns between keys, and a key at its `cap` (max_upstream_share) yields to the others (leases.ts). An open
+   * circuit refuses (without a place in line) until its cooldown has passed; then one caller gets a single slot as the
+   * probe. A request already at GLM retaking a lost slot (`jump`) is never refused by the circuit.
    */
   async take(
     pool: string,

@@ -105,7 +105,8 @@ export class LeaseTable {
   ) {
     this.waiters = new Lines<Waiter>(now);
     storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, model TEXT NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
+      `CREATE TABLE IF NOT EXISTS leases (
+         id TEXT PRIMARY KEY, model TEXT NOT NULL, expires_at INTEGER NOT NULL, owner TEXT);
        CREATE INDEX IF NOT EXISTS leases_model ON leases (model, expires_at);`,
     );
     // Tables made before leases had owners: their leases count as nobody's until renewed.
@@ -319,7 +320,8 @@ export class LeaseTable {
     const expiresAt = this.now() + ttlMs;
     const alive = this.storage.sql
       .exec<{ id: string }>(
-        "UPDATE leases SET expires_at = ?, owner = COALESCE(?, owner) WHERE id IN (SELECT value FROM json_each(?)) AND expires_at > ? RETURNING id",
+        "UPDATE leases SET expires_at = ?, owner = COALESCE(?, owner) WHERE id IN (SELECT value FROM json_each(?)) " +
+          "AND expires_at > ? RETURNING id",
         expiresAt,
         owner ?? null,
         JSON.stringify(ids),

@@ -281,7 +281,9 @@ const sleep = (ms: number, signal: AbortSignal | null) =>
     signal?.addEventListener("abort", done, { once: true });
   });
 
-/** The fallback models: the request's list, else the key's own, without the model itself or one the caller may not use. */
+/**
+ * The fallback models: the request's list, else the key's own, without the model itself or one the caller may not use.
+ */
 async function fallbacksFor(slot: Slot, req: UpstreamRequest): Promise<ModelEntry[]> {
   let list = req.fallbacks;
   if (list === undefined) {

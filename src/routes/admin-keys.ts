@@ -38,7 +38,8 @@ const settings = once(() => ({
     .nullable()
     .openapi({
       description:
-        "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a '/' boundary)",
+        "URL prefixes an async job's callback_url must start with (same scheme, host and port; a path prefix at a " +
+        "'/' boundary)",
     }),
   max_upstream_share: z
     .number()
@@ -47,7 +48,8 @@ const settings = once(() => ({
     .nullable()
     .openapi({
       description:
-        "fraction (0 < x ≤ 1) of an upstream account's limit for a model this key holds at most while other keys wait for it " +
+        "fraction (0 < x ≤ 1) of an upstream account's limit for a model this key holds at most while other keys " +
+        "wait for it " +
         "(at least one slot); alone, the key may use whatever is free. null: no cap",
       example: 0.5,
     }),

@@ -36,7 +36,8 @@ const loadSchema = once(() => {
       at: z.string(),
       account: z.object({ tier: z.enum(TIERS), models: z.array(ModelLoadSchema) }).openapi({
         description:
-          "the gateway's upstream capacity: in flight and limits summed over its GLM accounts (tier: the first account's)",
+          "the gateway's upstream capacity: in flight and limits summed over its GLM accounts (tier: the first " +
+          "account's)",
       }),
       keys: z.array(KeyLoadSchema),
     })
@@ -59,7 +60,9 @@ function perModel(
   ];
 }
 
-/** A key's limit for a model: its tier's value in the catalog, lowered by its max_concurrency (as the limiter counts). */
+/**
+ * A key's limit for a model: its tier's value in the catalog, lowered by its max_concurrency (as the limiter counts).
+ */
 function keyLimit(key: Pick<KeyStatus, "tier" | "max_concurrency">, m: ModelEntry | undefined): number {
   const tier = m?.concurrency[key.tier] ?? 0;
   return key.max_concurrency === null ? tier : Math.min(tier, key.max_concurrency);
@@ -72,7 +75,8 @@ adminLoad.openapi(
     tags: ["admin"],
     security: adminSecurity,
     summary:
-      "Requests in flight per model for every key and for the upstream account, with each key's last use and today's spend",
+      "Requests in flight per model for every key and for the upstream account, with each key's last use and today's " +
+      "spend",
     responses: () => ({
       200: { description: "A snapshot (read-only)", content: { "application/json": { schema: loadSchema() } } },
       ...commonErrors(),

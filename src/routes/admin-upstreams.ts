@@ -71,7 +71,8 @@ adminUpstreams.openapi(
     tags: ["admin"],
     security: adminSecurity,
     summary:
-      "The upstream accounts: in flight against the limit, recent failures and circuit state per model (keys never shown)",
+      "The upstream accounts: in flight against the limit, recent failures and circuit state per model (keys never " +
+      "shown)",
     responses: () => ({
       200: { description: "A snapshot (read-only)", content: { "application/json": { schema: upstreamsSchema() } } },
       ...commonErrors(),

@@ -79,7 +79,9 @@ const submitResponses = once(() => ({
   },
   429: {
     description:
-      "The key's daily budget is used up (1308), or it has ASYNC_MAX_ACTIVE_JOBS jobs queued or running (1302); see Retry-After. A request_id already used by this key within 24 h answers 200 with that job (header idempotent-replayed: true).",
+      "The key's daily budget is used up (1308), or it has ASYNC_MAX_ACTIVE_JOBS jobs queued or running (1302); see " +
+      "Retry-After. A request_id already used by this key within 24 h answers 200 with that job (header " +
+      "idempotent-replayed: true).",
     headers: z.object({ "retry-after": z.string().openapi({ example: "5" }) }),
     content: { "application/json": { schema: errorSchema() } },
   },
@@ -143,7 +145,8 @@ async function checkBudget(env: Env, caller: Caller, now = Date.now()): Promise<
   throw new GatewayError(
     429,
     Codes.usageCap,
-    `daily ${overBudget ? "budget" : "token limit"} of this key is used up; it resets at ${new Date(midnight).toISOString().slice(0, 10)}T00:00:00Z`,
+    `daily ${overBudget ? "budget" : "token limit"} of this key is used up; it resets at ` +
+      `${new Date(midnight).toISOString().slice(0, 10)}T00:00:00Z`,
     { "retry-after": String(Math.max(1, Math.ceil((midnight - now) / 1000))) },
   );
 }
@@ -182,7 +185,8 @@ async function submit(c: Context<AppEnv>, s: Submission) {
       throw new GatewayError(
         400,
         Codes.illegalField,
-        `invalid field request_id: it names job ${prior.id}, submitted within 24 hours with a different request; use a new request_id`,
+        `invalid field request_id: it names job ${prior.id}, submitted within 24 hours with a different request; use ` +
+          `a new request_id`,
       );
     }
     // A retried submission: the job it started, never a second run (as Stripe's idempotent requests).
@@ -199,7 +203,8 @@ async function submit(c: Context<AppEnv>, s: Submission) {
     throw new GatewayError(
       429,
       Codes.concurrency,
-      `this key has ${reserved.active} async jobs queued or running, its limit (ASYNC_MAX_ACTIVE_JOBS); submit more when one has finished`,
+      `this key has ${reserved.active} async jobs queued or running, its limit (ASYNC_MAX_ACTIVE_JOBS); submit more ` +
+        `when one has finished`,
       { "retry-after": "5" },
     );
   }
@@ -250,7 +255,9 @@ asyncJobs.openapi(
     security: bearerSecurity,
     summary: "Submit a chat completion as an async job",
     description:
-      "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none is free, and retries transient upstream failures.",
+      "The body of POST /chat/completions (without `stream`) plus optional `callback_url` and `metadata`. Answers at " +
+      "once; the job takes a slot of the key's in-flight limit when it runs, waits (it does not fail) while none " +
+      "is free, and retries transient upstream failures.",
     request: { body: { required: true, content: { "application/json": { schema: asyncChatRequestSchema() } } } },
     responses: submitResponses,
   })),
@@ -279,7 +286,8 @@ asyncJobs.openapi(
     security: bearerSecurity,
     summary: "An async job's status and result, with its webhook deliveries",
     description:
-      "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its own jobs. Results are kept 7 days.",
+      "PROCESSING, SUCCESS (with `choices` and `usage`, or `summary`) or FAIL (with `error`). A key sees only its " +
+      "own jobs. Results are kept 7 days.",
     request: { params: idParam() },
     responses: () => ({
       200: { description: "The job", content: { "application/json": { schema: asyncResultSchema() } } },
@@ -302,7 +310,8 @@ asyncJobs.openapi(
     security: bearerSecurity,
     summary: "Submit a summary as an async job",
     description:
-      "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
+      "The JSON body of POST /summarize (without `stream`) plus optional `callback_url` and `metadata`. Answers at " +
+      "once; the result carries `summary`, `usage`, `cost_cny` and `chunks`.",
     request: { body: { required: true, content: { "application/json": { schema: asyncSummarizeRequestSchema() } } } },
     responses: submitResponses,
   })),
@@ -313,7 +322,8 @@ asyncJobs.openapi(
       throw new GatewayError(
         413,
         Codes.promptTooLong,
-        `text is ${body.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
+        `text is ${body.text.length.toLocaleString("en-US")} characters; the maximum is ` +
+          `${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
       );
     }
     if (body.text.trim() === "") throw illegal("text", "it is empty; there is nothing to summarize");

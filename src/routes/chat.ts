@@ -56,7 +56,11 @@ const route = createRoute({ method: "post", path: "/chat/completions" }, () => (
   security: bearerSecurity,
   summary: "Chat completion (GLM-4), plain or streamed (SSE)",
   description:
-    "GLM's chat API. With `stream: true` the answer is GLM's SSE stream, byte for byte; a stream that fails after it started ends with an in-band `data: {\"error\":…}` event. Send `x-queue-timeout-ms` to wait for a free slot instead of an immediate 429. A failure before the first byte is retried (another upstream account, or the same after a backoff), then the `x-fallback-models` (or the key's default list) are tried in order; `x-upstream-model` and `x-upstream-attempts` say what answered.",
+    "GLM's chat API. With `stream: true` the answer is GLM's SSE stream, byte for byte; a stream that fails after it " +
+    'started ends with an in-band `data: {"error":…}` event. Send `x-queue-timeout-ms` to wait for a free slot ' +
+    "instead of an immediate 429. A failure before the first byte is retried (another upstream account, or the " +
+    "same after a backoff), then the `x-fallback-models` (or the key's default list) are tried in order; " +
+    "`x-upstream-model` and `x-upstream-attempts` say what answered.",
   request: {
     headers: z.object({
       "x-queue-timeout-ms": z

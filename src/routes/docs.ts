@@ -52,7 +52,9 @@ export function mountDocs(app: Router): void {
 // Scalar injects its styles at run time, hence 'unsafe-inline' for styles; scripts and connections stay
 // on this origin, so the page works offline and sends nothing to third parties.
 const DOCS_CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src " +
+  "'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action " +
+  "'none'";
 
 const DOCS_HTML = `<!doctype html>
 <html lang="en">

@@ -39,7 +39,8 @@ function bodyKind(header: string | undefined): "json" | "text" {
   throw new GatewayError(
     415,
     Codes.badParams,
-    `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json, or the raw text as text/plain (options as query parameters)`,
+    `unsupported content type ${JSON.stringify(type || "(none)")}: send application/json, or the raw text as ` +
+      `text/plain (options as query parameters)`,
   );
 }
 
@@ -50,11 +51,18 @@ const contentType: MiddlewareHandler<AppEnv> = async function contentType(c, nex
 };
 
 const STREAM_DOC = [
-  "With `stream: true` (or `?stream=true`) the answer is `text/event-stream` in the chat-completion chunk shape, ending with `data: [DONE]`:",
-  '1. For a text that needs several pieces, progress chunks first: `{"id","created","model","choices":[],"progress":{"done","total","stage"}}` with stage `map` (pieces summarized / pieces), `combine` (merges done / merges) and `final` (the summary starts). `choices` is empty, like OpenAI\'s usage-only chunk, so OpenAI-style parsers read past them; a client that wants progress reads `progress`. During long silences an SSE comment line `: keep-alive` is sent (parsers ignore it).',
+  "With `stream: true` (or `?stream=true`) the answer is `text/event-stream` in the chat-completion chunk shape, " +
+    "ending with `data: [DONE]`:",
+  "1. For a text that needs several pieces, progress chunks first: " +
+    '`{"id","created","model","choices":[],"progress":{"done","total","stage"}}` with stage `map` (pieces summarized ' +
+    "/ pieces), `combine` (merges done / merges) and `final` (the summary starts). `choices` is empty, like " +
+    "OpenAI's usage-only chunk, so OpenAI-style parsers read past them; a client that wants progress reads " +
+    "`progress`. During long silences an SSE comment line `: keep-alive` is sent (parsers ignore it).",
   "2. The summary itself: GLM's chunks (`choices[0].delta.content`), passed through as GLM sends them.",
-  "3. A closing chunk with `choices: []`, the summed `usage` of every upstream call, `cost_cny`, `chunks` and `progress.stage` `done`; then `data: [DONE]`.",
-  'A failure after the stream started ends it with `data: {"error":{"code","message"}}` and no [DONE]: a partial summary is never presented as complete.',
+  "3. A closing chunk with `choices: []`, the summed `usage` of every upstream call, `cost_cny`, `chunks` and " +
+    "`progress.stage` `done`; then `data: [DONE]`.",
+  'A failure after the stream started ends it with `data: {"error":{"code","message"}}` and no [DONE]: a partial ' +
+    "summary is never presented as complete.",
 ].join("\n");
 
 const route = createRoute({ method: "post", path: "/summarize", middleware: [contentType] as const }, () => ({
@@ -62,10 +70,15 @@ const route = createRoute({ method: "post", path: "/summarize", middleware: [con
   security: bearerSecurity,
   summary: "Summarize a text of any length (up to 2,000,000 characters), plain or streamed",
   description: [
-    `Summarizes up to ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (UTF-16 code units; a CJK character counts 1) in Chinese, English or the language asked for.`,
-    "A text that fits the model's context is summarized in one call; a longer one is split on paragraph and sentence boundaries, the pieces are summarized in parallel (as many at once as the key has free slots, at most 6), and the partial summaries are merged in order.",
-    "Every upstream call takes a slot from the key's in-flight limit; the first one is admission (429 when the limit is full, or wait with `x-queue-timeout-ms`), later ones wait up to 30 s for a slot.",
-    "The body is JSON, or the raw text as `text/plain` / `text/markdown` (UTF-8) with the options as query parameters. The default model is the catalog's cheapest active model (ties: the largest context).",
+    `Summarizes up to ${MAX_TEXT_CHARS.toLocaleString("en-US")} characters (UTF-16 code units; a CJK character ` +
+      `counts 1) in Chinese, English or the language asked for.`,
+    "A text that fits the model's context is summarized in one call; a longer one is split on paragraph and sentence " +
+      "boundaries, the pieces are summarized in parallel (as many at once as the key has free slots, at most 6), and " +
+      "the partial summaries are merged in order.",
+    "Every upstream call takes a slot from the key's in-flight limit; the first one is admission (429 when the limit " +
+      "is full, or wait with `x-queue-timeout-ms`), later ones wait up to 30 s for a slot.",
+    "The body is JSON, or the raw text as `text/plain` / `text/markdown` (UTF-8) with the options as query " +
+      "parameters. The default model is the catalog's cheapest active model (ties: the largest context).",
     "Large Chinese texts: send the JSON as UTF-8 (not \\u-escaped) or as text/plain; bodies over 8 MiB are refused.",
     "",
     STREAM_DOC,

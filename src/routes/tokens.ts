@@ -26,7 +26,9 @@ const tokenRequestSchema = once(() =>
         .max(TOKEN_TTL_MAX_S)
         .optional()
         .openapi({
-          description: `Lifetime in seconds; default ${TOKEN_TTL_DEFAULT_S} (10 minutes), at most ${TOKEN_TTL_MAX_S} (24 hours)`,
+          description:
+            `Lifetime in seconds; default ${TOKEN_TTL_DEFAULT_S} (10 minutes), at most ${TOKEN_TTL_MAX_S} ` +
+            `(24 hours)`,
           example: 600,
         }),
       models: z
@@ -98,7 +100,8 @@ const route = createRoute({ method: "post", path: "/tokens", middleware: [requir
   description:
     "Call this from your back end with a gateway key (never from a browser). The token works like the key on " +
     "`/chat/completions`, `/summarize` and `/models`, counts against the key's concurrency, budget and usage, " +
-    "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens, read `/usage`, submit or read async jobs (403), or use `/admin`.",
+    "and stops working at `expires_at` or when the key is revoked. It cannot mint tokens, read `/usage`, submit or " +
+    "read async jobs (403), or use `/admin`.",
   request: { body: { required: false, content: { "application/json": { schema: tokenRequestSchema() } } } },
   responses: () => ({
     201: {

@@ -5,8 +5,8 @@
 // full limit is a 429 before any byte is sent), one retry of a failure after GLM's answer had started (an
 // in-band error, a broken or cut-off stream, an empty answer), and errors that name the step. A failure before
 // GLM's first byte is not retried here: the pipeline has already retried it (other accounts, backoff,
-// UPSTREAM_MAX_ATTEMPTS), so the two layers never multiply. Every call streams upstream (collect.ts says why); only the final
-// one is relayed to the client.
+// UPSTREAM_MAX_ATTEMPTS), so the two layers never multiply. Every call streams upstream (collect.ts says why); only the
+// final one is relayed to the client.
 import type { Credential } from "../auth/credentials.ts";
 import type { ModelEntry } from "../catalog/schema.ts";
 import { Codes, GatewayError } from "../errors.ts";
@@ -113,7 +113,9 @@ export class Calls {
     return { prompt_tokens, completion_tokens, cost_nano };
   }
 
-  /** A call whose answer is collected here (map and merge steps, and the final step when the client does not stream). */
+  /**
+   * A call whose answer is collected here (map and merge steps, and the final step when the client does not stream).
+   */
   async complete(messages: ChatMessage[], maxTokens: number, what: string): Promise<Answer> {
     return this.withRetry(what, () => this.once(messages, maxTokens, what));
   }

@@ -117,7 +117,9 @@ export class Summarizer {
       throw new GatewayError(
         413,
         Codes.promptTooLong,
-        `this text needs about ${planned} upstream calls (${pieces} pieces and ${merges} merges) with ${this.calls.modelId}, more than the ${this.job.maxCalls} one request may make; send a shorter text or choose a model with a larger context`,
+        `this text needs about ${planned} upstream calls (${pieces} pieces and ${merges} merges) with ` +
+          `${this.calls.modelId}, more than the ${this.job.maxCalls} one request may make; send a shorter text or ` +
+          `choose a model with a larger context`,
       );
     }
   }
@@ -179,7 +181,8 @@ export class Summarizer {
         throw new GatewayError(
           400,
           Codes.promptTooLong,
-          `the partial summaries cannot be merged within ${this.calls.modelId}'s context window; choose a model with a larger context`,
+          `the partial summaries cannot be merged within ${this.calls.modelId}'s context window; choose a model with ` +
+            `a larger context`,
         );
       }
       this.combineTotal += groups.filter((g) => g.length > 1).length;
@@ -245,6 +248,7 @@ function tooLongError(what: string, chars: number): GatewayError {
   return new GatewayError(
     400,
     Codes.promptTooLong,
-    `${what}: the upstream still finds the prompt too long (1261) after splitting it down to ${chars} characters; choose a model with a larger context`,
+    `${what}: the upstream still finds the prompt too long (1261) after splitting it down to ${chars} characters; ` +
+      `choose a model with a larger context`,
   );
 }

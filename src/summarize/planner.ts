@@ -127,7 +127,8 @@ export function budgets(model: ModelEntry, o: PromptOptions, maxTokens: number |
       400,
       Codes.illegalField,
       maxTokens !== undefined
-        ? `invalid field max_tokens: ${maxTokens} leaves too little of ${model.id}'s ${ctx}-token context for the text; lower it or choose a model with a larger context`
+        ? `invalid field max_tokens: ${maxTokens} leaves too little of ${model.id}'s ${ctx}-token context for the ` +
+            `text; lower it or choose a model with a larger context`
         : `model ${model.id} has too small a context window (${ctx} tokens) to summarize; choose a larger model`,
     );
   }

@@ -59,7 +59,8 @@ async function prepare(env: Env, ctx: WaitUntil, input: SummarizeInput): Promise
     throw new GatewayError(
       413,
       Codes.promptTooLong,
-      `text is ${input.text.length.toLocaleString("en-US")} characters; the maximum is ${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
+      `text is ${input.text.length.toLocaleString("en-US")} characters; the maximum is ` +
+        `${MAX_TEXT_CHARS.toLocaleString("en-US")}`,
     );
   }
   const parsed = summarizeInputSchema().safeParse(input);

@@ -25,7 +25,8 @@ interface Row extends ExactTotals {
   [k: string]: SqlStorageValue;
 }
 
-const SUMS = `SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
+const SUMS = `SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
+  SUM(completion_tokens) AS completion_tokens,
   SUM(cached_tokens) AS cached_tokens, SUM(cost_nano) AS cost_nano, SUM(estimated) AS estimated,
   SUM(errors) AS errors, SUM(incomplete) AS incomplete`;
 
@@ -60,7 +61,8 @@ export class Ledger {
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`
       CREATE TABLE IF NOT EXISTS usage_requests (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, request_id TEXT NOT NULL, ts INTEGER NOT NULL, model TEXT NOT NULL,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, request_id TEXT NOT NULL, ts INTEGER NOT NULL,
+        model TEXT NOT NULL,
         kind TEXT NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL, ended TEXT NOT NULL,
         prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
         cost_nano INTEGER NOT NULL, estimated INTEGER NOT NULL);
@@ -87,7 +89,8 @@ export class Ledger {
   record(r: UsageRecord): boolean {
     const inserted = this.sql.exec(
       `INSERT OR IGNORE INTO usage_requests (id, request_id, ts, model, kind, stream, status, ended, prompt_tokens,
-        completion_tokens, cached_tokens, cost_nano, estimated, account, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        completion_tokens, cached_tokens, cost_nano, estimated, account, attempt)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       r.id,
       r.request_id,
       r.ts,
@@ -108,9 +111,11 @@ export class Ledger {
     this.sql.exec(
       `INSERT INTO usage_daily VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (day, model) DO UPDATE SET requests = requests + 1,
-         prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
+         prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+         completion_tokens = completion_tokens + excluded.completion_tokens,
          cached_tokens = cached_tokens + excluded.cached_tokens, cost_nano = cost_nano + excluded.cost_nano,
-         estimated = estimated + excluded.estimated, errors = errors + excluded.errors, incomplete = incomplete + excluded.incomplete`,
+         estimated = estimated + excluded.estimated, errors = errors + excluded.errors,
+         incomplete = incomplete + excluded.incomplete`,
       utcDay(r.ts),
       r.model,
       r.prompt_tokens,
@@ -175,7 +180,8 @@ export class Ledger {
   rows(from: string, to: string): UsageRow[] {
     return this.sql
       .exec<Row & { day: string; model: string }>(
-        `SELECT day, model, ${SUMS} FROM usage_daily WHERE day >= ? AND day <= ? GROUP BY day, model ORDER BY day, model`,
+        `SELECT day, model, ${SUMS} FROM usage_daily WHERE day >= ? AND day <= ? GROUP BY day, model ORDER BY day, ` +
+          `model`,
         from,
         to,
       )

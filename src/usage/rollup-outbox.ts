@@ -13,7 +13,8 @@ export class RollupOutbox {
       sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'usage_rollup_dirty'").one().n > 0;
     // v counts the changes to a row since it was marked; since: when its first unsent change happened.
     sql.exec(
-      "CREATE TABLE IF NOT EXISTS usage_rollup_dirty (day TEXT NOT NULL, model TEXT NOT NULL, v INTEGER NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (day, model))",
+      "CREATE TABLE IF NOT EXISTS usage_rollup_dirty (day TEXT NOT NULL, model TEXT NOT NULL, v INTEGER NOT NULL, " +
+        "since INTEGER NOT NULL, PRIMARY KEY (day, model))",
     );
     // A key whose ledger predates the roll-up sends all of it once.
     if (!existed) sql.exec("INSERT OR IGNORE INTO usage_rollup_dirty SELECT day, model, 1, 0 FROM usage_daily");

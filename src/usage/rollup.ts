@@ -78,7 +78,8 @@ export class UsageRollup extends DurableObject<Env> {
   put(keyId: string, name: string, rows: ExactRow[]): number {
     const now = Date.now();
     this.ctx.storage.sql.exec(
-      "INSERT INTO key_names VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET name = excluded.name, flushed_at = excluded.flushed_at",
+      "INSERT INTO key_names VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET name = excluded.name, flushed_at = " +
+        "excluded.flushed_at",
       keyId,
       name,
       now,

@@ -48,7 +48,8 @@ export const adminUsageReportSchema = once(() =>
       })
       .openapi({
         description:
-          "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its first unsent change",
+          "key: the key's own ledger, exact. rollup (all keys): a key's records arrive within max_lag_seconds of its " +
+          "first unsent change",
       }),
   }),
 );
